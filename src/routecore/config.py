@@ -1,0 +1,469 @@
+"""Configuration: loaded once, validated with messages naming the exact field, frozen.
+
+`load_config(None)` reads the packaged `defaults.yaml`; `load_config(path)`
+reads a file. Every problem is collected (not just the first) and raised as one
+`ConfigError` whose lines look like `models.gpt-4o.price.input: must be >= 0`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .domain import CAPABILITIES, STRATEGIES, Weights
+from .errors import ConfigError
+
+ENDPOINT_KINDS = ("simulated", "openai", "anthropic")
+CLASSIFIER_MODES = ("rule", "embedding", "combined")
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input: float  # USD per 1M input tokens
+    output: float  # USD per 1M output tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    p50_ms: float  # time to a complete typical answer
+    p95_ms: float
+    tokens_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    rpm: int  # 0: unlimited
+    tpm: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    endpoint: str
+    model_id: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    provider: str
+    model_id: str
+    version: str
+    price: Price
+    context_window: int
+    max_output_tokens: int
+    capabilities: frozenset[str]
+    quality: Mapping[str, float]
+    latency: Latency
+    rate_limits: RateLimits
+    fallbacks: tuple[str, ...]
+    deployments: tuple[Deployment, ...]
+    sim: Mapping[str, Any]
+
+    def quality_for(self, category: str) -> float:
+        return self.quality.get(category, self.quality["default"])
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    kind: str
+    base_url: str
+    api_key_env: str
+    timeout_s: float
+    max_connections: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    name: str
+    description: str
+    exemplars: tuple[str, ...]
+    keywords: tuple[str, ...]
+    patterns: tuple[str, ...]
+    complexity: float  # base complexity of the category
+
+
+@dataclass(frozen=True, slots=True)
+class ComplexityTier:
+    max_complexity: float
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedConfig:
+    artifact: str  # "" when no learned router is configured
+    willingness_to_pay: float
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    default_strategy: str
+    default_output_tokens: int
+    weights: Weights
+    complexity_tiers: tuple[ComplexityTier, ...]
+    domains: Mapping[str, tuple[str, ...]]
+    max_fallbacks: int
+    learned: LearnedConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierConfig:
+    mode: str
+    embedding_weight: float
+    feature_dim: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str
+    port: int
+    max_message_bytes: int
+    grace_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    router_version: str
+    classifier: ClassifierConfig
+    categories: Mapping[str, Category]
+    routing: RoutingConfig
+    models: Mapping[str, ModelSpec]
+    endpoints: Mapping[str, Endpoint]
+    server: ServerConfig
+    # Sections owned by later modules (cascade, feedback, ab, ...), validated there.
+    extra: Mapping[str, Any]
+    source: str
+
+
+class _Reader:
+    """Reads a YAML tree and collects every problem with its dotted path."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, msg: str) -> None:
+        self.problems.append(f"{path}: {msg}")
+
+    def mapping(self, node: Any, path: str, required: bool = True) -> dict[str, Any]:
+        if node is None and not required:
+            return {}
+        if not isinstance(node, dict):
+            self.fail(path, "must be a mapping" if node is not None else "is required")
+            return {}
+        return node
+
+    def get(self, node: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...],
+            default: Any = ..., ) -> Any:
+        full = f"{path}.{key}" if path else key
+        if key not in node or node[key] is None:
+            if default is ...:
+                self.fail(full, "is required")
+                return None
+            return default
+        value = node[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, bool) and kind in (int, float):
+            self.fail(full, f"must be a {kind.__name__}, got a bool")
+            return None
+        if not isinstance(value, kind):
+            name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(full, f"must be a {name}, got {type(value).__name__}")
+            return None
+        return value
+
+    def number(self, node: dict[str, Any], key: str, path: str, *, lo: float | None = None,
+               hi: float | None = None, default: Any = ..., integer: bool = False) -> Any:
+        value = self.get(node, key, path, int if integer else float, default)
+        if value is None:
+            return None
+        full = f"{path}.{key}" if path else key
+        if lo is not None and value < lo:
+            self.fail(full, f"must be >= {lo:g}")
+        if hi is not None and value > hi:
+            self.fail(full, f"must be <= {hi:g}")
+        return value
+
+    def strings(self, node: dict[str, Any], key: str, path: str,
+                default: Any = ()) -> tuple[str, ...]:
+        value = self.get(node, key, path, list, list(default) if default is not ... else ...)
+        if value is None:
+            return ()
+        full = f"{path}.{key}"
+        out: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                self.fail(f"{full}[{i}]", "must be a non-empty string")
+            else:
+                out.append(item)
+        return tuple(out)
+
+    def unknown(self, node: dict[str, Any], path: str, allowed: set[str]) -> None:
+        for key in node:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                self.fail(where, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+_TOP = {"router_version", "classifier", "categories", "routing", "models", "endpoints",
+        "server", "cascade", "ensemble", "feedback", "ab", "resilience", "audit", "cache"}
+_MODEL = {"provider", "model_id", "version", "price", "context_window", "max_output_tokens",
+          "capabilities", "quality", "latency", "rate_limits", "fallbacks", "deployments", "sim"}
+
+
+def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
+    p = f"models.{name}"
+    m = r.mapping(node, p)
+    r.unknown(m, p, _MODEL)
+    price = r.mapping(m.get("price"), f"{p}.price")
+    lat = r.mapping(m.get("latency"), f"{p}.latency")
+    rl = r.mapping(m.get("rate_limits"), f"{p}.rate_limits", required=False)
+    quality_node = r.mapping(m.get("quality"), f"{p}.quality")
+    quality: dict[str, float] = {}
+    for cat in quality_node:
+        q = r.number(quality_node, cat, f"{p}.quality", lo=0.0, hi=1.0)
+        if q is not None:
+            quality[str(cat)] = q
+    if quality_node and "default" not in quality_node:
+        r.fail(f"{p}.quality.default", "is required")
+    caps = r.strings(m, "capabilities", p)
+    for i, c in enumerate(caps):
+        if c not in CAPABILITIES:
+            r.fail(f"{p}.capabilities[{i}]", f"unknown capability {c!r} (known: {', '.join(CAPABILITIES)})")
+    model_id = r.get(m, "model_id", p, str, name)
+    deployments: list[Deployment] = []
+    dep_list = r.get(m, "deployments", p, list, [])
+    for i, d in enumerate(dep_list or []):
+        dp = f"{p}.deployments[{i}]"
+        dn = r.mapping(d, dp)
+        r.unknown(dn, dp, {"endpoint", "model_id", "weight"})
+        ep = r.get(dn, "endpoint", dp, str)
+        deployments.append(Deployment(
+            endpoint=ep or "",
+            model_id=r.get(dn, "model_id", dp, str, model_id) or "",
+            weight=r.number(dn, "weight", dp, lo=0.0, default=1.0) or 0.0,
+        ))
+    sim = r.mapping(m.get("sim"), f"{p}.sim", required=False)
+    values = dict(
+        provider=r.get(m, "provider", p, str),
+        version=r.get(m, "version", p, str, model_id),
+        price_in=r.number(price, "input", f"{p}.price", lo=0.0),
+        price_out=r.number(price, "output", f"{p}.price", lo=0.0),
+        ctx=r.number(m, "context_window", p, lo=1, integer=True),
+        max_out=r.number(m, "max_output_tokens", p, lo=1, integer=True, default=4096),
+        p50=r.number(lat, "p50_ms", f"{p}.latency", lo=0.0),
+        p95=r.number(lat, "p95_ms", f"{p}.latency", lo=0.0),
+        tps=r.number(lat, "tokens_per_s", f"{p}.latency", lo=0.001, default=50.0),
+        rpm=r.number(rl, "rpm", f"{p}.rate_limits", lo=0, integer=True, default=0),
+        tpm=r.number(rl, "tpm", f"{p}.rate_limits", lo=0, integer=True, default=0),
+    )
+    fallbacks = r.strings(m, "fallbacks", p)
+    if any(v is None for v in values.values()) or model_id is None:
+        return None
+    if values["p95"] < values["p50"]:
+        r.fail(f"{p}.latency.p95_ms", "must be >= latency.p50_ms")
+    return ModelSpec(
+        name=name, provider=values["provider"], model_id=model_id, version=values["version"],
+        price=Price(values["price_in"], values["price_out"]), context_window=values["ctx"],
+        max_output_tokens=values["max_out"], capabilities=frozenset(caps), quality=quality,
+        latency=Latency(values["p50"], values["p95"], values["tps"]),
+        rate_limits=RateLimits(values["rpm"], values["tpm"]), fallbacks=fallbacks,
+        deployments=tuple(deployments), sim=dict(sim),
+    )
+
+
+def _endpoint(r: _Reader, name: str, node: Any) -> Endpoint | None:
+    p = f"endpoints.{name}"
+    e = r.mapping(node, p)
+    r.unknown(e, p, {"kind", "base_url", "api_key_env", "timeout_s", "max_connections", "options"})
+    kind = r.get(e, "kind", p, str)
+    if kind is not None and kind not in ENDPOINT_KINDS:
+        r.fail(f"{p}.kind", f"must be one of {', '.join(ENDPOINT_KINDS)}")
+    base_url = r.get(e, "base_url", p, str, "")
+    if kind in ("openai", "anthropic") and not base_url:
+        r.fail(f"{p}.base_url", f"is required for kind {kind}")
+    timeout = r.number(e, "timeout_s", p, lo=0.001, default=60.0)
+    conns = r.number(e, "max_connections", p, lo=1, integer=True, default=256)
+    options = r.mapping(e.get("options"), f"{p}.options", required=False)
+    if kind is None or timeout is None or conns is None:
+        return None
+    return Endpoint(name=name, kind=kind, base_url=base_url or "",
+                    api_key_env=r.get(e, "api_key_env", p, str, "") or "",
+                    timeout_s=timeout, max_connections=conns, options=dict(options))
+
+
+def _category(r: _Reader, name: str, node: Any) -> Category | None:
+    p = f"categories.{name}"
+    c = r.mapping(node, p)
+    r.unknown(c, p, {"description", "exemplars", "keywords", "patterns", "complexity"})
+    patterns = r.strings(c, "patterns", p)
+    for i, pat in enumerate(patterns):
+        try:
+            re.compile(pat)
+        except re.error as exc:
+            r.fail(f"{p}.patterns[{i}]", f"invalid regex: {exc}")
+    exemplars = r.strings(c, "exemplars", p)
+    if not exemplars:
+        r.fail(f"{p}.exemplars", "must list at least one example prompt")
+    complexity = r.number(c, "complexity", p, lo=0.0, hi=1.0, default=0.3)
+    return Category(name=name, description=r.get(c, "description", p, str, "") or "",
+                    exemplars=exemplars, keywords=tuple(k.lower() for k in r.strings(c, "keywords", p)),
+                    patterns=patterns, complexity=complexity if complexity is not None else 0.3)
+
+
+def _weights(r: _Reader, node: Any, path: str) -> Weights:
+    w = r.mapping(node, path, required=False)
+    r.unknown(w, path, {"quality", "cost", "latency"})
+    d = Weights()
+    return Weights(
+        quality=r.number(w, "quality", path, lo=0.0, default=d.quality) or 0.0,
+        cost=r.number(w, "cost", path, lo=0.0, default=d.cost) or 0.0,
+        latency=r.number(w, "latency", path, lo=0.0, default=d.latency) or 0.0,
+    )
+
+
+def _routing(r: _Reader, node: Any, models: Mapping[str, Any],
+             categories: Mapping[str, Any]) -> RoutingConfig:
+    p = "routing"
+    g = r.mapping(node, p, required=False)
+    r.unknown(g, p, {"default_strategy", "default_output_tokens", "weights", "complexity_tiers",
+                     "domains", "max_fallbacks", "learned"})
+    strategy = r.get(g, "default_strategy", p, str, "multi_objective")
+    if strategy not in STRATEGIES:
+        r.fail(f"{p}.default_strategy", f"must be one of {', '.join(STRATEGIES)}")
+    tiers: list[ComplexityTier] = []
+    for i, t in enumerate(r.get(g, "complexity_tiers", p, list, []) or []):
+        tp = f"{p}.complexity_tiers[{i}]"
+        tn = r.mapping(t, tp)
+        mc = r.number(tn, "max_complexity", tp, lo=0.0, hi=1.0)
+        ms = r.strings(tn, "models", tp, default=...)
+        for j, m in enumerate(ms):
+            if m not in models:
+                r.fail(f"{tp}.models[{j}]", f"unknown model {m!r}")
+        if mc is not None:
+            tiers.append(ComplexityTier(mc, ms))
+    if tiers and [t.max_complexity for t in tiers] != sorted(t.max_complexity for t in tiers):
+        r.fail(f"{p}.complexity_tiers", "must be sorted by max_complexity")
+    domains: dict[str, tuple[str, ...]] = {}
+    dn = r.mapping(g.get("domains"), f"{p}.domains", required=False)
+    for cat in dn:
+        if cat not in categories and cat != "default":
+            r.fail(f"{p}.domains.{cat}", "unknown category")
+        ms = r.strings(dn, cat, f"{p}.domains", default=...)
+        for j, m in enumerate(ms):
+            if m not in models:
+                r.fail(f"{p}.domains.{cat}[{j}]", f"unknown model {m!r}")
+        domains[str(cat)] = ms
+    ln = r.mapping(g.get("learned"), f"{p}.learned", required=False)
+    r.unknown(ln, f"{p}.learned", {"artifact", "willingness_to_pay"})
+    learned = LearnedConfig(
+        artifact=r.get(ln, "artifact", f"{p}.learned", str, "") or "",
+        willingness_to_pay=r.number(ln, "willingness_to_pay", f"{p}.learned", lo=0.0, hi=1.0,
+                                    default=0.5) or 0.0,
+    )
+    return RoutingConfig(
+        default_strategy=strategy or "multi_objective",
+        default_output_tokens=r.number(g, "default_output_tokens", p, lo=1, integer=True,
+                                       default=512) or 512,
+        weights=_weights(r, g.get("weights"), f"{p}.weights"),
+        complexity_tiers=tuple(tiers),
+        domains=domains,
+        max_fallbacks=r.number(g, "max_fallbacks", p, lo=0, integer=True, default=3) or 0,
+        learned=learned,
+    )
+
+
+def parse_config(raw: Any, source: str = "<memory>") -> Config:
+    """Validate a parsed YAML tree and build the frozen `Config`."""
+    r = _Reader()
+    top = r.mapping(raw, "(root)")
+    r.unknown(top, "", _TOP)
+    cls = r.mapping(top.get("classifier"), "classifier", required=False)
+    r.unknown(cls, "classifier", {"mode", "embedding_weight", "feature_dim"})
+    mode = r.get(cls, "mode", "classifier", str, "combined")
+    if mode not in CLASSIFIER_MODES:
+        r.fail("classifier.mode", f"must be one of {', '.join(CLASSIFIER_MODES)}")
+    dim = r.number(cls, "feature_dim", "classifier", lo=16, hi=1 << 20, integer=True, default=1024)
+    if dim and dim & (dim - 1):
+        r.fail("classifier.feature_dim", "must be a power of two")
+    classifier = ClassifierConfig(
+        mode=mode or "combined",
+        embedding_weight=r.number(cls, "embedding_weight", "classifier", lo=0.0, hi=1.0,
+                                  default=0.6) or 0.0,
+        feature_dim=dim or 1024,
+    )
+    cats = {}
+    for name, node in r.mapping(top.get("categories"), "categories").items():
+        c = _category(r, str(name), node)
+        if c:
+            cats[str(name)] = c
+    models: dict[str, ModelSpec] = {}
+    model_nodes = r.mapping(top.get("models"), "models")
+    if not model_nodes and isinstance(top.get("models"), dict):
+        r.fail("models", "must define at least one model")
+    for name, node in model_nodes.items():
+        spec = _model(r, str(name), node)
+        if spec:
+            models[str(name)] = spec
+    endpoints = {}
+    for name, node in r.mapping(top.get("endpoints"), "endpoints", required=False).items():
+        ep = _endpoint(r, str(name), node)
+        if ep:
+            endpoints[str(name)] = ep
+    for name, spec in models.items():
+        for j, fb in enumerate(spec.fallbacks):
+            if fb not in model_nodes:
+                r.fail(f"models.{name}.fallbacks[{j}]", f"unknown model {fb!r}")
+            elif fb == name:
+                r.fail(f"models.{name}.fallbacks[{j}]", "a model cannot fall back to itself")
+        for j, dep in enumerate(spec.deployments):
+            if dep.endpoint and dep.endpoint not in endpoints:
+                r.fail(f"models.{name}.deployments[{j}].endpoint",
+                       f"unknown endpoint {dep.endpoint!r}")
+        for cat in spec.quality:
+            if cat != "default" and cats and cat not in cats:
+                r.fail(f"models.{name}.quality.{cat}", "unknown category")
+    routing = _routing(r, top.get("routing"), model_nodes, cats)
+    srv = r.mapping(top.get("server"), "server", required=False)
+    r.unknown(srv, "server", {"host", "port", "max_message_bytes", "grace_s"})
+    server = ServerConfig(
+        host=r.get(srv, "host", "server", str, "127.0.0.1") or "127.0.0.1",
+        port=r.number(srv, "port", "server", lo=0, hi=65535, integer=True, default=50051) or 0,
+        max_message_bytes=r.number(srv, "max_message_bytes", "server", lo=1024, integer=True,
+                                   default=4 * 1024 * 1024) or 4 * 1024 * 1024,
+        grace_s=r.number(srv, "grace_s", "server", lo=0.0, default=5.0) or 0.0,
+    )
+    version = r.get(top, "router_version", "", str, "routecore-default")
+    if r.problems:
+        raise ConfigError(r.problems)
+    extra = {k: top[k] for k in top if k not in {"router_version", "classifier", "categories",
+                                                 "routing", "models", "endpoints", "server"}}
+    return Config(router_version=version or "", classifier=classifier, categories=cats,
+                  routing=routing, models=models, endpoints=endpoints, server=server,
+                  extra=extra, source=source)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a config file; None loads the built-in defaults."""
+    if path is None:
+        text = resources.files("routecore").joinpath("defaults.yaml").read_text("utf-8")
+        source = "<built-in defaults>"
+    else:
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from exc
+        source = str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML ({exc})"]) from exc
+    return parse_config(raw, source)

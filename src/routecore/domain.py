@@ -1,0 +1,105 @@
+"""Domain objects shared by the router, the policy and the server edge.
+
+Plain frozen dataclasses: the server converts protobuf to these at the edge
+(`server/convert.py`) and nothing below the edge sees a protobuf message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STRATEGIES = ("complexity", "domain", "cost", "latency", "quality", "multi_objective", "learned")
+CAPABILITIES = ("code", "tools", "vision", "json")
+ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """Per-request limits; None means "no limit"."""
+
+    max_cost_usd: float | None = None
+    max_latency_ms: float | None = None
+    min_quality: float | None = None
+    required_capabilities: frozenset[str] = frozenset()
+    allow_models: frozenset[str] = frozenset()
+    deny_models: frozenset[str] = frozenset()
+    max_output_tokens: int | None = None
+
+
+NO_CONSTRAINTS = Constraints()
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Multi-objective weights over (quality, cost, latency)."""
+
+    quality: float = 1.0
+    cost: float = 0.5
+    latency: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    prompt: str = ""
+    messages: tuple[Message, ...] = ()
+    tenant: str = ""
+    user: str = ""
+    strategy: str = ""
+    constraints: Constraints = NO_CONSTRAINTS
+    request_id: str = ""
+    willingness_to_pay: float | None = None
+    weights: Weights | None = None
+
+    def text(self) -> str:
+        """The text the classifier reads: the prompt, or the chat's contents."""
+        if self.prompt:
+            return self.prompt
+        return "\n".join(m.content for m in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    category: str
+    complexity: float
+    confidence: float
+    # Similarity (or probability) per category, for explanations.
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Candidate:
+    model: str
+    provider: str
+    predicted_quality: float
+    estimated_cost_usd: float
+    estimated_latency_ms: float
+    score: float = 0.0
+    rejected_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    model: str
+    provider: str
+    model_version: str
+    fallbacks: tuple[str, ...]
+    category: str
+    category_confidence: float
+    complexity: float
+    estimated_cost_usd: float
+    estimated_latency_ms: float
+    predicted_quality: float
+    reason: str
+    candidates: tuple[Candidate, ...]
+    router_version: str
+    strategy: str
+    input_tokens: int
+    request_id: str
+    decision_micros: int = 0
+    variant: str = ""

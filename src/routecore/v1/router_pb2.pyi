@@ -1,0 +1,292 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Message(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class Constraints(_message.Message):
+    __slots__ = ("max_cost_usd", "max_latency_ms", "min_quality", "required_capabilities", "allow_models", "deny_models", "max_output_tokens")
+    MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MODELS_FIELD_NUMBER: _ClassVar[int]
+    DENY_MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    max_cost_usd: float
+    max_latency_ms: float
+    min_quality: float
+    required_capabilities: _containers.RepeatedScalarFieldContainer[str]
+    allow_models: _containers.RepeatedScalarFieldContainer[str]
+    deny_models: _containers.RepeatedScalarFieldContainer[str]
+    max_output_tokens: int
+    def __init__(self, max_cost_usd: _Optional[float] = ..., max_latency_ms: _Optional[float] = ..., min_quality: _Optional[float] = ..., required_capabilities: _Optional[_Iterable[str]] = ..., allow_models: _Optional[_Iterable[str]] = ..., deny_models: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+
+class RouteRequest(_message.Message):
+    __slots__ = ("prompt", "messages", "tenant", "user", "strategy", "constraints", "request_id", "willingness_to_pay", "weight_quality", "weight_cost", "weight_latency")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WILLINGNESS_TO_PAY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_COST_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    messages: _containers.RepeatedCompositeFieldContainer[Message]
+    tenant: str
+    user: str
+    strategy: str
+    constraints: Constraints
+    request_id: str
+    willingness_to_pay: float
+    weight_quality: float
+    weight_cost: float
+    weight_latency: float
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tenant: _Optional[str] = ..., user: _Optional[str] = ..., strategy: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., request_id: _Optional[str] = ..., willingness_to_pay: _Optional[float] = ..., weight_quality: _Optional[float] = ..., weight_cost: _Optional[float] = ..., weight_latency: _Optional[float] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("model", "predicted_quality", "estimated_cost_usd", "estimated_latency_ms", "score", "rejected_reason", "provider")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_REASON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    predicted_quality: float
+    estimated_cost_usd: float
+    estimated_latency_ms: float
+    score: float
+    rejected_reason: str
+    provider: str
+    def __init__(self, model: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., score: _Optional[float] = ..., rejected_reason: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
+
+class RouteDecision(_message.Message):
+    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    provider: str
+    fallbacks: _containers.RepeatedScalarFieldContainer[str]
+    category: str
+    complexity: float
+    estimated_cost_usd: float
+    estimated_latency_ms: float
+    predicted_quality: float
+    reason: str
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    router_version: str
+    decision_micros: int
+    request_id: str
+    strategy: str
+    category_confidence: float
+    input_tokens: int
+    model_version: str
+    variant: str
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "provider", "model_id", "version", "input_price_per_mtok", "output_price_per_mtok", "context_window", "capabilities", "quality", "latency_p50_ms", "latency_p95_ms", "fallbacks", "max_output_tokens")
+    class QualityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    provider: str
+    model_id: str
+    version: str
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    context_window: int
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    quality: _containers.ScalarMap[str, float]
+    latency_p50_ms: float
+    latency_p95_ms: float
+    fallbacks: _containers.RepeatedScalarFieldContainer[str]
+    max_output_tokens: int
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., model_id: _Optional[str] = ..., version: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[_Mapping[str, float]] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., fallbacks: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models", "router_version")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    router_version: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., router_version: _Optional[str] = ...) -> None: ...
+
+class CompleteRequest(_message.Message):
+    __slots__ = ("route", "max_output_tokens", "temperature", "cascade", "cascade_threshold", "ensemble_size", "json_mode")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    CASCADE_FIELD_NUMBER: _ClassVar[int]
+    CASCADE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    JSON_MODE_FIELD_NUMBER: _ClassVar[int]
+    route: RouteRequest
+    max_output_tokens: int
+    temperature: float
+    cascade: bool
+    cascade_threshold: float
+    ensemble_size: int
+    json_mode: bool
+    def __init__(self, route: _Optional[_Union[RouteRequest, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., cascade: _Optional[bool] = ..., cascade_threshold: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., json_mode: _Optional[bool] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("input_tokens", "output_tokens")
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    input_tokens: int
+    output_tokens: int
+    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+
+class Attempt(_message.Message):
+    __slots__ = ("provider", "model", "deployment", "error", "duration_ms", "retry")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    deployment: str
+    error: str
+    duration_ms: float
+    retry: int
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., error: _Optional[str] = ..., duration_ms: _Optional[float] = ..., retry: _Optional[int] = ...) -> None: ...
+
+class CascadeStep(_message.Message):
+    __slots__ = ("model", "confidence", "escalated", "reason", "cost_usd")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    confidence: float
+    escalated: bool
+    reason: str
+    cost_usd: float
+    def __init__(self, model: _Optional[str] = ..., confidence: _Optional[float] = ..., escalated: _Optional[bool] = ..., reason: _Optional[str] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class CompleteResponse(_message.Message):
+    __slots__ = ("text", "model", "usage", "cost_usd", "latency_ms", "attempts", "cascade_steps", "decision", "request_id", "provider", "finish_reason")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CASCADE_STEPS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    latency_ms: float
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    cascade_steps: _containers.RepeatedCompositeFieldContainer[CascadeStep]
+    decision: RouteDecision
+    request_id: str
+    provider: str
+    finish_reason: str
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cascade_steps: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+
+class CompleteChunk(_message.Message):
+    __slots__ = ("delta", "model", "usage", "cost_usd", "done", "attempts", "request_id", "finish_reason")
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    delta: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    done: bool
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    request_id: str
+    finish_reason: str
+    def __init__(self, delta: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., done: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., request_id: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("request_id", "prompt", "model", "score", "comment", "source")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    prompt: str
+    model: str
+    score: float
+    comment: str
+    source: str
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., model: _Optional[str] = ..., score: _Optional[float] = ..., comment: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("feedback_id", "learned")
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEARNED_FIELD_NUMBER: _ClassVar[int]
+    feedback_id: str
+    learned: bool
+    def __init__(self, feedback_id: _Optional[str] = ..., learned: _Optional[bool] = ...) -> None: ...
