@@ -80,6 +80,9 @@ class AttemptError:
     model: str
     deployment: str
     error: str
+    provider: str = ""
+    duration_ms: float = 0.0
+    retry: int = 0
 
 
 class ProviderError(RoutecoreError):
