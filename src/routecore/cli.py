@@ -1,0 +1,201 @@
+"""The `routecore` command: serve, route, models, check-config, and the tools.
+
+Imports are deferred into each command so `routecore --help` and
+`routecore check-config` start fast and a command loads only what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from .errors import RoutecoreError
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=None,
+                   help="config YAML (default: the built-in catalogue and simulated providers)")
+
+
+def _cmd_serve(ns: argparse.Namespace) -> int:
+    import asyncio
+    import multiprocessing
+
+    from .config import load_config
+    from .logs import configure_logging
+
+    configure_logging(ns.log_level, json=True if ns.json_logs else None)
+    config = load_config(ns.config)
+    port = ns.port if ns.port is not None else config.server.port
+    if ns.workers > 1 and port == 0:
+        raise SystemExit("--workers > 1 needs a fixed --port (the workers share it)")
+    procs = []
+    ctx = multiprocessing.get_context("spawn")
+    for _ in range(ns.workers - 1):
+        proc = ctx.Process(target=_worker, args=(ns.config, ns.host, port, ns.log_level,
+                                                 ns.json_logs), daemon=True)
+        proc.start()
+        procs.append(proc)
+    try:
+        asyncio.run(_serve(config, ns.host, port))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.join(5)
+    return 0
+
+
+async def _serve(config: Any, host: str | None, port: int) -> None:
+    try:
+        import uvloop  # optional: a faster event loop where installed
+
+        uvloop.install()
+    except ImportError:
+        pass
+    from .server.app import serve
+
+    await serve(config, host, port)
+
+
+def _worker(config_path: str | None, host: str | None, port: int, level: str,
+            json_logs: bool) -> None:
+    """A serving process sharing the port (SO_REUSEPORT); the kernel spreads connections."""
+    import asyncio
+
+    from .config import load_config
+    from .logs import configure_logging
+
+    configure_logging(level, json=True if json_logs else None)
+    asyncio.run(_serve(load_config(config_path), host, port))
+
+
+def _constraints(ns: argparse.Namespace) -> Any:
+    from .domain import Constraints
+
+    return Constraints(
+        max_cost_usd=ns.max_cost, max_latency_ms=ns.max_latency, min_quality=ns.min_quality,
+        required_capabilities=frozenset(ns.require or ()), allow_models=frozenset(ns.allow or ()),
+        deny_models=frozenset(ns.deny or ()), max_output_tokens=ns.max_output_tokens,
+    )
+
+
+def _cmd_route(ns: argparse.Namespace) -> int:
+    from .router import Router
+
+    router = Router.from_config(ns.config)
+    text = ns.prompt if ns.prompt != "-" else sys.stdin.read()
+    d = router.route(text, strategy=ns.strategy or "", constraints=_constraints(ns),
+                     willingness_to_pay=ns.willingness_to_pay)
+    if ns.json:
+        print(json.dumps(asdict(d), indent=2))
+        return 0
+    print(f"model:      {d.model} ({d.provider}, {d.model_version})")
+    print(f"fallbacks:  {', '.join(d.fallbacks) or '-'}")
+    print(f"category:   {d.category} (confidence {d.category_confidence:.2f}), "
+          f"complexity {d.complexity:.2f}")
+    print(f"estimate:   ${d.estimated_cost_usd:.6f}, {d.estimated_latency_ms:.0f} ms, "
+          f"quality {d.predicted_quality:.3f}, {d.input_tokens} input tokens")
+    print(f"strategy:   {d.strategy}; decided in {d.decision_micros} us")
+    print(f"reason:     {d.reason}")
+    print("candidates:")
+    print(f"  {'model':24} {'quality':>7} {'cost $':>10} {'latency':>8} {'score':>8}  rejected")
+    for c in sorted(d.candidates, key=lambda c: (bool(c.rejected_reason), -c.score)):
+        print(f"  {c.model:24} {c.predicted_quality:7.3f} {c.estimated_cost_usd:10.6f} "
+              f"{c.estimated_latency_ms:7.0f}ms {c.score:8.3f}  {c.rejected_reason or '-'}")
+    return 0
+
+
+def _cmd_models(ns: argparse.Namespace) -> int:
+    from .config import load_config
+
+    config = load_config(ns.config)
+    if ns.json:
+        print(json.dumps({n: {"provider": s.provider, "model_id": s.model_id, "version": s.version,
+                              "price_per_mtok": {"input": s.price.input, "output": s.price.output},
+                              "context_window": s.context_window,
+                              "capabilities": sorted(s.capabilities), "quality": dict(s.quality)}
+                          for n, s in config.models.items()}, indent=2))
+        return 0
+    print(f"{'model':24} {'provider':10} {'in $/M':>7} {'out $/M':>8} {'context':>9}  capabilities")
+    for s in config.models.values():
+        print(f"{s.name:24} {s.provider:10} {s.price.input:7.2f} {s.price.output:8.2f} "
+              f"{s.context_window:9d}  {','.join(sorted(s.capabilities))}")
+    return 0
+
+
+def _cmd_check_config(ns: argparse.Namespace) -> int:
+    from .config import load_config
+
+    config = load_config(ns.file)
+    print(f"{ns.file}: ok ({len(config.models)} models, {len(config.categories)} categories, "
+          f"{len(config.endpoints)} endpoints)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routecore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gRPC service")
+    _config_arg(p)
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None, help="default: server.port (50051)")
+    p.add_argument("--workers", type=int, default=1, help="serving processes sharing the port")
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--json-logs", action="store_true", help="JSON lines even on a terminal")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("route", help="route one prompt and explain the decision")
+    _config_arg(p)
+    p.add_argument("prompt", help="the prompt text ('-' reads stdin)")
+    p.add_argument("--strategy", default=None)
+    p.add_argument("--max-cost", type=float, default=None)
+    p.add_argument("--max-latency", type=float, default=None)
+    p.add_argument("--min-quality", type=float, default=None)
+    p.add_argument("--max-output-tokens", type=int, default=None)
+    p.add_argument("--require", action="append", help="required capability (repeatable)")
+    p.add_argument("--allow", action="append", help="allowed model (repeatable)")
+    p.add_argument("--deny", action="append", help="denied model (repeatable)")
+    p.add_argument("--willingness-to-pay", type=float, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_route)
+
+    p = sub.add_parser("models", help="list the model registry")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_check_config)
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: Any) -> None:
+    """Commands owned by other modules register themselves here."""
+    from .learned.commands import add_commands as add_learned_commands
+
+    add_learned_commands(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        code: int = ns.func(ns)
+    except RoutecoreError as exc:
+        print(f"routecore: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The model registry: every model's prices, limits, capabilities and quality.
+
+Built once from the frozen config. Besides name lookups it holds the same
+facts as column arrays (one row per model) so the policy scores every model
+with a handful of vectorised numpy operations instead of a Python loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .config import Config, ModelSpec
+from .domain import CAPABILITIES
+from .errors import UnknownModel
+
+F64 = npt.NDArray[np.float64]
+
+_CAP_BITS = {cap: 1 << i for i, cap in enumerate(CAPABILITIES)}
+
+
+def capability_mask(capabilities: Sequence[str] | frozenset[str]) -> int:
+    mask = 0
+    for cap in capabilities:
+        mask |= _CAP_BITS[cap]
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealth:
+    """Live health as seen by the resilience layer (breaker state)."""
+
+    healthy: bool = True
+    reason: str = ""
+
+
+class Registry:
+    """Immutable view of the configured models, by name and as column arrays."""
+
+    def __init__(self, config: Config) -> None:
+        self.names: tuple[str, ...] = tuple(config.models)
+        self.specs: dict[str, ModelSpec] = dict(config.models)
+        self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+        self.categories: tuple[str, ...] = tuple(config.categories)
+        specs = [self.specs[n] for n in self.names]
+        self.providers: tuple[str, ...] = tuple(s.provider for s in specs)
+        self.price_in: F64 = np.array([s.price.input for s in specs]) / 1e6
+        self.price_out: F64 = np.array([s.price.output for s in specs]) / 1e6
+        self.context_window: F64 = np.array([s.context_window for s in specs], dtype=np.float64)
+        self.max_output: F64 = np.array([s.max_output_tokens for s in specs], dtype=np.float64)
+        self.p50_ms: F64 = np.array([s.latency.p50_ms for s in specs])
+        self.tokens_per_s: F64 = np.array([s.latency.tokens_per_s for s in specs])
+        self.cap_mask = np.array([capability_mask(s.capabilities) for s in specs], dtype=np.int64)
+        # quality[m, c]: model m's quality on category c (default where unset).
+        self.quality: F64 = np.array(
+            [[s.quality_for(c) for c in self.categories] for s in specs], dtype=np.float64
+        ).reshape(len(specs), len(self.categories))
+        self.default_quality: F64 = np.array([s.quality["default"] for s in specs])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return (self.specs[n] for n in self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.specs
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise UnknownModel(
+                f"unknown model {name!r} (known: {', '.join(self.names)})"
+            ) from None
+
+    def check_known(self, names: frozenset[str], field: str) -> None:
+        unknown = sorted(n for n in names if n not in self.specs)
+        if unknown:
+            raise UnknownModel(
+                f"{field}: unknown model(s) {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(self.names)})"
+            )
+
+    def cost_usd(self, name: str, input_tokens: int, output_tokens: int) -> float:
+        """What one call costs at list price."""
+        i = self.index[name]
+        return float(input_tokens * self.price_in[i] + output_tokens * self.price_out[i])

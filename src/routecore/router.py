@@ -1,0 +1,193 @@
+"""The Router: the one code path from a request to a routing decision.
+
+    from routecore import Router
+    router = Router.from_config(None)          # built-in defaults
+    decision = router.route("What is 2+2?")
+
+The gRPC servicer, the CLI and `routecore eval` all call `Router.route`.
+The path is synchronous and non-blocking: feature extraction and nearest
+lookup in the compiled core, then the vectorised policy.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .classifier import Classifier
+from .config import Config, load_config
+from .domain import (
+    CAPABILITIES,
+    ROLES,
+    STRATEGIES,
+    Constraints,
+    Decision,
+    Message,
+    RouteRequest,
+    Weights,
+)
+from .errors import ConfigError, InvalidRequest
+from .features import FeatureExtractor
+from .policy import Policy, PolicyInput, QualityModel
+from .registry import Registry
+from .tokens import count_chat_tokens, count_tokens
+
+MAX_PROMPT_CHARS = 4_000_000
+
+
+def _check_limit(value: float | None, field: str) -> None:
+    if value is not None and (math.isnan(value) or value < 0):
+        raise InvalidRequest(f"constraints.{field}: must be >= 0, got {value}")
+
+
+class Router:
+    """Routes requests with a frozen config, registry, classifier and policy."""
+
+    def __init__(self, config: Config, learned: QualityModel | None = None) -> None:
+        self.config = config
+        self.registry = Registry(config)
+        self.extractor = FeatureExtractor(config.classifier.feature_dim)
+        self.classifier = Classifier(config, self.extractor)
+        self.learned = learned
+        self.policy = Policy(config, self.registry, learned)
+        self.version = config.router_version
+        # Set by the completion layer: model -> why it is unhealthy (open breaker).
+        self.health_source: Callable[[], Mapping[str, str]] | None = None
+
+    @classmethod
+    def from_config(cls, config: str | Path | Config | None) -> Router:
+        """Build a router from a config file, a parsed `Config`, or None (defaults)."""
+        cfg = config if isinstance(config, Config) else load_config(config)
+        learned = None
+        if cfg.routing.learned.artifact:
+            learned = _load_learned(cfg)
+        return cls(cfg, learned)
+
+    # -- request validation (the edge of the domain) -------------------------
+
+    def _validate(self, req: RouteRequest) -> None:
+        if not req.prompt.strip() and not any(m.content.strip() for m in req.messages):
+            raise InvalidRequest("prompt: must not be empty (give a prompt or messages)")
+        if req.prompt and req.messages:
+            raise InvalidRequest("prompt and messages: give one or the other, not both")
+        for i, m in enumerate(req.messages):
+            if m.role not in ROLES:
+                raise InvalidRequest(
+                    f"messages[{i}].role: unknown role {m.role!r} (known: {', '.join(ROLES)})")
+        size = len(req.prompt) + sum(len(m.content) for m in req.messages)
+        if size > MAX_PROMPT_CHARS:
+            raise InvalidRequest(f"prompt: {size} characters exceeds {MAX_PROMPT_CHARS}")
+        if req.strategy and req.strategy not in STRATEGIES:
+            raise InvalidRequest(
+                f"strategy: unknown strategy {req.strategy!r} (known: {', '.join(STRATEGIES)})")
+        if req.strategy == "learned" and self.learned is None:
+            raise InvalidRequest(
+                "strategy: 'learned' needs a trained router (config routing.learned.artifact)")
+        c = req.constraints
+        _check_limit(c.max_cost_usd, "max_cost_usd")
+        _check_limit(c.max_latency_ms, "max_latency_ms")
+        _check_limit(c.min_quality, "min_quality")
+        if c.min_quality is not None and c.min_quality > 1:
+            raise InvalidRequest(f"constraints.min_quality: must be <= 1, got {c.min_quality}")
+        unknown_caps = sorted(c.required_capabilities - set(CAPABILITIES))
+        if unknown_caps:
+            raise InvalidRequest(
+                f"constraints.required_capabilities: unknown {', '.join(unknown_caps)} "
+                f"(known: {', '.join(CAPABILITIES)})")
+        self.registry.check_known(c.allow_models, "constraints.allow_models")
+        self.registry.check_known(c.deny_models, "constraints.deny_models")
+        w = req.willingness_to_pay
+        if w is not None and not (0.0 <= w <= 1.0):
+            raise InvalidRequest(f"willingness_to_pay: must be in [0, 1], got {w}")
+        if req.weights is not None:
+            for name in ("quality", "cost", "latency"):
+                v = getattr(req.weights, name)
+                if math.isnan(v) or v < 0:
+                    raise InvalidRequest(f"weights.{name}: must be >= 0, got {v}")
+
+    # -- routing -------------------------------------------------------------
+
+    def route(
+        self,
+        request: str | RouteRequest | None = None,
+        *,
+        messages: Iterable[Message | Mapping[str, str]] | None = None,
+        strategy: str = "",
+        constraints: Constraints | None = None,
+        willingness_to_pay: float | None = None,
+        weights: Weights | None = None,
+        tenant: str = "",
+        user: str = "",
+        request_id: str = "",
+    ) -> Decision:
+        """Decide which model should answer. Raises InvalidRequest or NoModelAvailable."""
+        if isinstance(request, RouteRequest):
+            req = request
+        else:
+            msgs = tuple(m if isinstance(m, Message) else Message(str(m.get("role", "user")),
+                                                                   str(m.get("content", "")))
+                         for m in (messages or ()))
+            req = RouteRequest(prompt=request or "", messages=msgs, tenant=tenant, user=user,
+                               strategy=strategy, constraints=constraints or Constraints(),
+                               request_id=request_id, willingness_to_pay=willingness_to_pay,
+                               weights=weights)
+        return self._route(req)
+
+    def _route(self, req: RouteRequest) -> Decision:
+        t0 = time.perf_counter_ns()
+        self._validate(req)
+        routing = self.config.routing
+        text = req.text()
+        feats = self.classifier.features(text)
+        cls = self.classifier.classify(text, feats)
+        input_tokens = count_chat_tokens(req.messages) if req.messages else count_tokens(text)
+        output_tokens = req.constraints.max_output_tokens or routing.default_output_tokens
+        strategy = req.strategy or routing.default_strategy
+        if strategy == "learned" and self.learned is None:
+            strategy = "multi_objective"
+        wtp = (req.willingness_to_pay if req.willingness_to_pay is not None
+               else routing.learned.willingness_to_pay)
+        result = self.policy.decide(
+            PolicyInput(text=text, vec=feats.vec, classification=cls, input_tokens=input_tokens,
+                        output_tokens=output_tokens, constraints=req.constraints,
+                        strategy=strategy, weights=req.weights or routing.weights,
+                        willingness_to_pay=wtp),
+            self.health_source() if self.health_source is not None else None,
+        )
+        spec = self.registry.specs[result.model]
+        micros = (time.perf_counter_ns() - t0) // 1000
+        return Decision(
+            model=result.model, provider=spec.provider, model_version=spec.version,
+            fallbacks=result.fallbacks, category=cls.category,
+            category_confidence=cls.confidence, complexity=cls.complexity,
+            estimated_cost_usd=result.estimated_cost_usd,
+            estimated_latency_ms=result.estimated_latency_ms,
+            predicted_quality=result.predicted_quality, reason=result.reason,
+            candidates=result.candidates, router_version=self.version, strategy=strategy,
+            input_tokens=input_tokens, request_id=req.request_id or secrets.token_hex(8),
+            decision_micros=int(micros),
+        )
+
+
+def _load_learned(cfg: Config) -> QualityModel:
+    """Load the configured learned-router artifact and check its models exist."""
+    from .learned.model import LearnedRouter  # only when configured: numpy/faiss state
+
+    path = cfg.routing.learned.artifact
+    if not Path(path).exists():
+        raise ConfigError([f"routing.learned.artifact: {path!r} does not exist"])
+    try:
+        learned: Any = LearnedRouter.load(path)
+    except Exception as exc:  # an unreadable artifact is a config problem, named as such
+        raise ConfigError([f"routing.learned.artifact: cannot load {path!r} ({exc})"]) from exc
+    missing = [m for m in learned.models if m not in cfg.models]
+    if missing:
+        raise ConfigError([
+            f"routing.learned.artifact: model {m!r} in the artifact is not in models" for m in missing
+        ])
+    result: QualityModel = learned
+    return result

@@ -1,0 +1,108 @@
+"""The gRPC server: Router service, health checking, reflection, graceful shutdown.
+
+Health is NOT_SERVING until the router is built and the port is bound, and goes
+NOT_SERVING again first thing on shutdown, so load balancers drain us before
+`server.stop(grace)` lets in-flight calls finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ..config import Config
+from ..router import Router
+from ..v1 import router_pb2, router_pb2_grpc
+from .interceptors import RpcInterceptor
+from .servicer import RouterServicer
+
+log = structlog.get_logger("routecore.server")
+SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+
+
+@dataclass
+class App:
+    """One serving process: the router, the gRPC server and its health state."""
+
+    router: Router
+    access_log: bool = True
+    server: grpc.aio.Server | None = None
+    health: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
+    port: int = 0
+
+    @classmethod
+    def from_config(cls, config: Config, access_log: bool = True) -> App:
+        return cls(router=Router.from_config(config), access_log=access_log)
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Bind and start; returns the bound port (pass 0 for an ephemeral one)."""
+        cfg = self.router.config.server
+        host = cfg.host if host is None else host
+        port = cfg.port if port is None else port
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 1),
+        ]
+        server = grpc.aio.server(interceptors=[RpcInterceptor(self.access_log)], options=options)
+        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(self.router), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        bound = server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot bind {host}:{port}")
+        await server.start()
+        self.server, self.port = server, bound
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", host=host, port=bound, models=len(self.router.registry),
+                 router_version=self.router.version, pid=os.getpid())
+        return bound
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: health NOT_SERVING, stop accepting, let in-flight calls finish."""
+        if self.server is None:
+            return
+        await self.health.enter_graceful_shutdown()
+        grace = self.router.config.server.grace_s if grace is None else grace
+        log.info("draining", grace_s=grace)
+        await self.server.stop(grace)
+        self.server = None
+        log.info("stopped")
+
+    async def wait(self) -> None:
+        if self.server is not None:
+            await self.server.wait_for_termination()
+
+
+async def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+    """Run until SIGINT/SIGTERM; a second signal exits at once."""
+    app = App.from_config(config)
+    await app.start(host, port)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal() -> None:
+        if stopping.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(1)
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    waiter = asyncio.ensure_future(app.wait())
+    stopper = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    await app.stop()
+    for task in (waiter, stopper):
+        task.cancel()

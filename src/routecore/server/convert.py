@@ -1,0 +1,88 @@
+"""Protobuf <-> domain conversion, in one place. Domain code never sees `*_pb2`."""
+
+from __future__ import annotations
+
+import math
+
+from ..config import ModelSpec
+from ..domain import Constraints, Decision, Message, RouteRequest, Weights
+from ..v1 import router_pb2 as pb
+
+
+def _limit(value: float) -> float | None:
+    # proto3 scalars default to 0, which means "no limit"; negatives and NaN pass
+    # through so the router rejects them with a message naming the field.
+    return None if value == 0 else value
+
+
+def route_request(msg: pb.RouteRequest) -> RouteRequest:
+    c = msg.constraints
+    constraints = Constraints(
+        max_cost_usd=_limit(c.max_cost_usd),
+        max_latency_ms=_limit(c.max_latency_ms),
+        min_quality=_limit(c.min_quality),
+        required_capabilities=frozenset(c.required_capabilities),
+        allow_models=frozenset(c.allow_models),
+        deny_models=frozenset(c.deny_models),
+        max_output_tokens=c.max_output_tokens or None,
+    )
+    weights = None
+    if msg.weight_quality or msg.weight_cost or msg.weight_latency:
+        weights = Weights(quality=msg.weight_quality, cost=msg.weight_cost,
+                          latency=msg.weight_latency)
+    return RouteRequest(
+        prompt=msg.prompt,
+        messages=tuple(Message(m.role, m.content) for m in msg.messages),
+        tenant=msg.tenant,
+        user=msg.user,
+        strategy=msg.strategy,
+        constraints=constraints,
+        request_id=msg.request_id,
+        willingness_to_pay=msg.willingness_to_pay if msg.HasField("willingness_to_pay") else None,
+        weights=weights,
+    )
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 0.0
+
+
+def decision(d: Decision) -> pb.RouteDecision:
+    return pb.RouteDecision(
+        model=d.model,
+        provider=d.provider,
+        fallbacks=d.fallbacks,
+        category=d.category,
+        complexity=d.complexity,
+        estimated_cost_usd=d.estimated_cost_usd,
+        estimated_latency_ms=d.estimated_latency_ms,
+        predicted_quality=d.predicted_quality,
+        reason=d.reason,
+        candidates=[
+            pb.Candidate(model=c.model, provider=c.provider,
+                         predicted_quality=c.predicted_quality,
+                         estimated_cost_usd=c.estimated_cost_usd,
+                         estimated_latency_ms=c.estimated_latency_ms, score=_finite(c.score),
+                         rejected_reason=c.rejected_reason)
+            for c in d.candidates
+        ],
+        router_version=d.router_version,
+        decision_micros=d.decision_micros,
+        request_id=d.request_id,
+        strategy=d.strategy,
+        category_confidence=d.category_confidence,
+        input_tokens=d.input_tokens,
+        model_version=d.model_version,
+        variant=d.variant,
+    )
+
+
+def model_info(spec: ModelSpec) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        name=spec.name, provider=spec.provider, model_id=spec.model_id, version=spec.version,
+        input_price_per_mtok=spec.price.input, output_price_per_mtok=spec.price.output,
+        context_window=spec.context_window, capabilities=sorted(spec.capabilities),
+        quality=dict(spec.quality), latency_p50_ms=spec.latency.p50_ms,
+        latency_p95_ms=spec.latency.p95_ms, fallbacks=spec.fallbacks,
+        max_output_tokens=spec.max_output_tokens,
+    )

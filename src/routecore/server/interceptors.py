@@ -1,0 +1,140 @@
+"""The server's one interceptor: request id, one log line per RPC, error mapping.
+
+This is the only place a routecore error becomes a gRPC status. Anything that
+is not a `RoutecoreError` is a bug: it is logged with its traceback and the
+caller gets INTERNAL, and the server keeps serving.
+
+Wrapped handlers are cached per method, so an RPC pays one dict lookup here,
+not a handler rebuild.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from contextvars import ContextVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from ..errors import RoutecoreError
+
+log = structlog.get_logger("routecore.rpc")
+
+# Per-RPC state for the servicer: each grpc.aio RPC runs in its own task, so
+# these are isolated per call.
+request_id_var: ContextVar[str] = ContextVar("routecore_request_id", default="")
+log_fields_var: ContextVar[dict[str, Any]] = ContextVar("routecore_log_fields")
+
+_STATUS = {name: getattr(grpc.StatusCode, name) for name in (
+    "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED",
+    "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "PERMISSION_DENIED",
+)}
+
+
+def status_of(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC status for an exception: the taxonomy's, else INTERNAL."""
+    if isinstance(exc, RoutecoreError):
+        return _STATUS.get(exc.status, grpc.StatusCode.INTERNAL)
+    return grpc.StatusCode.INTERNAL
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and value:
+            return str(value)
+    return secrets.token_hex(8)
+
+
+class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """request id -> log line -> error mapping, for unary and server-streaming RPCs."""
+
+    def __init__(self, access_log: bool = True) -> None:
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+        self._access_log = access_log
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        if handler is None or not method.startswith("/routecore."):
+            return handler  # health, reflection: left as they are
+        wrapped = self._wrap(method.rsplit("/", 1)[-1], handler)
+        self._cache[method] = wrapped
+        return wrapped
+
+    def _finish(self, rpc: str, rid: str, t0: float, exc: BaseException | None,
+                context: grpc.aio.ServicerContext, fields: dict[str, Any]) -> None:
+        if exc is None:
+            if self._access_log:
+                log.info("rpc", rpc=rpc, request_id=rid, status="OK",
+                         latency_ms=round((time.perf_counter() - t0) * 1000, 3), **fields)
+            return
+        code = status_of(exc)
+        level = log.error if code is grpc.StatusCode.INTERNAL else log.info
+        level("rpc", rpc=rpc, request_id=rid, status=code.name, error=str(exc),
+              latency_ms=round((time.perf_counter() - t0) * 1000, 3),
+              exc_info=code is grpc.StatusCode.INTERNAL, **fields)
+
+    def _wrap(self, rpc: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        finish = self._finish
+
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                t0 = time.perf_counter()
+                rid = _request_id(context)
+                fields: dict[str, Any] = {}
+                request_id_var.set(rid)
+                log_fields_var.set(fields)
+                try:
+                    response = await inner(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # mapped here and only here
+                    finish(rpc, rid, t0, exc, context, fields)
+                    await context.abort(status_of(exc), _message(exc))
+                finish(rpc, rid, t0, None, context, fields)
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                t0 = time.perf_counter()
+                rid = _request_id(context)
+                fields: dict[str, Any] = {}
+                request_id_var.set(rid)
+                log_fields_var.set(fields)
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    finish(rpc, rid, t0, exc, context, fields)
+                    await context.abort(status_of(exc), _message(exc))
+                finish(rpc, rid, t0, None, context, fields)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return handler
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, RoutecoreError):
+        return exc.message
+    return f"internal error ({type(exc).__name__}); see the server log"

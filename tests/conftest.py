@@ -1,0 +1,23 @@
+"""Shared fixtures: a router on the built-in config, and paths to shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """The shared routing data (beside the project root), or ROUTECORE_DATA_DIR."""
+    env = os.environ.get("ROUTECORE_DATA_DIR")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "routing"
+
+
+@pytest.fixture(scope="session")
+def default_router():  # type: ignore[no-untyped-def]
+    from routecore import Router
+
+    return Router.from_config(None)

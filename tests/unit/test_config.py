@@ -1,0 +1,104 @@
+"""Config loading and validation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from routecore.config import load_config, parse_config
+from routecore.errors import ConfigError
+
+
+def _defaults() -> dict[str, Any]:
+    from importlib import resources
+
+    raw: dict[str, Any] = yaml.safe_load(
+        resources.files("routecore").joinpath("defaults.yaml").read_text("utf-8"))
+    return raw
+
+
+def _problems(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    return info.value.problems
+
+
+def test_builtin_defaults_load_and_freeze() -> None:
+    """The built-in catalogue validates and its objects are immutable."""
+    cfg = load_config(None)
+    assert "gpt-4o" in cfg.models and cfg.models["gpt-4o"].price.input == 2.5
+    with pytest.raises(AttributeError):
+        cfg.models["gpt-4o"].price.input = 0  # type: ignore[misc]
+
+
+def test_negative_price_names_the_exact_field() -> None:
+    """A negative price is reported as models.<name>.price.input: must be >= 0."""
+    raw = _defaults()
+    raw["models"]["gpt-4o"]["price"]["input"] = -1
+    assert "models.gpt-4o.price.input: must be >= 0" in _problems(raw)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """Several mistakes produce one error listing each field."""
+    raw = _defaults()
+    raw["models"]["gpt-4o"]["context_window"] = "big"
+    raw["models"]["gpt-4o-mini"]["fallbacks"] = ["nope"]
+    raw["models"]["codestral"]["capabilities"] = ["telepathy"]
+    raw["routing"]["default_strategy"] = "vibes"
+    probs = _problems(raw)
+    assert "models.gpt-4o.context_window: must be a int, got str" in probs
+    assert "models.gpt-4o-mini.fallbacks[0]: unknown model 'nope'" in probs
+    assert any(p.startswith("models.codestral.capabilities[0]: unknown capability") for p in probs)
+    assert any(p.startswith("routing.default_strategy: must be one of") for p in probs)
+
+
+def test_unknown_fields_and_missing_required_fields() -> None:
+    """Typos in field names and missing required fields are named."""
+    raw = _defaults()
+    raw["models"]["gpt-4o"]["prize"] = 1
+    del raw["models"]["gpt-4o-mini"]["provider"]
+    probs = _problems(raw)
+    assert any(p.startswith("models.gpt-4o.prize: unknown field") for p in probs)
+    assert "models.gpt-4o-mini.provider: is required" in probs
+
+
+def test_bad_regex_and_quality_range() -> None:
+    """Category regexes must compile and qualities lie in [0, 1]."""
+    raw = _defaults()
+    raw["categories"]["code"]["patterns"] = ["(unclosed"]
+    raw["models"]["gpt-4o"]["quality"]["code"] = 1.5
+    probs = _problems(raw)
+    assert any(p.startswith("categories.code.patterns[0]: invalid regex") for p in probs)
+    assert "models.gpt-4o.quality.code: must be <= 1" in probs
+
+
+def test_unknown_endpoint_and_tier_model() -> None:
+    """Deployments must name a configured endpoint and tiers known models."""
+    raw = _defaults()
+    raw["models"]["gpt-4o"]["deployments"] = [{"endpoint": "azure"}]
+    raw["routing"]["complexity_tiers"][0]["models"].append("gpt-9")
+    probs = _problems(raw)
+    assert "models.gpt-4o.deployments[0].endpoint: unknown endpoint 'azure'" in probs
+    assert "routing.complexity_tiers[0].models[4]: unknown model 'gpt-9'" in probs
+
+
+def test_load_file_errors(tmp_path: Path) -> None:
+    """A missing file and invalid YAML are config errors, not tracebacks."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+
+
+def test_file_round_trip(tmp_path: Path) -> None:
+    """A config written to a file loads the same models as the defaults."""
+    raw = copy.deepcopy(_defaults())
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert set(load_config(path).models) == set(load_config(None).models)
