@@ -1,0 +1,90 @@
+"""Plain dataclasses of the Complete API: what the servicer converts to and from protobuf.
+
+`server/convert.py` maps `CompleteRequest` -> `CompletionRequest` and
+`CompletionResult` / `StreamEvent` -> `CompleteResponse` / `CompleteChunk`; the
+field names follow the proto one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .domain import Decision, Message, RouteRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """One Complete call. Zero values mean "use the configured default"."""
+
+    route: RouteRequest
+    max_output_tokens: int = 0
+    temperature: float = 0.0
+    cascade: bool = False
+    cascade_threshold: float = 0.0
+    ensemble_size: int = 0
+    json_mode: bool = False
+
+    def messages(self) -> tuple[Message, ...]:
+        """The chat to send upstream: the request's messages, or its prompt as one user turn."""
+        if self.route.messages:
+            return self.route.messages
+        return (Message("user", self.route.prompt),)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One upstream try: `error` is empty on success; `retry` is 0 for a deployment's first try."""
+
+    provider: str
+    model: str
+    deployment: str
+    error: str = ""
+    duration_ms: float = 0.0
+    retry: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeStep:
+    """One cascade (or ensemble) member: its confidence and whether it was escalated past."""
+
+    model: str
+    confidence: float
+    escalated: bool
+    reason: str
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    text: str
+    model: str
+    provider: str
+    usage: Usage
+    cost_usd: float
+    latency_ms: float
+    attempts: tuple[Attempt, ...]
+    cascade_steps: tuple[CascadeStep, ...] = ()
+    decision: Decision | None = None
+    request_id: str = ""
+    finish_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One streamed piece; the last has `done=True` with usage, cost and attempts."""
+
+    delta: str = ""
+    model: str = ""
+    done: bool = False
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    attempts: tuple[Attempt, ...] = ()
+    request_id: str = ""
+    finish_reason: str = ""
+    provider: str = ""

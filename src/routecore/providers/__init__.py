@@ -1,0 +1,31 @@
+"""Upstream LLM providers behind one interface (`Provider`), built from the config's endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from routecore.config import Config, Endpoint
+from routecore.providers.anthropic import AnthropicProvider
+from routecore.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
+from routecore.providers.openai import OpenAIProvider
+from routecore.providers.pool import HttpPool
+from routecore.providers.simulated import SimEngine, SimulatedProvider
+
+__all__ = ["AnthropicProvider", "HttpPool", "OpenAIProvider", "Provider", "ProviderCall",
+           "ProviderResponse", "SimEngine", "SimulatedProvider", "StreamChunk", "build_providers"]
+
+
+def build_provider(endpoint: Endpoint, pool: HttpPool, engine: SimEngine) -> Provider:
+    """One provider for one endpoint; API keys are read here, at startup."""
+    if endpoint.kind == "openai":
+        return OpenAIProvider(endpoint, pool)
+    if endpoint.kind == "anthropic":
+        return AnthropicProvider(endpoint, pool)
+    return SimulatedProvider(endpoint, engine)
+
+
+def build_providers(config: Config, pool: HttpPool,
+                    engine: SimEngine | None = None) -> Mapping[str, Provider]:
+    """A provider per configured endpoint, keyed by endpoint name."""
+    engine = engine or SimEngine(config)
+    return {name: build_provider(ep, pool, engine) for name, ep in config.endpoints.items()}

@@ -1,0 +1,189 @@
+"""The provider interface and the mapping of upstream failures onto `ProviderError`.
+
+Every provider (OpenAI-compatible, Anthropic, simulated) implements `Provider`:
+`complete(call, timeout)` and `stream(call, timeout)`. Failures are always a
+`ProviderError` whose `kind` is one of: rate_limit, server, timeout,
+connection, context_overflow, auth, bad_request, stream_cut, error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from routecore.completion_types import Usage
+from routecore.config import Endpoint
+from routecore.domain import Message
+from routecore.errors import ProviderError
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One upstream request, already resolved to a deployment's `model_id`."""
+
+    model: str  # routecore model name
+    model_id: str  # the upstream's name for it
+    messages: tuple[Message, ...]
+    max_output_tokens: int
+    temperature: float = 0.0
+    json_mode: bool = False
+    logprobs: bool = False
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResponse:
+    text: str
+    finish_reason: str = "stop"
+    usage: Usage | None = None  # None when the upstream reported none
+    logprobs: tuple[float, ...] | None = None  # per output token, when returned
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A non-empty text delta, or the end marker (finish_reason and/or usage set)."""
+
+    delta: str = ""
+    finish_reason: str = ""
+    usage: Usage | None = None
+
+
+class Provider(ABC):
+    """One upstream endpoint. API keys are read once, at construction, and never shown."""
+
+    kind: str = "base"
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.name
+        self.timeout_s = endpoint.timeout_s
+        self._api_key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
+
+    @abstractmethod
+    async def complete(self, call: ProviderCall, timeout: float) -> ProviderResponse:
+        """One non-streaming call; must finish within `timeout` seconds."""
+
+    @abstractmethod
+    def stream(self, call: ProviderCall, timeout: float) -> AsyncIterator[StreamChunk]:
+        """A streaming call: text deltas, then one final chunk with finish_reason/usage.
+
+        A stream that ends without its end marker raises ProviderError(kind="stream_cut").
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (HTTP sessions are owned by the pool)."""
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "unset"
+        return (f"{type(self).__name__}(endpoint={self.name!r}, "
+                f"base_url={self.endpoint.base_url!r}, api_key=<redacted:{key}>)")
+
+    __str__ = __repr__
+
+
+def join_url(base_url: str, path: str) -> str:
+    """`https://api.x.com` + `chat/completions` -> `.../v1/chat/completions`; keeps a /vN."""
+    base = base_url.rstrip("/")
+    last = base.rsplit("/", 1)[-1]
+    if not (len(last) >= 2 and last[0] == "v" and last[1:].isdigit()):
+        base += "/v1"
+    return f"{base}/{path}"
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_OVERFLOW_MARKERS = ("context_length_exceeded", "maximum context length", "prompt is too long",
+                     "context window", "too many tokens")
+
+
+def error_from_status(status: int, body: str, headers: Mapping[str, str],
+                      where: str) -> ProviderError:
+    """Map an HTTP error response to a ProviderError with the right kind and retryability."""
+    detail = _error_detail(body)
+    msg = f"{where}: HTTP {status}: {detail}"[:500]
+    if status == 429:
+        return ProviderError(msg, retryable=True, retry_after=parse_retry_after(headers),
+                             http_status=status, kind="rate_limit")
+    if status >= 500 or status == 408:
+        return ProviderError(msg, retryable=True, retry_after=parse_retry_after(headers),
+                             http_status=status, kind="server")
+    low = body.lower()
+    if status in (400, 413) and any(m in low for m in _OVERFLOW_MARKERS):
+        return ProviderError(msg, retryable=False, http_status=status, kind="context_overflow")
+    if status in (401, 403):
+        return ProviderError(msg, retryable=False, http_status=status, kind="auth")
+    return ProviderError(msg, retryable=False, http_status=status, kind="bad_request")
+
+
+def _error_detail(body: str) -> str:
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return body.strip()[:200]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("type") or err)[:200]
+        return str(err)[:200]
+    return str(data)[:200]
+
+
+def client_error(exc: BaseException, where: str, *, streaming: bool = False) -> ProviderError:
+    """Map an aiohttp/transport exception to a ProviderError."""
+    import aiohttp  # local: base.py stays importable without touching the network stack
+
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return ProviderError(f"{where}: timed out", kind="timeout")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ProviderError(f"{where}: response cut: {exc}",
+                             kind="stream_cut" if streaming else "connection")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return ProviderError(f"{where}: connection failed: {type(exc).__name__}: {exc}"[:300],
+                             kind="connection")
+    return ProviderError(f"{where}: {type(exc).__name__}: {exc}"[:300], kind="error")
+
+
+async def iter_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs of a server-sent-events body."""
+    event: str = ""
+    data: list[str] = []
+    async for raw in lines:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event or "message", "\n".join(data)
+            event, data = "", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+    if data:
+        yield event or "message", "\n".join(data)

@@ -1,0 +1,344 @@
+"""The simulated provider: deterministic answers and scripted failures, no network.
+
+`SimEngine` decides, per call, what an upstream would do; `SimulatedProvider`
+plays it in-process (endpoint kind "simulated") and `sim_server` serves it as
+an OpenAI-compatible (and Anthropic-compatible) HTTP upstream.
+
+Behaviour per model comes from `ModelSpec.sim` (validated by `validate_sim`):
+
+    sim:
+      latency_ms: {p50: 0, p95: 0}  # lognormal time to the answer (default 0)
+      tokens_per_s: 0               # stream pacing after the first chunk (0: no pause)
+      status_429_rate: 0.0          # answer 429 with Retry-After: retry_after_s
+      retry_after_s: 1.0
+      status_5xx_rate: 0.0          # answer 500
+      timeout_rate: 0.0             # hang for timeout_s
+      timeout_s: 30.0
+      cut_stream_rate: 0.0          # drop a stream after 3 chunks
+      error_rate: 0.0               # drop the connection without an answer
+      seed: 0                       # of the failure draws
+
+or by a magic word in the model name or model_id (for tests): `slow` (1 s) or
+`slow_N` (N ms), `flaky_N` (the first N calls fail with 500, then succeed),
+`error_429`, `error_500`, `timeout`, `cut_stream`, `context_overflow`, `refuse`,
+`empty`.
+
+Answers are seeded by prompt and model. A good answer is the same for every
+model ("The answer is: ..." built from the prompt alone, so ensembles can agree);
+the chance of a good answer is the model's registry quality for the prompt's
+category, lowered by the category's complexity. Bad answers hedge, refuse, are
+truncated or wrong, with low logprobs. A judge prompt (see `routecore.cascade`)
+gets a 0-10 grade: high when the graded answer is the good one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from routecore.completion_types import Usage
+from routecore.config import Config, Endpoint, ModelSpec
+from routecore.domain import Message
+from routecore.errors import ProviderError
+from routecore.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
+
+SIM_KEYS = {"latency_ms", "tokens_per_s", "status_429_rate", "retry_after_s", "status_5xx_rate",
+            "timeout_rate", "timeout_s", "cut_stream_rate", "error_rate", "seed"}
+_RATES = ("status_429_rate", "status_5xx_rate", "timeout_rate", "cut_stream_rate", "error_rate")
+_FAULTS = (("status_429_rate", "rate_limit"), ("status_5xx_rate", "server"),
+           ("timeout_rate", "timeout"), ("error_rate", "drop"), ("cut_stream_rate", "cut"))
+JUDGE_MARKER = "strict grader"
+REFUSAL = "I'm sorry, but I can't help with that request."
+_VOCAB = ("system", "value", "result", "first", "then", "because", "therefore", "data", "model",
+          "function", "returns", "the", "a", "of", "and", "in", "each", "step", "final", "answer",
+          "is", "given", "so", "we", "compute", "check", "case", "output", "input", "total",
+          "number", "list", "key", "time", "order", "sum", "both", "only", "two", "three")
+
+
+def validate_sim(models: Mapping[str, ModelSpec]) -> list[str]:
+    """Problems in every model's `sim` section, each naming its exact path."""
+    problems: list[str] = []
+    for name, spec in models.items():
+        p = f"models.{name}.sim"
+        sim = spec.sim
+        for key in sim:
+            if key not in SIM_KEYS:
+                allowed = ", ".join(sorted(SIM_KEYS))
+                problems.append(f"{p}.{key}: unknown field (allowed: {allowed})")
+        total = 0.0
+        for key in _RATES:
+            if key in sim:
+                v = sim[key]
+                if not _is_num(v) or not 0.0 <= v <= 1.0:
+                    problems.append(f"{p}.{key}: must be a number in [0, 1]")
+                else:
+                    total += v
+        if total > 1.0:
+            problems.append(f"{p}: the failure rates must sum to <= 1")
+        for key in ("retry_after_s", "timeout_s", "tokens_per_s"):
+            if key in sim and (not _is_num(sim[key]) or sim[key] < 0):
+                problems.append(f"{p}.{key}: must be a number >= 0")
+        if "seed" in sim and (not isinstance(sim["seed"], int) or isinstance(sim["seed"], bool)):
+            problems.append(f"{p}.seed: must be an int")
+        if "latency_ms" in sim:
+            lat = sim["latency_ms"]
+            if not isinstance(lat, dict):
+                problems.append(f"{p}.latency_ms: must be a mapping with p50 and p95")
+                continue
+            for k in lat:
+                if k not in ("p50", "p95"):
+                    problems.append(f"{p}.latency_ms.{k}: unknown field (allowed: p50, p95)")
+            for k in ("p50", "p95"):
+                if k in lat and (not _is_num(lat[k]) or lat[k] < 0):
+                    problems.append(f"{p}.latency_ms.{k}: must be a number >= 0")
+            p50, p95 = lat.get("p50", 0), lat.get("p95", lat.get("p50", 0))
+            if _is_num(p50) and _is_num(p95) and p95 < p50:
+                problems.append(f"{p}.latency_ms.p95: must be >= latency_ms.p50")
+    return problems
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+@dataclass(slots=True)
+class SimAnswer:
+    text: str
+    pieces: list[str]
+    finish_reason: str
+    logprobs: list[float]
+    input_tokens: int
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, len(self.pieces))
+
+
+@dataclass(slots=True)
+class SimPlan:
+    """What the upstream does for one call."""
+
+    fault: str  # "" | rate_limit | server | timeout | drop | context_overflow
+    latency_s: float
+    answer: SimAnswer
+    retry_after_s: float = 1.0
+    timeout_s: float = 30.0
+    cut_after: int = -1  # >= 0: the stream is dropped after this many pieces
+    piece_delay_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _ModelState:
+    calls: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def approx_tokens(text: str) -> int:
+    """The simulated upstream's own tokenizer: about four characters a token."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class SimEngine:
+    """Decides each simulated call; deterministic for a given config, seed and call order."""
+
+    def __init__(self, config: Config | None = None, seed: int = 0) -> None:
+        self._config = config
+        self._seed = seed
+        self._specs: dict[str, ModelSpec] = {}
+        if config is not None:
+            for spec in config.models.values():
+                self._specs[spec.name] = spec
+                self._specs.setdefault(spec.model_id, spec)
+                for dep in spec.deployments:
+                    self._specs.setdefault(dep.model_id, spec)
+        self._state: dict[str, _ModelState] = {}
+
+    def spec(self, model: str) -> ModelSpec | None:
+        return self._specs.get(model)
+
+    def _category(self, text: str) -> tuple[str, float]:
+        low = text.lower()
+        if self._config is not None:
+            for name, cat in self._config.categories.items():
+                if any(k in low for k in cat.keywords):
+                    return name, cat.complexity
+        return "default", 0.3
+
+    def plan(self, call: ProviderCall) -> SimPlan:
+        key = call.model_id or call.model
+        magic = f"{call.model} {call.model_id}".lower()
+        spec = self.spec(call.model_id) or self.spec(call.model)
+        sim: Mapping[str, Any] = spec.sim if spec else {}
+        state = self._state.get(key)
+        if state is None:
+            state = _ModelState(rng=random.Random(f"{self._seed}:{sim.get('seed', 0)}:{key}"))
+            self._state[key] = state
+        state.calls += 1
+        answer = self.answer(call, spec, magic)
+        plan = SimPlan(fault="", latency_s=self._latency(sim, magic, state.rng), answer=answer,
+                       retry_after_s=float(sim.get("retry_after_s", 1.0)),
+                       timeout_s=float(sim.get("timeout_s", 30.0)))
+        tps = float(sim.get("tokens_per_s", 0) or 0)
+        plan.piece_delay_s = 1.0 / tps if tps > 0 else 0.0
+        flaky = re.search(r"flaky_(\d+)", magic)
+        overflow = spec is not None and answer.input_tokens > spec.context_window
+        if overflow or "context_overflow" in magic:
+            plan.fault = "context_overflow"
+        elif "error_429" in magic:
+            plan.fault = "rate_limit"
+        elif "error_500" in magic or (flaky and state.calls <= int(flaky.group(1))):
+            plan.fault = "server"
+        elif "timeout" in magic:
+            plan.fault = "timeout"
+        else:
+            u = state.rng.random()
+            for rate_key, fault in _FAULTS:
+                rate = float(sim.get(rate_key, 0.0))
+                if u < rate:
+                    plan.fault = fault
+                    break
+                u -= rate
+        if "cut_stream" in magic or plan.fault == "cut":
+            plan.fault = ""
+            plan.cut_after = min(3, max(0, len(answer.pieces) - 1))
+        return plan
+
+    @staticmethod
+    def _latency(sim: Mapping[str, Any], magic: str, rng: random.Random) -> float:
+        slow = re.search(r"slow(?:_(\d+))?", magic)
+        if slow:
+            return int(slow.group(1)) / 1000.0 if slow.group(1) else 1.0
+        lat = sim.get("latency_ms") or {}
+        p50 = float(lat.get("p50", 0.0))
+        p95 = float(lat.get("p95", p50))
+        if p50 <= 0:
+            return 0.0
+        sigma = math.log(max(p95, p50) / p50) / 1.645 if p95 > p50 else 0.0
+        return rng.lognormvariate(math.log(p50), sigma) / 1000.0
+
+    def answer(self, call: ProviderCall, spec: ModelSpec | None, magic: str = "") -> SimAnswer:
+        """The deterministic answer of `call.model_id` to the call's messages."""
+        text_in = "\n".join(m.content for m in call.messages)
+        n_in = approx_tokens(text_in) + 4 * len(call.messages)
+        system = " ".join(m.content for m in call.messages if m.role == "system")
+        if JUDGE_MARKER in system:
+            return self._pieces(self._grade(call.messages), n_in, [-0.05], call.max_output_tokens)
+        prompt = next((m.content for m in reversed(call.messages) if m.role == "user"), text_in)
+        if "refuse" in magic:
+            return self._pieces(REFUSAL, n_in, None, call.max_output_tokens)
+        if "empty" in magic:
+            return SimAnswer("", [], "stop", [], n_in)
+        category, hardness = self._category(prompt)
+        skill = spec.quality_for(category) if spec else 0.75
+        p_good = skill ** (0.5 + 2.5 * hardness)
+        rng = random.Random(hashlib.sha256(f"{call.model_id}\x00{prompt}".encode()).digest())
+        canonical = canonical_answer(prompt)
+        if rng.random() < p_good:
+            text = json.dumps({"answer": canonical}) if call.json_mode else \
+                f"The answer is: {canonical}."
+            lps = [-abs(rng.gauss(0.05, 0.05)) for _ in range(64)]
+            return self._pieces(text, n_in, lps, call.max_output_tokens)
+        mode = rng.choices(("hedge", "refusal", "truncated", "wrong"), (4, 2, 2, 2))[0]
+        lps = [-abs(rng.gauss(1.2, 0.5)) for _ in range(64)]
+        wrong = " ".join(rng.choice(_VOCAB) for _ in range(rng.randint(8, 20)))
+        if mode == "refusal":
+            text = REFUSAL
+        elif mode == "hedge":
+            text = f"I'm not sure, but it might be: {wrong}."
+        elif mode == "truncated":
+            full = f"The answer is: {canonical}."
+            words = full.split(" ")
+            ans = self._pieces(" ".join(words[: max(2, len(words) // 3)]), n_in, lps,
+                               call.max_output_tokens)
+            ans.finish_reason = "length"
+            return ans
+        else:
+            text = f"The answer is: {wrong}."
+        if call.json_mode:
+            text = '{"answer": "' + text.replace('"', "")  # unterminated JSON
+        return self._pieces(text, n_in, lps, call.max_output_tokens)
+
+    @staticmethod
+    def _pieces(text: str, n_in: int, lps: Sequence[float] | None, max_out: int) -> SimAnswer:
+        words = text.split(" ")
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)] if text else []
+        finish = "stop"
+        if max_out > 0 and len(pieces) > max_out:
+            pieces, finish = pieces[:max_out], "length"
+        lp = [lps[i % len(lps)] for i in range(len(pieces))] if lps else []
+        return SimAnswer("".join(pieces), pieces, finish, lp, n_in)
+
+    @staticmethod
+    def _grade(messages: Sequence[Message]) -> str:
+        body = "\n".join(m.content for m in messages if m.role != "system")
+        q = re.search(r"QUESTION:\n(.*?)\n\nANSWER:\n(.*)\Z", body, re.S)
+        if not q:
+            return "5"
+        question, answer = q.group(1), q.group(2).strip()
+        good = canonical_answer(question)
+        if good in answer and not answer.endswith(("...", ",")):
+            return "9"
+        if not answer or answer == REFUSAL:
+            return "0"
+        return "3"
+
+
+def canonical_answer(prompt: str) -> str:
+    """The one correct answer to `prompt` in the simulated world."""
+    rng = random.Random(hashlib.sha256(prompt.encode()).digest())
+    return " ".join(rng.choice(_VOCAB) for _ in range(rng.randint(10, 24)))
+
+
+class SimulatedProvider(Provider):
+    """Plays `SimEngine` plans in-process: sleeps, raises ProviderError, returns answers."""
+
+    kind = "simulated"
+
+    def __init__(self, endpoint: Endpoint, engine: SimEngine) -> None:
+        super().__init__(endpoint)
+        self.engine = engine
+
+    async def _fail_or_wait(self, plan: SimPlan) -> None:
+        where = f"{self.name}"
+        if plan.fault == "timeout":
+            await asyncio.sleep(plan.timeout_s)
+            raise ProviderError(f"{where}: upstream hung", kind="timeout")
+        if plan.latency_s > 0:
+            await asyncio.sleep(plan.latency_s)
+        if plan.fault == "rate_limit":
+            raise ProviderError(f"{where}: HTTP 429: rate limited", retry_after=plan.retry_after_s,
+                                http_status=429, kind="rate_limit")
+        if plan.fault == "server":
+            raise ProviderError(f"{where}: HTTP 500: internal error", http_status=500,
+                                kind="server")
+        if plan.fault == "drop":
+            raise ProviderError(f"{where}: connection reset", kind="connection")
+        if plan.fault == "context_overflow":
+            raise ProviderError(f"{where}: HTTP 400: context_length_exceeded", retryable=False,
+                                http_status=400, kind="context_overflow")
+
+    async def complete(self, call: ProviderCall, timeout: float) -> ProviderResponse:
+        plan = self.engine.plan(call)
+        await self._fail_or_wait(plan)
+        a = plan.answer
+        return ProviderResponse(a.text, a.finish_reason, a.usage,
+                                tuple(a.logprobs) if call.logprobs and a.logprobs else None)
+
+    async def stream(self, call: ProviderCall, timeout: float) -> AsyncIterator[StreamChunk]:
+        plan = self.engine.plan(call)
+        await self._fail_or_wait(plan)
+        a = plan.answer
+        for i, piece in enumerate(a.pieces):
+            if i == plan.cut_after:
+                raise ProviderError(f"{self.name}: stream cut", kind="stream_cut")
+            if i and plan.piece_delay_s:
+                await asyncio.sleep(plan.piece_delay_s)
+            yield StreamChunk(delta=piece)
+        yield StreamChunk(finish_reason=a.finish_reason, usage=a.usage)

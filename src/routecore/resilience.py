@@ -1,0 +1,405 @@
+"""Resilience: the one place for retries, backoff, circuit breakers, rate limits and load.
+
+- Retry with exponential backoff and full jitter, honouring Retry-After
+  (`resilience.retry`). Only `Resilience.call` retries; nothing else sleeps
+  between attempts.
+- A circuit breaker per deployment (`resilience.breaker`): `failure_threshold`
+  failures inside `window_s` open it; after `cooldown_s` it is half-open and
+  lets exactly one probe through; the probe's success closes it, its failure
+  opens it again. It works with a single deployment: an open breaker makes the
+  chain skip to the next model.
+- Client-side RPM/TPM token buckets per model (`ModelSpec.rate_limits`,
+  `resilience.rate_limit`).
+- Deployment choice by load: in-flight count and EWMA latency, divided by the
+  deployment's weight (`resilience.load_balance`).
+
+Clock, sleep and random source are injectable so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .config import _Reader
+from .deadline import Deadline
+from .errors import DeadlineExceeded, ProviderError
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+# on_attempt(retry_index, error or None on success, duration in ms)
+AttemptHook = Callable[[int, BaseException | None, float], None]
+
+# Errors that say something about the deployment's health (they count for the
+# breaker). A 400 or a context overflow proves the upstream is alive.
+HEALTH_KINDS = frozenset({"server", "timeout", "connection", "rate_limit", "stream_cut", "auth",
+                          "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    max_attempts: int = 2  # retries of one deployment after its first try (0: no retry)
+    base_delay_ms: float = 100.0
+    max_delay_ms: float = 2000.0
+    honor_retry_after: bool = True
+    max_retry_after_ms: float = 10000.0  # a longer Retry-After moves on to the next deployment
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    enabled: bool = True
+    failure_threshold: int = 5
+    window_s: float = 30.0
+    cooldown_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    enabled: bool = True
+    max_wait_ms: float = 0.0  # wait this long for a token before falling back
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalanceConfig:
+    ewma_alpha: float = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    load_balance: LoadBalanceConfig = LoadBalanceConfig()
+
+
+def parse_resilience(raw: Any, problems: list[str]) -> ResilienceConfig:
+    """Validate the `resilience` section; problems are appended with their exact paths."""
+    r = _Reader()
+    top = r.mapping(raw, "resilience", required=False)
+    r.unknown(top, "resilience", {"retry", "breaker", "rate_limit", "load_balance"})
+    d = ResilienceConfig()
+    p = "resilience.retry"
+    n = r.mapping(top.get("retry"), p, required=False)
+    r.unknown(n, p, {"max_attempts", "base_delay_ms", "max_delay_ms", "honor_retry_after",
+                     "max_retry_after_ms"})
+    retry = RetryConfig(
+        max_attempts=_v(r.number(n, "max_attempts", p, lo=0, integer=True,
+                                 default=d.retry.max_attempts), d.retry.max_attempts),
+        base_delay_ms=_v(r.number(n, "base_delay_ms", p, lo=0.0, default=d.retry.base_delay_ms),
+                         d.retry.base_delay_ms),
+        max_delay_ms=_v(r.number(n, "max_delay_ms", p, lo=0.0, default=d.retry.max_delay_ms),
+                        d.retry.max_delay_ms),
+        honor_retry_after=_v(r.get(n, "honor_retry_after", p, bool, True), True),
+        max_retry_after_ms=_v(r.number(n, "max_retry_after_ms", p, lo=0.0,
+                                       default=d.retry.max_retry_after_ms),
+                              d.retry.max_retry_after_ms),
+    )
+    if retry.max_delay_ms < retry.base_delay_ms:
+        r.fail(f"{p}.max_delay_ms", "must be >= base_delay_ms")
+    p = "resilience.breaker"
+    n = r.mapping(top.get("breaker"), p, required=False)
+    r.unknown(n, p, {"enabled", "failure_threshold", "window_s", "cooldown_s"})
+    breaker = BreakerConfig(
+        enabled=_v(r.get(n, "enabled", p, bool, True), True),
+        failure_threshold=_v(r.number(n, "failure_threshold", p, lo=1, integer=True,
+                                      default=d.breaker.failure_threshold),
+                             d.breaker.failure_threshold),
+        window_s=_v(r.number(n, "window_s", p, lo=0.001, default=d.breaker.window_s),
+                    d.breaker.window_s),
+        cooldown_s=_v(r.number(n, "cooldown_s", p, lo=0.0, default=d.breaker.cooldown_s),
+                      d.breaker.cooldown_s),
+    )
+    p = "resilience.rate_limit"
+    n = r.mapping(top.get("rate_limit"), p, required=False)
+    r.unknown(n, p, {"enabled", "max_wait_ms"})
+    rate = RateLimitConfig(
+        enabled=_v(r.get(n, "enabled", p, bool, True), True),
+        max_wait_ms=_v(r.number(n, "max_wait_ms", p, lo=0.0, default=0.0), 0.0),
+    )
+    p = "resilience.load_balance"
+    n = r.mapping(top.get("load_balance"), p, required=False)
+    r.unknown(n, p, {"ewma_alpha"})
+    lb = LoadBalanceConfig(ewma_alpha=_v(r.number(n, "ewma_alpha", p, lo=0.001, hi=1.0,
+                                                  default=0.3), 0.3))
+    problems.extend(r.problems)
+    return ResilienceConfig(retry=retry, breaker=breaker, rate_limit=rate, load_balance=lb)
+
+
+def _v(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+class RetryPolicy:
+    """Exponential backoff with full jitter; a Retry-After is a floor on the delay."""
+
+    def __init__(self, config: RetryConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+
+    def delay(self, retry: int, error: BaseException | None = None) -> float | None:
+        """Seconds to wait before retry `retry + 1`, or None to give up on this deployment."""
+        c = self.config
+        if retry >= c.max_attempts:
+            return None
+        if isinstance(error, ProviderError) and not error.retryable:
+            return None
+        cap = min(c.max_delay_ms, c.base_delay_ms * (2.0 ** retry)) / 1000.0
+        delay = self._rng.uniform(0.0, cap)
+        after = error.retry_after if isinstance(error, ProviderError) else None
+        if after is not None and c.honor_retry_after:
+            if after * 1000.0 > c.max_retry_after_ms:
+                return None
+            delay = max(delay, after)
+        return delay
+
+
+class CircuitBreaker:
+    """closed -> (failures in window) -> open -> (cooldown) -> half-open -> one probe."""
+
+    CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+    def __init__(self, config: BreakerConfig, clock: Clock = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._failures: deque[float] = deque()
+        self._opened_at = 0.0
+        self._state = self.CLOSED
+        self._probe_out = False
+
+    @property
+    def state(self) -> str:
+        if self._state == self.OPEN and self._clock() - self._opened_at >= self.config.cooldown_s:
+            self._state = self.HALF_OPEN
+            self._probe_out = False
+        return self._state
+
+    def allow(self) -> bool:
+        """May a call go through now? In half-open only one probe is granted at a time."""
+        if not self.config.enabled:
+            return True
+        state = self.state
+        if state == self.CLOSED:
+            return True
+        if state == self.HALF_OPEN and not self._probe_out:
+            self._probe_out = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self._failures.clear()
+        self._state = self.CLOSED
+        self._probe_out = False
+
+    def record_failure(self) -> None:
+        now = self._clock()
+        if self._state == self.HALF_OPEN:
+            self._open(now)
+            return
+        self._failures.append(now)
+        while self._failures and now - self._failures[0] > self.config.window_s:
+            self._failures.popleft()
+        if len(self._failures) >= self.config.failure_threshold:
+            self._open(now)
+
+    def release(self) -> None:
+        """The probe ended without a verdict (cancelled): let another probe through."""
+        self._probe_out = False
+
+    def _open(self, now: float) -> None:
+        self._state = self.OPEN
+        self._opened_at = now
+        self._probe_out = False
+        self._failures.clear()
+
+
+class TokenBucket:
+    """`capacity` tokens refilled continuously over 60 s; 0 capacity is unlimited."""
+
+    def __init__(self, per_minute: int, clock: Clock = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.tokens = float(per_minute)
+        self._clock = clock
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def wait_for(self, n: float) -> float:
+        """Seconds until `n` tokens are available (0: available now). Takes nothing."""
+        if self.capacity <= 0:
+            return 0.0
+        self._refill()
+        n = min(n, self.capacity)
+        return 0.0 if self.tokens >= n else (n - self.tokens) / self.rate
+
+    def take(self, n: float) -> None:
+        if self.capacity > 0:
+            self._refill()
+            self.tokens -= n  # may go below zero: a debt repaid by the refill
+
+
+class RateLimiter:
+    """Client-side RPM and TPM buckets, one pair per model."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
+
+    def _pair(self, model: str, rpm: int, tpm: int) -> tuple[TokenBucket, TokenBucket]:
+        pair = self._buckets.get(model)
+        if pair is None:
+            pair = (TokenBucket(rpm, self._clock), TokenBucket(tpm, self._clock))
+            self._buckets[model] = pair
+        return pair
+
+    def try_acquire(self, model: str, rpm: int, tpm: int, tokens: int) -> float:
+        """Take one request and `tokens` tokens and return 0, or return the wait without taking."""
+        req, tok = self._pair(model, rpm, tpm)
+        wait = max(req.wait_for(1), tok.wait_for(tokens))
+        if wait <= 0.0:
+            req.take(1)
+            tok.take(tokens)
+        return wait
+
+    def adjust(self, model: str, delta_tokens: int) -> None:
+        """Correct the TPM bucket once the real usage is known (positive: more was used)."""
+        pair = self._buckets.get(model)
+        if pair is not None and delta_tokens:
+            pair[1].take(delta_tokens)
+
+
+@dataclass(slots=True)
+class DeploymentStats:
+    in_flight: int = 0
+    ewma_ms: float | None = None
+    blocked_until: float = 0.0  # set by a Retry-After: other requests skip it until then
+
+
+class Resilience:
+    """Breakers, load stats and rate limiters for one process, plus the retry loop."""
+
+    def __init__(self, config: ResilienceConfig | None = None, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None) -> None:
+        self.config = config or ResilienceConfig()
+        self.clock = clock
+        self.sleep = sleep
+        self.retry = RetryPolicy(self.config.retry, rng)
+        self.limits = RateLimiter(clock)
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._stats: dict[str, DeploymentStats] = {}
+
+    def breaker(self, key: str) -> CircuitBreaker:
+        b = self._breakers.get(key)
+        if b is None:
+            b = self._breakers[key] = CircuitBreaker(self.config.breaker, self.clock)
+        return b
+
+    def stats(self, key: str) -> DeploymentStats:
+        s = self._stats.get(key)
+        if s is None:
+            s = self._stats[key] = DeploymentStats()
+        return s
+
+    def order(self, keys: Sequence[str], weights: Sequence[float]) -> list[int]:
+        """Indices of deployments, least loaded first: EWMA latency x (in-flight + 1) / weight.
+
+        Unmeasured deployments score 0 (tried first); weight 0 (drained) goes last.
+        Ties keep config order.
+        """
+        def score(i: int) -> tuple[int, float, int]:
+            s = self.stats(keys[i])
+            w = weights[i]
+            if w <= 0:
+                return (1, 0.0, i)
+            return (0, (s.ewma_ms or 0.0) * (s.in_flight + 1) / w + s.in_flight * 1e-6, i)
+        return sorted(range(len(keys)), key=score)
+
+    def record_failure(self, key: str) -> None:
+        """A failure seen outside `call` (a stream cut after its first chunk)."""
+        self.breaker(key).record_failure()
+
+    async def call(self, key: str, fn: Callable[[float], Awaitable[T]], *, timeout: float,
+                   deadline: Deadline, on_attempt: AttemptHook) -> T:
+        """Call `fn(attempt_timeout)` on one deployment, retrying retryable failures.
+
+        Each try runs under min(`timeout`, the deadline's remaining time). Raises
+        the last ProviderError when this deployment is given up (not retryable,
+        retries spent, breaker open, Retry-After too long or past the deadline)
+        and DeadlineExceeded when the deadline ran out.
+        """
+        retry = 0
+        stats = self.stats(key)
+        breaker = self.breaker(key)
+        while True:
+            now = self.clock()
+            if stats.blocked_until > now and retry == 0:
+                err = ProviderError(f"cooling down after 429 for {stats.blocked_until - now:.3f}s",
+                                    retryable=False, kind="rate_limit")
+                on_attempt(retry, err, 0.0)
+                raise err
+            if not breaker.allow():
+                err = ProviderError("circuit open", retryable=False, kind="circuit_open")
+                on_attempt(retry, err, 0.0)
+                raise err
+            try:
+                attempt_timeout = deadline.attempt_timeout(timeout)
+            except DeadlineExceeded:
+                breaker.release()
+                raise
+            stats.in_flight += 1
+            started = self.clock()
+            error: ProviderError
+            try:
+                async with asyncio.timeout(attempt_timeout):
+                    result = await fn(attempt_timeout)
+            except TimeoutError:
+                error = ProviderError(f"timed out after {attempt_timeout * 1000:.0f} ms",
+                                      kind="timeout")
+            except ProviderError as exc:
+                error = exc
+            except BaseException:
+                breaker.release()
+                raise
+            else:
+                ms = (self.clock() - started) * 1000.0
+                self._observe(stats, ms)
+                breaker.record_success()
+                on_attempt(retry, None, ms)
+                return result
+            finally:
+                stats.in_flight -= 1
+            ms = (self.clock() - started) * 1000.0
+            if error.kind in HEALTH_KINDS:
+                breaker.record_failure()
+            else:
+                breaker.record_success()
+            if error.kind == "timeout" and deadline.expired():
+                on_attempt(retry, DeadlineExceeded("deadline exceeded"), ms)
+                raise DeadlineExceeded(f"deadline exceeded during a call to {key}")
+            on_attempt(retry, error, ms)
+            if error.retry_after is not None:
+                stats.blocked_until = max(stats.blocked_until, self.clock() + error.retry_after)
+            delay = self.retry.delay(retry, error)
+            remaining = deadline.remaining()
+            if delay is None or (remaining is not None and delay >= remaining):
+                raise error
+            await self.sleep(delay)
+            retry += 1
+
+    def _observe(self, stats: DeploymentStats, ms: float) -> None:
+        a = self.config.load_balance.ewma_alpha
+        stats.ewma_ms = ms if stats.ewma_ms is None else a * ms + (1 - a) * stats.ewma_ms
+
+
+def describe(config: ResilienceConfig) -> Mapping[str, Any]:
+    """The effective settings, for a startup log line."""
+    return {"retry": config.retry, "breaker": config.breaker, "rate_limit": config.rate_limit}
