@@ -1,0 +1,470 @@
+"""The Complete orchestrator: route, call the models with fallbacks, cascade or ensemble, stream.
+
+    completer = Completer(config, router)           # or any `route(RouteRequest) -> Decision`
+    result = await completer.complete(CompletionRequest(RouteRequest(prompt="hi")),
+                                      Deadline.from_grpc(context))
+    async for event in completer.stream(req, deadline): ...
+    await completer.aclose()                         # on shutdown: closes the HTTP pools
+
+The fallback chain is decision.model then decision.fallbacks; inside a model,
+its deployments least-loaded first; inside a deployment, `Resilience.call`
+retries. Every try is recorded as an `Attempt`; when nothing answers,
+`AllProvidersFailed` carries them all (`ResourceExhausted` when only the
+client-side rate limits refused, `DeadlineExceeded` when time ran out). A
+request is answered at most once: no hedged or duplicate call is made after a
+success, and a stream fails over only before its first chunk reaches the
+caller (after it, a failure raises `StreamInterrupted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from routecore.cascade import CascadeConfig, parse_cascade, run_cascade
+from routecore.completion_types import (
+    Attempt,
+    CascadeStep,
+    CompletionRequest,
+    CompletionResult,
+    StreamEvent,
+    Usage,
+)
+from routecore.config import Config, Deployment, ModelSpec
+from routecore.deadline import Deadline
+from routecore.domain import Decision, Message, RouteRequest
+from routecore.ensemble import EnsembleConfig, parse_ensemble, run_ensemble
+from routecore.errors import (
+    AllProvidersFailed,
+    AttemptError,
+    ConfigError,
+    DeadlineExceeded,
+    InvalidRequest,
+    ProviderError,
+    ResourceExhausted,
+    StreamInterrupted,
+)
+from routecore.providers import HttpPool, Provider, ProviderCall, SimEngine, build_providers
+from routecore.providers.base import StreamChunk
+from routecore.providers.simulated import validate_sim
+from routecore.resilience import Resilience, ResilienceConfig, parse_resilience
+
+try:
+    from routecore.tokens import count_chat_tokens, count_tokens
+except ImportError:  # pragma: no cover - until routecore.tokens is importable
+
+    def count_tokens(text: str) -> int:
+        return max(1, len(text) // 4) if text else 0
+
+    def count_chat_tokens(messages: Sequence[Message]) -> int:
+        return sum(count_tokens(m.content) + 4 for m in messages)
+
+
+log = structlog.get_logger("routecore.completion")
+RouteFn = Callable[[RouteRequest], "Decision | Awaitable[Decision]"]
+MAX_ENSEMBLE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionSettings:
+    """The validated `resilience`, `cascade` and `ensemble` config sections."""
+
+    resilience: ResilienceConfig
+    cascade: CascadeConfig
+    ensemble: EnsembleConfig
+
+
+def parse_settings(config: Config) -> CompletionSettings:
+    """Validate the sections this layer owns (and every model's `sim`); raise ConfigError."""
+    problems: list[str] = []
+    settings = CompletionSettings(
+        resilience=parse_resilience(config.extra.get("resilience"), problems),
+        cascade=parse_cascade(config.extra.get("cascade"), config, problems),
+        ensemble=parse_ensemble(config.extra.get("ensemble"), config, problems),
+    )
+    problems.extend(validate_sim(config.models))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAnswer:
+    """One successful model call (of a chain, a cascade step, an ensemble member or a judge)."""
+
+    model: str
+    provider: str
+    deployment: str
+    text: str
+    finish_reason: str
+    usage: Usage
+    cost_usd: float
+    logprobs: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    model: str
+    spec: ModelSpec
+    key: str  # "endpoint/model_id": the breaker and load-stats key
+    endpoint: str
+    model_id: str
+    weight: float
+
+
+def cost_usd(spec: ModelSpec, usage: Usage) -> float:
+    """Registry price: input*price.input/1e6 + output*price.output/1e6."""
+    return (usage.input_tokens * spec.price.input + usage.output_tokens * spec.price.output) / 1e6
+
+
+class Completer:
+    """Calls the models for Complete/CompleteStream. One per process; `aclose()` on shutdown."""
+
+    def __init__(self, config: Config, router: Any, *,
+                 providers: Mapping[str, Provider] | None = None,
+                 resilience: Resilience | None = None,
+                 sim_engine: SimEngine | None = None) -> None:
+        self.config = config
+        self.settings = parse_settings(config)
+        route = getattr(router, "route", router)
+        if not callable(route):
+            raise TypeError("router must be a Router or a callable route(RouteRequest)")
+        self._route: Callable[[RouteRequest], Any] = route
+        self.pool = HttpPool()
+        self.providers = dict(providers) if providers is not None else \
+            dict(build_providers(config, self.pool, sim_engine))
+        self.resilience = resilience or Resilience(self.settings.resilience)
+        self._key_model: dict[str, str] = {}
+        if hasattr(router, "health_source"):
+            router.health_source = self.health
+
+    # -- public API -----------------------------------------------------------
+
+    async def complete(self, req: CompletionRequest,
+                       deadline: Deadline | None = None) -> CompletionResult:
+        """Route and answer once: plain fallback chain, cascade or ensemble."""
+        deadline = deadline or Deadline.none()
+        started = time.monotonic()
+        self._validate(req)
+        decision = await self._decide(req)
+        attempts: list[Attempt] = []
+        steps: tuple[CascadeStep, ...] = ()
+        ensemble = self._ensemble_size(req)
+        if ensemble > 1:
+            answer, steps, usage, cost = await run_ensemble(
+                self, req, decision, ensemble, deadline, attempts)
+        elif req.cascade or self.settings.cascade.enabled:
+            answer, steps, usage, cost = await run_cascade(self, req, decision, deadline, attempts)
+        else:
+            answer = await self.call_models(self.chain(decision), req, decision, deadline,
+                                            attempts)
+            usage, cost = answer.usage, answer.cost_usd
+        return CompletionResult(
+            text=answer.text, model=answer.model, provider=answer.provider, usage=usage,
+            cost_usd=cost, latency_ms=(time.monotonic() - started) * 1000.0,
+            attempts=tuple(attempts), cascade_steps=steps, decision=decision,
+            request_id=decision.request_id, finish_reason=answer.finish_reason)
+
+    async def stream(self, req: CompletionRequest,
+                     deadline: Deadline | None = None) -> AsyncIterator[StreamEvent]:
+        """Route and stream; fails over only before the first chunk is yielded.
+
+        Cascades and ensembles need whole answers to judge, so with either the
+        answer is produced as by `complete` and sent as one delta.
+        """
+        deadline = deadline or Deadline.none()
+        self._validate(req)
+        if req.cascade or self.settings.cascade.enabled or self._ensemble_size(req) > 1:
+            result = await self.complete(req, deadline)
+            yield StreamEvent(delta=result.text, model=result.model, request_id=result.request_id,
+                              provider=result.provider)
+            yield StreamEvent(model=result.model, done=True, usage=result.usage,
+                              cost_usd=result.cost_usd, attempts=result.attempts,
+                              request_id=result.request_id, finish_reason=result.finish_reason,
+                              provider=result.provider)
+            return
+        decision = await self._decide(req)
+        attempts: list[Attempt] = []
+        target, first, chunks = await self._open_stream(self.chain(decision), req, decision,
+                                                        deadline, attempts)
+        rid, model, provider = decision.request_id, target.model, target.spec.provider
+        parts: list[str] = []
+        end: StreamChunk | None = None
+        try:
+            if first.delta:
+                parts.append(first.delta)
+                yield StreamEvent(delta=first.delta, model=model, request_id=rid,
+                                  provider=provider)
+            else:
+                end = first
+            while end is None:
+                try:
+                    chunk = await self._next_chunk(chunks, deadline)
+                except StopAsyncIteration:
+                    chunk = None
+                except ProviderError as exc:
+                    self.resilience.record_failure(target.key)
+                    attempts.append(Attempt(provider, model, target.key,
+                                            f"stream interrupted: {exc.message}"))
+                    raise StreamInterrupted(
+                        f"stream from {model}@{target.key} interrupted after {len(parts)} "
+                        f"chunks: {exc.message}") from exc
+                if chunk is None:
+                    raise StreamInterrupted(f"stream from {model}@{target.key} ended early")
+                if chunk.delta:
+                    parts.append(chunk.delta)
+                    yield StreamEvent(delta=chunk.delta, model=model, request_id=rid,
+                                      provider=provider)
+                if chunk.finish_reason or chunk.usage is not None:
+                    end = chunk
+        finally:
+            await _close(chunks)
+        text = "".join(parts)
+        usage = end.usage or Usage(count_chat_tokens(req.messages()), count_tokens(text))
+        self._settle_tokens(target, req, decision, usage)
+        yield StreamEvent(model=model, done=True, usage=usage,
+                          cost_usd=cost_usd(target.spec, usage), attempts=tuple(attempts),
+                          request_id=rid, finish_reason=end.finish_reason or "stop",
+                          provider=provider)
+
+    async def aclose(self) -> None:
+        """Close every provider and the HTTP sessions."""
+        for p in self.providers.values():
+            await p.aclose()
+        await self.pool.aclose()
+
+    def health(self) -> Mapping[str, str]:
+        """Models whose every deployment has an open breaker (for the router's health source)."""
+        open_models: dict[str, int] = {}
+        for key, model in self._key_model.items():
+            if self.resilience.breaker(key).state == "open":
+                open_models[model] = open_models.get(model, 0) + 1
+        return {m: "circuit open" for m, n in open_models.items()
+                if n >= len(self._targets(m))}
+
+    # -- the fallback chain -----------------------------------------------------
+
+    def chain(self, decision: Decision) -> list[str]:
+        """decision.model then decision.fallbacks, each once."""
+        return list(dict.fromkeys((decision.model, *decision.fallbacks)))
+
+    def max_output_tokens(self, req: CompletionRequest, spec: ModelSpec) -> int:
+        n = (req.max_output_tokens or req.route.constraints.max_output_tokens
+             or self.config.routing.default_output_tokens)
+        return min(n, spec.max_output_tokens)
+
+    async def call_models(self, models: Sequence[str], req: CompletionRequest,
+                          decision: Decision, deadline: Deadline, attempts: list[Attempt], *,
+                          messages: tuple[Message, ...] | None = None,
+                          logprobs: bool = False) -> ModelAnswer:
+        """The first answer along `models` (each: deployments by load, retries inside)."""
+        msgs = messages if messages is not None else req.messages()
+        for model in models:
+            spec = self.config.models.get(model)
+            if spec is None:
+                attempts.append(Attempt("", model, "", "unknown model"))
+                continue
+            call = ProviderCall(model=model, model_id=spec.model_id, messages=msgs,
+                                max_output_tokens=self.max_output_tokens(req, spec),
+                                temperature=req.temperature, json_mode=req.json_mode,
+                                logprobs=logprobs, request_id=decision.request_id)
+            n_in = decision.input_tokens if messages is None and decision.input_tokens else \
+                count_chat_tokens(msgs)
+            if not await self._admit(spec, n_in + call.max_output_tokens, deadline, attempts):
+                continue
+            for target in self._ordered_targets(model):
+                provider = self.providers.get(target.endpoint)
+                if provider is None:
+                    attempts.append(Attempt(spec.provider, model, target.key,
+                                            f"no endpoint named {target.endpoint!r}"))
+                    continue
+                tcall = ProviderCall(model, target.model_id, call.messages, call.max_output_tokens,
+                                     call.temperature, call.json_mode, call.logprobs,
+                                     call.request_id)
+
+                async def once(timeout: float, p: Provider = provider,
+                               c: ProviderCall = tcall) -> Any:
+                    return await p.complete(c, timeout)
+
+                try:
+                    resp = await self.resilience.call(
+                        target.key, once, timeout=provider.timeout_s, deadline=deadline,
+                        on_attempt=self._recorder(attempts, spec, target))
+                except DeadlineExceeded as exc:
+                    raise self._deadline_error(attempts) from exc
+                except ProviderError as exc:
+                    log.debug("provider_attempt_failed", model=model, deployment=target.key,
+                              kind=exc.kind)
+                    if exc.kind == "context_overflow":
+                        break  # the same model on another deployment overflows the same way
+                    continue
+                usage = resp.usage or Usage(count_chat_tokens(msgs), count_tokens(resp.text))
+                self.resilience.limits.adjust(
+                    model, usage.input_tokens + usage.output_tokens
+                    - (n_in + call.max_output_tokens))
+                return ModelAnswer(model, spec.provider, target.key, resp.text,
+                                   resp.finish_reason, usage, cost_usd(spec, usage), resp.logprobs)
+        raise self._failure(attempts)
+
+    async def _open_stream(self, models: Sequence[str], req: CompletionRequest,
+                           decision: Decision, deadline: Deadline, attempts: list[Attempt],
+                           ) -> tuple[_Target, StreamChunk, AsyncIterator[StreamChunk]]:
+        """Open a stream along the chain and read its first chunk (failing over until then)."""
+        msgs = req.messages()
+        for model in models:
+            spec = self.config.models.get(model)
+            if spec is None:
+                attempts.append(Attempt("", model, "", "unknown model"))
+                continue
+            max_out = self.max_output_tokens(req, spec)
+            n_in = decision.input_tokens or count_chat_tokens(msgs)
+            if not await self._admit(spec, n_in + max_out, deadline, attempts):
+                continue
+            for target in self._ordered_targets(model):
+                provider = self.providers.get(target.endpoint)
+                if provider is None:
+                    attempts.append(Attempt(spec.provider, model, target.key,
+                                            f"no endpoint named {target.endpoint!r}"))
+                    continue
+                call = ProviderCall(model, target.model_id, msgs, max_out, req.temperature,
+                                    req.json_mode, False, decision.request_id)
+
+                async def first(timeout: float, p: Provider = provider, c: ProviderCall = call,
+                                ) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
+                    it = p.stream(c, timeout)
+                    try:
+                        chunk = await anext(it)
+                    except StopAsyncIteration as exc:
+                        raise ProviderError(f"{p.name}: empty stream", kind="stream_cut") from exc
+                    except BaseException:
+                        await _close(it)
+                        raise
+                    return chunk, it
+
+                try:
+                    chunk, it = await self.resilience.call(
+                        target.key, first, timeout=provider.timeout_s, deadline=deadline,
+                        on_attempt=self._recorder(attempts, spec, target))
+                except DeadlineExceeded as exc:
+                    raise self._deadline_error(attempts) from exc
+                except ProviderError as exc:
+                    if exc.kind == "context_overflow":
+                        break
+                    continue
+                return target, chunk, it
+        raise self._failure(attempts)
+
+    async def _next_chunk(self, it: AsyncIterator[StreamChunk], deadline: Deadline) -> StreamChunk:
+        remaining = deadline.remaining()
+        if remaining is None:
+            return await anext(it)
+        try:
+            async with asyncio.timeout(remaining):
+                return await anext(it)
+        except TimeoutError as exc:
+            raise DeadlineExceeded("deadline exceeded while streaming") from exc
+
+    # -- helpers ------------------------------------------------------------------
+
+    async def _decide(self, req: CompletionRequest) -> Decision:
+        out = self._route(req.route)
+        if inspect.isawaitable(out):
+            out = await out
+        if not isinstance(out, Decision):
+            raise TypeError(f"route() returned {type(out).__name__}, not a Decision")
+        return out
+
+    def _validate(self, req: CompletionRequest) -> None:
+        if req.max_output_tokens < 0:
+            raise InvalidRequest("max_output_tokens: must be >= 0")
+        if not 0.0 <= req.temperature <= 2.0:
+            raise InvalidRequest(f"temperature: must be in [0, 2], got {req.temperature}")
+        if not 0.0 <= req.cascade_threshold <= 1.0:
+            raise InvalidRequest(
+                f"cascade_threshold: must be in [0, 1], got {req.cascade_threshold}")
+        if not 0 <= req.ensemble_size <= MAX_ENSEMBLE:
+            raise InvalidRequest(f"ensemble_size: must be in [0, {MAX_ENSEMBLE}]")
+
+    def _ensemble_size(self, req: CompletionRequest) -> int:
+        if req.ensemble_size:
+            return req.ensemble_size
+        cfg = self.settings.ensemble
+        return cfg.size if cfg.enabled else 0
+
+    def _targets(self, model: str) -> list[_Target]:
+        spec = self.config.models[model]
+        deps = spec.deployments or (Deployment(spec.provider, spec.model_id),)
+        out = []
+        for d in deps:
+            key = f"{d.endpoint}/{d.model_id}"
+            self._key_model.setdefault(key, model)
+            out.append(_Target(model, spec, key, d.endpoint, d.model_id, d.weight))
+        return out
+
+    def _ordered_targets(self, model: str) -> list[_Target]:
+        targets = self._targets(model)
+        if len(targets) == 1:
+            return targets
+        order = self.resilience.order([t.key for t in targets], [t.weight for t in targets])
+        return [targets[i] for i in order]
+
+    async def _admit(self, spec: ModelSpec, tokens: int, deadline: Deadline,
+                     attempts: list[Attempt]) -> bool:
+        """Client-side RPM/TPM: take a request's tokens, wait a little, or skip the model."""
+        cfg = self.settings.resilience.rate_limit
+        rl = spec.rate_limits
+        if not cfg.enabled or (rl.rpm <= 0 and rl.tpm <= 0):
+            return True
+        while True:
+            wait = self.resilience.limits.try_acquire(spec.name, rl.rpm, rl.tpm, tokens)
+            if wait <= 0:
+                return True
+            remaining = deadline.remaining()
+            if wait * 1000.0 > cfg.max_wait_ms or (remaining is not None and wait >= remaining):
+                attempts.append(Attempt(spec.provider, spec.name, "",
+                                        f"rate limited (client-side): retry in {wait:.3f}s"))
+                return False
+            await self.resilience.sleep(wait)
+
+    def _settle_tokens(self, target: _Target, req: CompletionRequest, decision: Decision,
+                       usage: Usage) -> None:
+        est = (decision.input_tokens or count_chat_tokens(req.messages())) + \
+            self.max_output_tokens(req, target.spec)
+        self.resilience.limits.adjust(target.model, usage.input_tokens + usage.output_tokens - est)
+
+    @staticmethod
+    def _recorder(attempts: list[Attempt], spec: ModelSpec,
+                  target: _Target) -> Callable[[int, BaseException | None, float], None]:
+        def record(retry: int, error: BaseException | None, ms: float) -> None:
+            msg = "" if error is None else (getattr(error, "message", "") or str(error)
+                                            or type(error).__name__)
+            attempts.append(Attempt(spec.provider, target.model, target.key, msg, ms, retry))
+        return record
+
+    @staticmethod
+    def _errors(attempts: Sequence[Attempt]) -> list[AttemptError]:
+        return [AttemptError(a.model, a.deployment, a.error, a.provider, a.duration_ms, a.retry)
+                for a in attempts if a.error]
+
+    def _failure(self, attempts: Sequence[Attempt]) -> Exception:
+        failed = [a for a in attempts if a.error]
+        if failed and all(a.error.startswith("rate limited (client-side)") for a in failed):
+            return ResourceExhausted("every candidate model is at its rate limit: "
+                                     + "; ".join(f"{a.model}: {a.error}" for a in failed))
+        return AllProvidersFailed(self._errors(attempts))
+
+    def _deadline_error(self, attempts: Sequence[Attempt]) -> DeadlineExceeded:
+        detail = "; ".join(f"{a.model}@{a.deployment}: {a.error}" for a in attempts if a.error)
+        return DeadlineExceeded(f"deadline exceeded after {len(attempts)} attempts ({detail})")
+
+
+async def _close(it: AsyncIterator[StreamChunk]) -> None:
+    close = getattr(it, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,138 @@
+"""Ensemble: N models answer in parallel; the best answer is returned.
+
+Members are the decision's model, its fallbacks, then the other eligible
+candidates by score, N distinct in all. Each member calls only its own
+deployments (no cross-model fallback, so no model answers twice). Selection
+(`ensemble.selection`): "agreement" (the answer most similar, by word-set
+Jaccard, to the others) or "judge" (the highest 0-10 grade from
+`ensemble.judge_model`); answers failing the cascade's cheap checks (empty,
+refusal, invalid JSON...) score 0. Ties go to the earlier member. Usage and
+cost cover every member and judge call. Members are reported as CascadeSteps
+(confidence = selection score; reason says chosen / not chosen / failed).
+
+Config (`ensemble` section): enabled (false), size (3), selection
+("agreement"), judge_model ("" - required for selection "judge").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from routecore.cascade import cheap_checks, judge
+from routecore.completion_types import Attempt, CascadeStep, CompletionRequest, Usage
+from routecore.config import Config, _Reader
+from routecore.deadline import Deadline
+from routecore.domain import Decision
+from routecore.errors import AllProvidersFailed, AttemptError, ResourceExhausted
+
+if TYPE_CHECKING:
+    from routecore.completion import Completer, ModelAnswer
+
+SELECTIONS = ("agreement", "judge")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True, slots=True)
+class EnsembleConfig:
+    enabled: bool = False
+    size: int = 3
+    selection: str = "agreement"
+    judge_model: str = ""
+
+
+def parse_ensemble(raw: Any, config: Config, problems: list[str]) -> EnsembleConfig:
+    """Validate the `ensemble` section; problems are appended with their exact paths."""
+    r, p, d = _Reader(), "ensemble", EnsembleConfig()
+    n = r.mapping(raw, p, required=False)
+    r.unknown(n, p, {"enabled", "size", "selection", "judge_model"})
+    selection = r.get(n, "selection", p, str, d.selection) or d.selection
+    if selection not in SELECTIONS:
+        r.fail(f"{p}.selection", f"must be one of {', '.join(SELECTIONS)}")
+    judge_model = r.get(n, "judge_model", p, str, "") or ""
+    if judge_model and judge_model not in config.models:
+        r.fail(f"{p}.judge_model", f"unknown model {judge_model!r}")
+    if selection == "judge" and not judge_model:
+        r.fail(f"{p}.judge_model", "is required when selection is judge")
+    size = r.number(n, "size", p, lo=2, hi=8, integer=True, default=d.size)
+    problems.extend(r.problems)
+    return EnsembleConfig(enabled=bool(r.get(n, "enabled", p, bool, False)),
+                          size=size or d.size, selection=selection, judge_model=judge_model)
+
+
+def members(completer: Completer, decision: Decision, size: int) -> list[str]:
+    eligible = sorted((c for c in decision.candidates if not c.rejected_reason),
+                      key=lambda c: -c.score)
+    names = [*completer.chain(decision), *(c.model for c in eligible)]
+    return [m for m in dict.fromkeys(names) if m in completer.config.models][:size]
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two answers' lower-cased word sets."""
+    wa, wb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
+    if not wa and not wb:
+        return 1.0
+    return len(wa & wb) / len(wa | wb)
+
+
+def agreement_scores(texts: list[str]) -> list[float]:
+    """Each answer's mean similarity to the others (1.0 for a lone answer)."""
+    if len(texts) == 1:
+        return [1.0]
+    return [sum(similarity(t, u) for j, u in enumerate(texts) if j != i) / (len(texts) - 1)
+            for i, t in enumerate(texts)]
+
+
+async def run_ensemble(completer: Completer, req: CompletionRequest, decision: Decision,
+                       size: int, deadline: Deadline, attempts: list[Attempt],
+                       ) -> tuple[ModelAnswer, tuple[CascadeStep, ...], Usage, float]:
+    """Ask `size` models at once and return (best answer, member steps, usage, cost)."""
+    cfg = completer.settings.ensemble
+    names = members(completer, decision, size)
+    logs: list[list[Attempt]] = [[] for _ in names]
+    results = await asyncio.gather(
+        *(completer.call_models([m], req, decision, deadline, logs[i])
+          for i, m in enumerate(names)), return_exceptions=True)
+    for log in logs:
+        attempts.extend(log)
+    answers: list[ModelAnswer] = []
+    failed: dict[str, str] = {}
+    for name, res in zip(names, results, strict=True):
+        if isinstance(res, AllProvidersFailed | ResourceExhausted):
+            failed[name] = res.message
+        elif isinstance(res, BaseException):
+            raise res
+        else:
+            answers.append(res)
+    if not answers:
+        raise AllProvidersFailed([AttemptError(a.model, a.deployment, a.error, a.provider,
+                                               a.duration_ms, a.retry)
+                                  for a in attempts if a.error])
+    billed = list(answers)
+    ok = [cheap_checks(a.text, a.finish_reason, req.json_mode) is None for a in answers]
+    if cfg.selection == "judge" and cfg.judge_model:
+        jlogs: list[list[Attempt]] = [[] for _ in answers]
+        graded = await asyncio.gather(*(
+            judge(completer, cfg.judge_model, req, decision, a.text, deadline, jlogs[i])
+            for i, a in enumerate(answers)))
+        for log in jlogs:
+            attempts.extend(log)
+        scores = [g if g is not None else 0.0 for g, _ in graded]
+        billed.extend(j for _, j in graded if j is not None)
+        how = "judge"
+    else:
+        scores = agreement_scores([a.text for a in answers])
+        how = "agreement"
+    scores = [s if good else 0.0 for s, good in zip(scores, ok, strict=True)]
+    best = max(range(len(answers)), key=lambda i: (scores[i], -i))
+    steps = [CascadeStep(a.model, scores[i], False,
+                         f"ensemble: {'chosen' if i == best else 'not chosen'} "
+                         f"({how} {scores[i]:.2f})", a.cost_usd)
+             for i, a in enumerate(answers)]
+    steps += [CascadeStep(m, 0.0, False, f"ensemble: failed: {msg}"[:200])
+              for m, msg in failed.items()]
+    usage = Usage(sum(a.usage.input_tokens for a in billed),
+                  sum(a.usage.output_tokens for a in billed))
+    return answers[best], tuple(steps), usage, sum(a.cost_usd for a in billed)
