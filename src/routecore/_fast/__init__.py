@@ -1,0 +1,97 @@
+"""The compiled core and its pure-Python twins.
+
+Each function comes three ways: `XxxC` (the extension), `XxxPy` (the plain
+Python twin in `_pure`) and `Xxx`, the default: C, unless the extension is
+missing or `ROUTECORE_NO_EXTENSIONS=1` was set when this package was first
+imported. The environment is read here, once, because the choice must be
+fixed before any caller binds a function (callers do
+`from routecore._fast import extract`). Application code uses the public
+wrappers in routecore.tokens / features / catalog instead of this package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from . import _pure
+from ._constants import SCALAR_NAMES
+
+__all__ = [
+    "HAVE_EXTENSIONS",
+    "SCALAR_NAMES",
+    "count_chat_tokens",
+    "count_chat_tokensC",
+    "count_chat_tokensPy",
+    "count_tokens",
+    "count_tokensC",
+    "count_tokensPy",
+    "extract",
+    "extractC",
+    "extractPy",
+    "features_dense_dot",
+    "features_dense_dotC",
+    "features_dense_dotPy",
+    "max_by_label",
+    "max_by_labelC",
+    "max_by_labelPy",
+    "top_k",
+    "top_kC",
+    "top_kPy",
+]
+
+count_tokensPy = _pure.count_tokens
+count_chat_tokensPy = _pure.count_chat_tokens
+extractPy = _pure.extract
+features_dense_dotPy = _pure.features_dense_dot
+top_kPy = _pure.top_k
+max_by_labelPy = _pure.max_by_label
+
+_core: Any
+try:
+    from . import _core
+except ImportError:  # not built (e.g. a source checkout without build_ext)
+    _core = None
+
+HAVE_EXTENSIONS: bool = _core is not None
+
+
+def _missing(name: str) -> Callable[..., Any]:
+    def f(*args: Any, **kwargs: Any) -> Any:
+        raise ImportError(f"routecore._fast._core is not built; {name}C is unavailable")
+
+    return f
+
+
+if _core is not None:
+    count_tokensC = _core.count_tokens
+    count_chat_tokensC = _core.count_chat_tokens
+    extractC = _core.extract
+    features_dense_dotC = _core.features_dense_dot
+    top_kC = _core.top_k
+    max_by_labelC = _core.max_by_label
+else:
+    count_tokensC = _missing("count_tokens")
+    count_chat_tokensC = _missing("count_chat_tokens")
+    extractC = _missing("extract")
+    features_dense_dotC = _missing("features_dense_dot")
+    top_kC = _missing("top_k")
+    max_by_labelC = _missing("max_by_label")
+
+_USE_C = HAVE_EXTENSIONS and os.environ.get("ROUTECORE_NO_EXTENSIONS", "") != "1"
+
+if _USE_C:
+    count_tokens = count_tokensC
+    count_chat_tokens = count_chat_tokensC
+    extract = extractC
+    features_dense_dot = features_dense_dotC
+    top_k = top_kC
+    max_by_label = max_by_labelC
+else:
+    count_tokens = count_tokensPy
+    count_chat_tokens = count_chat_tokensPy
+    extract = extractPy
+    features_dense_dot = features_dense_dotPy
+    top_k = top_kPy
+    max_by_label = max_by_labelPy

@@ -1,0 +1,68 @@
+"""Tuned constants shared by the pure twin; `constants.pxi` mirrors them for C.
+
+Token-estimate costs are in milli-tokens (integers, so C and Python sum
+exactly alike). They were fitted by non-negative least squares against
+tiktoken's cl100k_base on prose, code and thirteen languages (bench/tokens.py).
+"""
+
+from __future__ import annotations
+
+# Latin words: base cost plus, past each knee (in letters), a per-letter slope.
+WORD_BASE_MILLI = 952
+WORD_KNEES = (4, 6, 10, 13)
+WORD_SLOPES_MILLI = (100, 71, 255, 816)
+ACC_MILLI = 1247  # each non-ASCII Latin letter (é, ß): two UTF-8 bytes, often split
+CAMEL_MILLI = 142  # each lower->Upper step inside a word (camelCase pieces)
+DIGIT_GROUP_MILLI = 1639  # per group of up to 3 digits
+PUNCT_RUN_MILLI = 603  # an ASCII punctuation run
+PUNCT_CHAR_MILLI = 801  # each further ASCII punctuation char in the run
+SPACE_MILLI = 464  # a whitespace token not absorbed by the next word
+NEWLINE_MILLI = 1160  # a run of whitespace holding newlines
+# Per script (see _pure.script_of): 0 ASCII, 1 Latin, 2 Greek, 3 Cyrillic,
+# 4 Hebrew, 5 Arabic, 6 Indic, 7 Thai/Lao, 8 Hangul, 9 Kana, 10 Han,
+# 11 CJK punctuation/fullwidth, 12 astral (emoji...), 13 other BMP.
+SCRIPT_RUN_MILLI = (0, 0, 805, 0, 324, 750, 936, 726, 934, 558, 563, 500, 500, 500)
+SCRIPT_CHAR_MILLI = (0, 0, 905, 441, 1121, 683, 1136, 959, 858, 887, 1045, 519, 1500, 1000)
+SCRIPT_SYM_MILLI = (0, 2000, 1000, 1000, 1000, 2013, 585, 1279, 1000, 1000, 1000, 597, 1388, 231)
+
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+# Feature families: word unigram, word bigram, char 3-gram, char 4-gram.
+FAMILY_SEEDS = (0x0, 0x5BD1E9955BD1E995, 0x27D4EB2F165667C5, 0x94D049BB133111EB)
+FAMILY_WEIGHTS = (1.0, 0.7, 0.5, 0.5)
+
+SCALAR_NAMES: tuple[str, ...] = (
+    "log_chars",  # log1p(number of code points)
+    "log_tokens",  # log1p(count_tokens(text))
+    "code",  # [0, 1): fences, code keywords, line-end { } ; :, indented lines
+    "math",  # [0, 1): digits, operators, backslash/$ (LaTeX), math words
+    "question",  # [0, 1]: ends with ?, has a ?, a sentence opens with a wh-word
+    "instruction",  # [0, 1]: imperatives (write, explain, list...) opening a sentence
+    "frac_non_ascii_letters",  # non-ASCII letters / letters
+    "frac_cjk",  # Han, kana and Hangul code points / code points
+    "frac_digits",  # digit code points / code points
+    "log_lines",  # log1p(number of lines)
+    "log_sentences",  # log1p(number of sentences)
+)
+
+CODE_KEYWORDS = (
+    "def", "function", "class", "import", "return", "const", "let", "var", "include",
+    "elif", "lambda", "struct", "void", "printf", "println", "async", "await", "fn",
+    "impl", "self", "null", "nullptr", "int", "std", "namespace", "public", "private",
+)
+MATH_WORDS = (
+    "solve", "equation", "integral", "derivative", "calculate", "compute", "probability",
+    "sum", "prove", "theorem", "matrix", "polynomial", "sqrt", "frac", "log", "sin", "cos",
+    "divided", "multiply", "percent", "fraction", "algebra", "geometry", "triangle",
+)
+IMPERATIVE_WORDS = (
+    "write", "explain", "list", "summarize", "summarise", "describe", "create", "implement",
+    "generate", "translate", "give", "tell", "compare", "analyze", "analyse", "find",
+    "calculate", "solve", "design", "rewrite", "fix", "make", "show", "provide", "classify",
+    "convert", "draft", "suggest", "outline", "identify", "name", "define", "evaluate",
+    "determine", "please",
+)
+WH_WORDS = (
+    "what", "why", "how", "when", "where", "which", "who", "whom", "whose", "is", "are",
+    "can", "could", "does", "do", "did", "should", "would", "will",
+)

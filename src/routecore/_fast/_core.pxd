@@ -1,0 +1,4 @@
+# Declarations of the compiled core; bodies live in the included .pyx files.
+include "tokens.pxd"
+include "features.pxd"
+include "knn.pxd"

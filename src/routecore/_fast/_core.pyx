@@ -1,0 +1,21 @@
+# cython: language_level=3
+"""routecore's compiled core: token estimate, features, brute-force kNN.
+
+One extension module: this file includes its parts so they call each other
+as plain C. Application code goes through routecore.tokens / features /
+catalog, never through this module.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdlib cimport realloc
+from libc.string cimport memcpy, memset
+from libc.math cimport log, log1p, sqrt, INFINITY
+
+import numpy as np
+
+include "constants.pxi"
+include "tokens.pyx"
+include "features.pyx"
+include "knn.pyx"
+
+assert len(SCALAR_NAMES) == N_SCALARS, "constants and features.pxd disagree"

@@ -1,0 +1,486 @@
+"""Plain-Python twins of the compiled core (`_core.pyx`).
+
+Every function here computes exactly what its C twin computes (same token
+counts, same hashes, features equal within float32 rounding); the parity tests
+in tests/parity prove it. The constants live in `_constants.py`, which the C
+side mirrors in `constants.pxi`; keep both in step.
+
+Character classes come from the interpreter's Unicode database (str.isalpha,
+...), which is the very table the C side reads through Py_UNICODE_ISALPHA,
+so both sides agree on any input. Lower-casing, by contrast, is a small fixed
+table (ASCII, Latin-1, Greek, Cyrillic) so that hashed features do not change
+with the Python version's Unicode tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ._constants import (
+    ACC_MILLI,
+    CAMEL_MILLI,
+    CODE_KEYWORDS,
+    DIGIT_GROUP_MILLI,
+    FAMILY_SEEDS,
+    FAMILY_WEIGHTS,
+    FNV_OFFSET,
+    FNV_PRIME,
+    IMPERATIVE_WORDS,
+    MATH_WORDS,
+    NEWLINE_MILLI,
+    PUNCT_CHAR_MILLI,
+    PUNCT_RUN_MILLI,
+    SCALAR_NAMES,
+    SCRIPT_CHAR_MILLI,
+    SCRIPT_RUN_MILLI,
+    SCRIPT_SYM_MILLI,
+    SPACE_MILLI,
+    WH_WORDS,
+    WORD_BASE_MILLI,
+    WORD_KNEES,
+    WORD_SLOPES_MILLI,
+)
+
+__all__ = [
+    "SCALAR_NAMES",
+    "count_chat_tokens",
+    "count_tokens",
+    "extract",
+    "features_dense_dot",
+    "max_by_label",
+    "script_of",
+    "top_k",
+]
+
+M64 = 0xFFFFFFFFFFFFFFFF
+GOLDEN = 0x9E3779B97F4A7C15
+
+# Character classes used by the token estimator.
+C_LETTER, C_NUMBER, C_SPACE, C_NEWLINE, C_OTHER = 0, 1, 2, 3, 4
+
+# Scripts (index into the SCRIPT_* tables).
+S_ASCII, S_LATIN, S_HAN, S_KANA, S_HANGUL, S_CJKPUNCT = 0, 1, 10, 9, 8, 11
+
+
+def script_of(cp: int) -> int:
+    """Coarse script of a code point, by block (see constants for the list)."""
+    if cp < 0x80:
+        return 0
+    if cp < 0x250 or 0x1E00 <= cp <= 0x1EFF:
+        return 1
+    if 0x370 <= cp <= 0x3FF or 0x1F00 <= cp <= 0x1FFF:
+        return 2
+    if 0x400 <= cp <= 0x52F:
+        return 3
+    if 0x590 <= cp <= 0x5FF:
+        return 4
+    if (
+        0x600 <= cp <= 0x6FF
+        or 0x750 <= cp <= 0x77F
+        or 0xFB50 <= cp <= 0xFDFF
+        or 0xFE70 <= cp <= 0xFEFF
+    ):
+        return 5
+    if 0x900 <= cp <= 0xDFF:
+        return 6
+    if 0xE00 <= cp <= 0xEFF:
+        return 7
+    if 0x1100 <= cp <= 0x11FF or 0x3130 <= cp <= 0x318F or 0xAC00 <= cp <= 0xD7AF:
+        return 8
+    if 0x3040 <= cp <= 0x30FF or 0x31F0 <= cp <= 0x31FF or 0xFF65 <= cp <= 0xFF9F:
+        return 9
+    if (
+        0x3400 <= cp <= 0x4DBF
+        or 0x4E00 <= cp <= 0x9FFF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x20000 <= cp <= 0x3FFFF
+    ):
+        return 10
+    if 0x3000 <= cp <= 0x303F or 0xFF00 <= cp <= 0xFF64:
+        return 11
+    if cp >= 0x10000:
+        return 12
+    return 13
+
+
+def _cls(c: str) -> int:
+    if c.isalpha():
+        return C_LETTER
+    if c.isnumeric():
+        return C_NUMBER
+    if c == "\n" or c == "\r":
+        return C_NEWLINE
+    if c.isspace():
+        return C_SPACE
+    return C_OTHER
+
+
+def count_tokens(text: str) -> int:
+    """Estimate BPE tokens by walking the pre-tokenizer's runs once."""
+    n = len(text)
+    if n == 0:
+        return 0
+    cls = [_cls(c) for c in text]
+    milli = 0
+    i = 0
+    while i < n:
+        k = cls[i]
+        cp = ord(text[i])
+        j = i + 1
+        if k == C_LETTER:
+            s = script_of(cp)
+            if s <= S_LATIN:
+                acc = 1 if cp >= 0x80 else 0
+                camel = 0
+                while j < n and cls[j] == C_LETTER and script_of(ord(text[j])) <= S_LATIN:
+                    c = text[j]
+                    if c.isupper() and text[j - 1].islower():
+                        camel += 1
+                    if ord(c) >= 0x80:
+                        acc += 1
+                    j += 1
+                length = j - i
+                milli += WORD_BASE_MILLI + ACC_MILLI * acc + CAMEL_MILLI * camel
+                for q in range(len(WORD_KNEES)):
+                    if length > WORD_KNEES[q]:
+                        milli += WORD_SLOPES_MILLI[q] * (length - WORD_KNEES[q])
+            else:
+                while j < n and cls[j] == C_LETTER and script_of(ord(text[j])) == s:
+                    j += 1
+                milli += SCRIPT_RUN_MILLI[s] + SCRIPT_CHAR_MILLI[s] * (j - i)
+        elif k == C_NUMBER:
+            while j < n and cls[j] == C_NUMBER:
+                j += 1
+            milli += DIGIT_GROUP_MILLI * ((j - i + 2) // 3)
+        elif k == C_SPACE or k == C_NEWLINE:
+            last_nl = i if k == C_NEWLINE else -1
+            while j < n and (cls[j] == C_SPACE or cls[j] == C_NEWLINE):
+                if cls[j] == C_NEWLINE:
+                    last_nl = j
+                j += 1
+            if last_nl >= 0:
+                milli += NEWLINE_MILLI
+                trail = j - last_nl - 1
+            else:
+                trail = j - i
+            # The last space joins the following word or punctuation, as in
+            # cl100k's pre-tokenizer; before digits or at the end it does not.
+            if trail > 0:
+                absorbed = j < n and cls[j] != C_NUMBER
+                if trail > 1 or not absorbed:
+                    milli += SPACE_MILLI
+        else:
+            while j < n and cls[j] == C_OTHER:
+                j += 1
+            # One punctuation char directly before letters joins the word.
+            end = j - 1 if (j < n and cls[j] == C_LETTER) else j
+            asc = 0
+            for q in range(i, end):
+                cq = ord(text[q])
+                if cq < 0x80:
+                    asc += 1
+                else:
+                    milli += SCRIPT_SYM_MILLI[script_of(cq)]
+            if asc:
+                milli += PUNCT_RUN_MILLI + PUNCT_CHAR_MILLI * (asc - 1)
+        i = j
+    return max(1, (milli + 500) // 1000)
+
+
+def count_chat_tokens(roles: Sequence[str], contents: Sequence[str]) -> int:
+    """OpenAI chat accounting: 3 per message + role + content, 3 to prime the reply."""
+    total = 3
+    for role, content in zip(roles, contents, strict=True):
+        total += 3 + count_tokens(role) + count_tokens(content)
+    return total
+
+
+# ----------------------------------------------------------------- features
+
+
+def lower_cp(cp: int) -> int:
+    """Fixed lower-casing table: ASCII, Latin-1, Greek, Cyrillic basic blocks."""
+    if 0x41 <= cp <= 0x5A:
+        return cp + 32
+    if cp < 0xC0:
+        return cp
+    if cp <= 0xDE:
+        return cp + 32 if cp != 0xD7 else cp
+    if 0x391 <= cp <= 0x3AB and cp != 0x3A2:
+        return cp + 32
+    if 0x410 <= cp <= 0x42F:
+        return cp + 32
+    if 0x400 <= cp <= 0x40F:
+        return cp + 80
+    return cp
+
+
+def fmix64(x: int) -> int:
+    """MurmurHash3's 64-bit finaliser: spreads FNV's weak low bits."""
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & M64
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & M64
+    x ^= x >> 33
+    return x
+
+
+def fnv_word(word: str) -> int:
+    """FNV-1a over code points (one xor-multiply per code point)."""
+    h = FNV_OFFSET
+    for c in word:
+        h = ((h ^ ord(c)) * FNV_PRIME) & M64
+    return h
+
+
+def _kw_table(words: Sequence[str]) -> frozenset[int]:
+    return frozenset(fnv_word(w) for w in words)
+
+
+_CODE_KW = _kw_table(CODE_KEYWORDS)
+_MATH_KW = _kw_table(MATH_WORDS)
+_IMPER_KW = _kw_table(IMPERATIVE_WORDS)
+_WH_KW = _kw_table(WH_WORDS)
+
+_SUBLIN = [0.0] + [1.0 + math.log(c) for c in range(1, 256)]
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def _single_char_word(cp: int) -> bool:
+    # Han and kana are written without spaces: each char is a "word".
+    s = script_of(cp)
+    return s == S_HAN or s == S_KANA
+
+
+def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Hashed n-gram vector (L2-normalised) and the scalar features, in one walk."""
+    counts = [[0] * dim for _ in range(4)]
+    mask = dim - 1
+
+    def add(family: int, h: int) -> None:
+        x = fmix64(h ^ FAMILY_SEEDS[family])
+        counts[family][x & mask] += -1 if x >> 63 else 1
+
+    n = len(text)
+    # Char n-grams over the lower-cased text with whitespace runs collapsed.
+    g0 = g1 = g2 = g3 = 0  # last four code points of the collapsed stream
+    glen = 0
+    prev_space = False
+    # Word state.
+    wh = FNV_OFFSET
+    wlen = 0
+    prev_word = -1  # hash of the previous word, -1 = none
+    at_sentence_start = True
+    # Scalar counters.
+    letters = non_ascii_letters = cjk = digits = 0
+    lines = 1 if n else 0
+    code_m = 0.0
+    math_m = 0.0
+    imper = 0.0
+    wh_starts = 0
+    qmarks = 0
+    sentences = 0
+    words = 0
+    ticks = 0
+    line_start = True
+    indent = 0
+    last_nonspace = 0
+    last_line_char = 0
+    content = False
+
+    def end_word() -> None:
+        nonlocal wh, wlen, prev_word, at_sentence_start, code_m, math_m, imper, wh_starts, words
+        if wlen == 0:
+            return
+        add(0, wh)
+        if prev_word >= 0:
+            add(1, ((prev_word * GOLDEN) + wh) & M64)
+        if wh in _CODE_KW:
+            code_m += 2.0
+        if wh in _MATH_KW:
+            math_m += 2.0
+        if wh in _IMPER_KW:
+            imper += 1.0 if at_sentence_start else 0.25
+        if at_sentence_start and wh in _WH_KW:
+            wh_starts += 1
+        words += 1
+        at_sentence_start = False
+        prev_word = wh
+        wh = FNV_OFFSET
+        wlen = 0
+
+    for i in range(n):
+        c = text[i]
+        cp = ord(c)
+        space = c.isspace()
+        lc = 0x20 if space else lower_cp(cp)
+        # Char n-grams over the collapsed stream.
+        if not (space and prev_space):
+            g0, g1, g2, g3 = g1, g2, g3, lc
+            glen += 1
+            if glen >= 3:
+                h = ((FNV_OFFSET ^ g1) * FNV_PRIME) & M64
+                h = ((h ^ g2) * FNV_PRIME) & M64
+                add(2, ((h ^ g3) * FNV_PRIME) & M64)
+            if glen >= 4:
+                h = ((FNV_OFFSET ^ g0) * FNV_PRIME) & M64
+                h = ((h ^ g1) * FNV_PRIME) & M64
+                h = ((h ^ g2) * FNV_PRIME) & M64
+                add(3, ((h ^ g3) * FNV_PRIME) & M64)
+        prev_space = space
+        # Words.
+        if c.isalnum() or c == "_":
+            if _single_char_word(cp):
+                end_word()
+                wh = ((FNV_OFFSET ^ lc) * FNV_PRIME) & M64
+                wlen = 1
+                end_word()
+            else:
+                wh = ((wh ^ lc) * FNV_PRIME) & M64
+                wlen += 1
+        else:
+            end_word()
+        # Scalars.
+        if c.isalpha():
+            letters += 1
+            if cp >= 0x80:
+                non_ascii_letters += 1
+        s = script_of(cp)
+        if s == S_HAN or s == S_KANA or s == S_HANGUL:
+            cjk += 1
+        if c.isdigit():
+            digits += 1
+            math_m += 0.2
+        if cp == 0x0A:
+            lines += 1
+            if last_line_char in (0x7B, 0x7D, 0x3B):  # { } ;
+                code_m += 1.0
+            elif last_line_char == 0x3A:  # :
+                code_m += 0.5
+            line_start = True
+            indent = 0
+            last_line_char = 0
+            at_sentence_start = True
+        elif space:
+            if line_start:
+                indent += 4 if cp == 0x09 else 1
+        else:
+            if line_start:
+                if indent >= 2 and lines > 1:
+                    code_m += 1.0
+                line_start = False
+            last_line_char = cp
+            last_nonspace = cp
+            if cp == 0x60:  # backtick: three in a row open or close a fence
+                ticks += 1
+                if ticks == 3:
+                    code_m += 4.0
+            else:
+                ticks = 0
+            if cp in (0x7B, 0x7D, 0x3B):
+                code_m += 0.5
+            elif cp in (0x2B, 0x2D, 0x2A, 0x2F, 0x3D, 0x5E, 0x3C, 0x3E, 0x25):  # + - * / = ^ < > %
+                math_m += 0.5
+            elif cp == 0x5C or cp == 0x24:  # backslash, $
+                math_m += 1.0
+            if cp == 0x3F or cp == 0xFF1F:
+                qmarks += 1
+            if cp in (0x2E, 0x21, 0x3F):  # . ! ? end a sentence before a space
+                if i + 1 == n or text[i + 1].isspace():
+                    if content:
+                        sentences += 1
+                        content = False
+                    at_sentence_start = True
+                else:
+                    content = True
+            elif cp in (0x3002, 0xFF01, 0xFF1F):  # CJK full stops end one anywhere
+                if content:
+                    sentences += 1
+                    content = False
+                at_sentence_start = True
+            else:
+                content = True
+    end_word()
+    if content:
+        sentences += 1
+
+    vec = np.zeros(dim, dtype=np.float64)
+    for f in range(4):
+        w = FAMILY_WEIGHTS[f]
+        row = counts[f]
+        for b in range(dim):
+            cnt = row[b]
+            if cnt:
+                a = -cnt if cnt < 0 else cnt
+                v = _SUBLIN[a] if a < 256 else 1.0 + math.log(a)
+                vec[b] += w * v if cnt > 0 else -(w * v)
+    norm = math.sqrt(float(np.dot(vec, vec)))
+    if norm > 0.0:
+        vec /= norm
+
+    fw = 0.05 * words
+    question = 0.5 if last_nonspace in (0x3F, 0xFF1F) else 0.0
+    if qmarks:
+        question += 0.25
+    if wh_starts:
+        question += 0.25
+    scalars = np.array(
+        [
+            math.log1p(n),
+            math.log1p(count_tokens(text)),
+            code_m / (code_m + 4.0 + fw),
+            math_m / (math_m + 4.0 + fw),
+            question,
+            min(1.0, 0.5 * imper),
+            non_ascii_letters / letters if letters else 0.0,
+            cjk / n if n else 0.0,
+            digits / n if n else 0.0,
+            math.log1p(lines),
+            math.log1p(sentences),
+        ],
+        dtype=np.float32,
+    )
+    return vec.astype(np.float32), scalars
+
+
+
+def features_dense_dot(
+    matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Row-wise dot products, accumulated in float32 in index order like the C loop."""
+    return (matrix @ query).astype(np.float32)
+
+
+def top_k(
+    scores: npt.NDArray[np.float32], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The k best scores, descending, ties broken by the lower id; NaN ranks last."""
+    n = scores.shape[0]
+    k = max(0, min(k, n))
+    s = np.where(np.isnan(scores), -np.inf, scores).astype(np.float64)
+    order = np.lexsort((np.arange(n), -s))[:k]
+    return order.astype(np.int64), scores[order].astype(np.float32)
+
+
+def max_by_label(
+    ids: npt.NDArray[np.int64],
+    sims: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int32],
+    n_labels: int,
+) -> npt.NDArray[np.float32]:
+    """Per-label max similarity over the hits; -1.0 (the cosine floor) where no hit."""
+    out = np.full(n_labels, -1.0, dtype=np.float32)
+    n = labels.shape[0]
+    for i, s in zip(ids.tolist(), sims.tolist(), strict=True):
+        if 0 <= i < n:
+            lab = int(labels[i])
+            if 0 <= lab < n_labels and s > out[lab]:
+                out[lab] = s
+    return out
