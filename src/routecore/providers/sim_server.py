@@ -47,7 +47,8 @@ class SimServer:
                  *, seed: int = 0) -> None:
         self.app = make_sim_app(config, seed=seed)
         self.host, self.port = host, port
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
+                                     shutdown_timeout=0.5)
 
     @property
     def engine(self) -> SimEngine:
@@ -59,7 +60,7 @@ class SimServer:
 
     async def start(self) -> SimServer:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         if self.port == 0:  # the bound socket tells the ephemeral port
             self.port = int(self._runner.addresses[0][1])

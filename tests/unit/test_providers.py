@@ -1,0 +1,187 @@
+"""Providers: error mapping, Retry-After, the simulated upstream, HTTP providers, secrets."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import structlog
+from conftest_complete import make_config, model, router_for
+
+from routecore.completion import Completer
+from routecore.completion_types import CompletionRequest
+from routecore.config import Endpoint
+from routecore.domain import Message, RouteRequest
+from routecore.errors import AllProvidersFailed, ProviderError
+from routecore.providers import AnthropicProvider, HttpPool, OpenAIProvider, SimEngine
+from routecore.providers.base import (
+    ProviderCall,
+    StreamChunk,
+    error_from_status,
+    join_url,
+    parse_retry_after,
+)
+from routecore.providers.sim_server import SimServer
+from routecore.providers.simulated import REFUSAL, SimulatedProvider, validate_sim
+
+SECRET = "sk-test-THIS-MUST-NEVER-BE-LOGGED-1234"
+
+
+def _call(model_id: str, prompt: str = "Write a haiku about autumn rain.",
+          **kw: object) -> ProviderCall:
+    return ProviderCall(model=model_id, model_id=model_id, messages=(Message("user", prompt),),
+                        max_output_tokens=200, **kw)  # type: ignore[arg-type]
+
+
+async def _drain(it: AsyncIterator[StreamChunk]) -> list[StreamChunk]:
+    return [c async for c in it]
+
+
+def test_http_errors_map_to_provider_errors() -> None:
+    """429/5xx are retryable, context overflow and other 4xx are not, each with its kind."""
+    e = error_from_status(429, '{"error": {"message": "slow down"}}', {"retry-after": "3"}, "x")
+    assert (e.kind, e.retryable, e.retry_after, e.http_status) == ("rate_limit", True, 3.0, 429)
+    e = error_from_status(503, "unavailable", {}, "x")
+    assert (e.kind, e.retryable) == ("server", True)
+    e = error_from_status(400, '{"error": {"code": "context_length_exceeded", "message": "m"}}',
+                          {}, "x")
+    assert (e.kind, e.retryable) == ("context_overflow", False)
+    e = error_from_status(401, "nope", {}, "x")
+    assert (e.kind, e.retryable) == ("auth", False)
+    e = error_from_status(400, '{"error": {"message": "bad field"}}', {}, "x")
+    assert (e.kind, e.retryable) == ("bad_request", False)
+
+
+def test_retry_after_parsing() -> None:
+    """Retry-After is read as seconds, as an HTTP date, or from retry-after-ms first."""
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= (parse_retry_after({"retry-after": when}) or 0) <= 31
+    assert parse_retry_after({}) is None
+    assert parse_retry_after({"retry-after": "soon"}) is None
+
+
+def test_join_url_keeps_an_explicit_version() -> None:
+    """A base URL gets /v1 unless it already ends in a /vN segment."""
+    assert join_url("http://h:1", "chat/completions") == "http://h:1/v1/chat/completions"
+    assert join_url("http://h/v1/", "messages") == "http://h/v1/messages"
+    assert join_url("https://openrouter.ai/api/v1", "chat/completions").endswith(
+        "/api/v1/chat/completions")
+
+
+def test_api_key_is_read_at_construction_and_never_in_repr(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key comes from the endpoint's env var when the provider is built; reprs redact it."""
+    monkeypatch.setenv("RC_TEST_KEY", SECRET)
+    ep = Endpoint("up", "openai", "http://127.0.0.1:9", "RC_TEST_KEY", 5.0, 4)
+    pool = HttpPool()
+    p = OpenAIProvider(ep, pool)
+    a = AnthropicProvider(Endpoint("an", "anthropic", "http://127.0.0.1:9", "RC_TEST_KEY", 5, 4),
+                          pool)
+    monkeypatch.setenv("RC_TEST_KEY", "changed-later")
+    assert p._headers["authorization"] == f"Bearer {SECRET}"
+    assert a._headers["x-api-key"] == SECRET
+    for text in (repr(p), str(p), repr(a)):
+        assert SECRET not in text and "redacted" in text
+    assert SECRET not in repr(pool)
+
+
+async def test_secret_never_reaches_logs_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing call with a key set logs and raises nothing that contains the key."""
+    monkeypatch.setenv("RC_TEST_KEY", SECRET)
+    cfg = make_config({"m": model("m", endpoint="dead")},
+                      endpoints={"dead": {"kind": "openai", "base_url": "http://127.0.0.1:9",
+                                          "api_key_env": "RC_TEST_KEY", "timeout_s": 2}})
+    c = Completer(cfg, router_for("m"))
+    with structlog.testing.capture_logs() as logs, pytest.raises(AllProvidersFailed) as err:
+        await c.complete(CompletionRequest(RouteRequest(prompt="hi")))
+    await c.aclose()
+    assert SECRET not in str(logs) and SECRET not in str(err.value)
+    assert SECRET not in repr(c.providers) and SECRET not in repr(err.value.attempts)
+
+
+def test_sim_answers_are_deterministic_and_quality_dependent() -> None:
+    """Same prompt and model give the same answer; a strong model answers well more often."""
+    cfg = make_config({"weak": model("weak", quality=0.3), "strong": model("strong", quality=0.97)})
+    eng = SimEngine(cfg)
+    prompts = [f"Design the architecture of system number {i} step by step" for i in range(40)]
+    a1 = [eng.answer(_call("weak", p), cfg.models["weak"]).text for p in prompts]
+    a2 = [SimEngine(cfg).answer(_call("weak", p), cfg.models["weak"]).text for p in prompts]
+    assert a1 == a2
+    good_w = sum(t.startswith("The answer is") and len(t) > 40 for t in a1)
+    strong = [eng.answer(_call("strong", p), cfg.models["strong"]).text for p in prompts]
+    good_s = sum(t.startswith("The answer is") for t in strong)
+    assert good_s > good_w + 10
+
+
+def test_sim_config_is_validated_with_exact_paths() -> None:
+    """Unknown sim keys, out-of-range rates and p95 < p50 are reported per model path."""
+    cfg = make_config({"m": model("m", sim={"error_rate": 2, "wat": 1,
+                                            "latency_ms": {"p50": 10, "p95": 5}})})
+    problems = validate_sim(cfg.models)
+    assert "models.m.sim.error_rate: must be a number in [0, 1]" in problems
+    assert any(p.startswith("models.m.sim.wat: unknown field") for p in problems)
+    assert "models.m.sim.latency_ms.p95: must be >= latency_ms.p50" in problems
+
+
+async def test_in_process_sim_magic_names() -> None:
+    """Magic model names script failures: flaky_N, error_429, refuse, empty, cut_stream."""
+    cfg = make_config({"m": model("m", sim={"retry_after_s": 0.5})})
+    sim = SimulatedProvider(Endpoint("sim", "simulated", "", "", 5, 4), SimEngine(cfg))
+    for _ in range(2):
+        with pytest.raises(ProviderError) as e:
+            await sim.complete(_call("flaky_2"), 1)
+        assert e.value.kind == "server"
+    assert (await sim.complete(_call("flaky_2"), 1)).text
+    with pytest.raises(ProviderError) as e:
+        await sim.complete(_call("error_429"), 1)
+    assert e.value.kind == "rate_limit" and e.value.retry_after == 1.0
+    assert (await sim.complete(_call("refuse"), 1)).text == REFUSAL
+    assert (await sim.complete(_call("empty"), 1)).text == ""
+    with pytest.raises(ProviderError) as e:
+        await _drain(sim.stream(_call("cut_stream"), 1))
+    assert e.value.kind == "stream_cut"
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_http_providers_against_the_sim_server(kind: str) -> None:
+    """Both HTTP providers complete, stream with usage, and map 429/500/overflow/cut streams."""
+    cfg = make_config({"m": model("m")})
+    async with SimServer(cfg) as srv:
+        pool = HttpPool()
+        ep = Endpoint("up", kind, srv.base_url, "", 5.0, 8)
+        p = OpenAIProvider(ep, pool) if kind == "openai" else AnthropicProvider(ep, pool)
+        r = await p.complete(_call("m", logprobs=True), 2.0)
+        assert r.text.startswith(("The answer is", "I'm")) and r.usage and r.usage.output_tokens
+        if kind == "openai":
+            assert r.logprobs is not None and len(r.logprobs) == r.usage.output_tokens
+        chunks = await _drain(p.stream(_call("m"), 2.0))
+        assert "".join(c.delta for c in chunks) == r.text
+        assert chunks[-1].usage == r.usage and chunks[-1].finish_reason
+        for name, expect in (("error_429", "rate_limit"), ("error_500", "server"),
+                             ("context_overflow", "context_overflow")):
+            with pytest.raises(ProviderError) as e:
+                await p.complete(_call(name), 2.0)
+            assert e.value.kind == expect
+            with pytest.raises(ProviderError) as e:
+                await _drain(p.stream(_call(name), 2.0))
+            assert e.value.kind == expect
+        got: list[str] = []
+        with pytest.raises(ProviderError) as e:
+            async for c in p.stream(_call("cut_stream"), 2.0):
+                got.append(c.delta)
+        assert e.value.kind == "stream_cut" and len(got) == 3
+        await pool.aclose()
+
+
+async def test_connection_refused_is_a_retryable_connection_error() -> None:
+    """A dead upstream maps to ProviderError(kind=connection, retryable=True)."""
+    pool = HttpPool()
+    p = OpenAIProvider(Endpoint("dead", "openai", "http://127.0.0.1:9", "", 2.0, 4), pool)
+    with pytest.raises(ProviderError) as e:
+        await p.complete(_call("m"), 1.0)
+    assert e.value.kind == "connection" and e.value.retryable
+    await pool.aclose()
