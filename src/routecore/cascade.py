@@ -1,8 +1,8 @@
 """Cascade: answer with the cheapest acceptable model, escalate while confidence is low.
 
 The ladder is the decision's eligible candidates in cost order, each rung of
-higher predicted quality than the last (at most `cascade.max_steps` rungs, the
-best one always kept). Each answer gets a confidence in [0, 1]:
+higher predicted quality than the last, and the decision's own model (at most
+`cascade.max_steps` rungs, the last one always kept). Each answer gets a confidence in [0, 1]:
 
 - cheap checks first: empty answer (0), refusal (0.05), hedging (0.3),
   truncated at the token limit (0.2), invalid JSON when json_mode (0);
@@ -155,7 +155,8 @@ async def confidence(completer: Completer, ans: ModelAnswer, req: CompletionRequ
 
 
 def ladder(completer: Completer, decision: Decision, max_steps: int) -> list[str]:
-    """Cheapest acceptable first, then strictly better predicted quality, at most max_steps."""
+    """Cheapest acceptable first, then strictly better predicted quality (plus the decision's
+    model), at most max_steps with the last rung kept."""
     models = completer.config.models
     rows: list[tuple[float, float, str]] = []
     eligible = [c for c in decision.candidates if not c.rejected_reason and c.model in models]
@@ -171,9 +172,9 @@ def ladder(completer: Completer, decision: Decision, max_steps: int) -> list[str
     out: list[str] = []
     best = -1.0
     for _, quality, model in rows:
-        if quality > best:
+        if quality > best or model == decision.model:  # the router's pick is always a rung
             out.append(model)
-            best = quality
+            best = max(best, quality)
     if len(out) > max_steps:
         out = [*out[: max_steps - 1], out[-1]]
     return out
