@@ -1,0 +1,119 @@
+"""C vs pure-Python parity for the compiled core (skipped when it is not built)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from routecore import _fast
+
+if not _fast.HAVE_EXTENSIONS:
+    pytest.skip("routecore._fast._core is not built", allow_module_level=True)
+
+FIXED = [
+    "",
+    " ",
+    "a",
+    "Hello world, this is a test.",
+    "Write a Python function:\n```python\ndef foo(x):\n    return x + 1\n```\nWhat is 2+2?",
+    "中文abc日本語のテキスト。Привет, мир! مرحبا بالعالم नमस्ते दुनिया",
+    "😀👍🏽 e\u0301 İstanbul ΣΑΣ ß ǅ \u00a0\u2028\r\n\t\t  x",
+    "getElementById snake_case_name 1234567 3.14159 $\\frac{a}{b}$",
+    "Solve: x^2 - 5x + 6 = 0. Explain each step! Why does it work?",
+    "\x00\x01\ufffd\U0010ffff\U00020000",
+]
+
+# Text mixing every class the walkers branch on: ASCII, Latin-1, CJK, emoji,
+# combining marks, spaces, newlines, digits of other scripts, surrogates aside.
+_alphabet = st.one_of(
+    st.sampled_from(list("aZ_ 0\n\t.?!{};:`$\\+=éßİΣΑπЖжא٣中日テ한😀\u0301\u093f\u3002\uff1f")),
+    st.characters(blacklist_categories=("Cs",)),
+)
+texts = st.text(alphabet=_alphabet, max_size=300)
+
+
+@pytest.mark.parametrize("text", FIXED)
+def test_fixed_cases_agree(text: str) -> None:
+    """C and Python give equal token counts and features on hand-picked edge cases."""
+    assert _fast.count_tokensC(text) == _fast.count_tokensPy(text)
+    v1, s1 = _fast.extractC(text, 256)
+    v2, s2 = _fast.extractPy(text, 256)
+    np.testing.assert_allclose(v1, v2, atol=1e-5)
+    np.testing.assert_allclose(s1, s2, atol=1e-5)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts)
+def test_token_counts_agree(text: str) -> None:
+    """C and Python token estimates are equal on arbitrary Unicode text."""
+    assert _fast.count_tokensC(text) == _fast.count_tokensPy(text)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts, st.sampled_from([16, 64, 1024]))
+def test_features_agree(text: str, dim: int) -> None:
+    """C and Python features match within 1e-5 on arbitrary Unicode text."""
+    v1, s1 = _fast.extractC(text, dim)
+    v2, s2 = _fast.extractPy(text, dim)
+    assert v1.dtype == v2.dtype == np.float32
+    np.testing.assert_allclose(v1, v2, atol=1e-5)
+    np.testing.assert_allclose(s1, s2, atol=1e-5)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=5))
+def test_chat_tokens_agree(contents: list[str]) -> None:
+    """C and Python chat accounting agree and equal 3 + sum(3 + role + content)."""
+    roles = ["user"] * len(contents)
+    c = _fast.count_chat_tokensC(roles, contents)
+    assert c == _fast.count_chat_tokensPy(roles, contents)
+    assert c == 3 + sum(3 + _fast.count_tokensC(r) + _fast.count_tokensC(t)
+                        for r, t in zip(roles, contents, strict=True))
+
+
+def test_feature_vectors_are_unit_or_zero() -> None:
+    """Vectors are L2-normalised, and the empty text gives the zero vector."""
+    v, _ = _fast.extractC("some text here", 128)
+    assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+    z, _ = _fast.extractC("", 128)
+    assert not z.any()
+
+
+def _oracle(scores: np.ndarray, k: int) -> np.ndarray:
+    key = np.where(np.isnan(scores), -np.inf, scores.astype(np.float64))
+    return np.array(sorted(range(len(scores)), key=lambda i: (-key[i], i))[:k], dtype=np.int64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.5, -0.5, 1.0, float("nan"), float("-inf")])
+             | st.floats(-1, 1, width=32), max_size=200),
+    st.integers(0, 220),
+)
+def test_top_k_matches_oracle(values: list[float], k: int) -> None:
+    """top_k (C and Python) returns the brute-force order: score desc, lower id on ties."""
+    scores = np.array(values, dtype=np.float32)
+    want = _oracle(scores, k)
+    for fn in (_fast.top_kC, _fast.top_kPy):
+        ids, vals = fn(scores, k)
+        assert ids.dtype == np.int64 and vals.dtype == np.float32
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(vals, scores[want])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 50), st.integers(1, 70), st.integers(0, 2**31 - 1))
+def test_dense_dot_and_max_by_label_agree(n: int, d: int, seed: int) -> None:
+    """Dense dot products agree within 1e-5 and per-label maxima exactly, C vs Python."""
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((n, d)).astype(np.float32)
+    q = rng.standard_normal(d).astype(np.float32)
+    np.testing.assert_allclose(_fast.features_dense_dotC(m, q), _fast.features_dense_dotPy(m, q),
+                               atol=1e-4, rtol=1e-5)
+    labels = rng.integers(0, 5, n).astype(np.int32)
+    ids = rng.integers(-1, max(n, 1), 10).astype(np.int64)
+    sims = rng.uniform(-1, 1, 10).astype(np.float32)
+    np.testing.assert_array_equal(_fast.max_by_labelC(ids, sims, labels, 6),
+                                  _fast.max_by_labelPy(ids, sims, labels, 6))
