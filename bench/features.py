@@ -47,17 +47,24 @@ def main() -> None:
     for n in (100, 2000, 20000):
         text = make_prompt(n)
         c50, c99 = timeit(_fast.extractC, text, args.dim, 2000 if n < 20000 else 300)
-        p50, p99 = timeit(_fast.extractPy, text, args.dim, 20 if n < 20000 else 3)
+        p50, _p99 = timeit(_fast.extractPy, text, args.dim, 20 if n < 20000 else 3)
         rows.append(
-            {"chars": n, "dim": args.dim, "c_p50_us": round(c50, 2), "c_p99_us": round(c99, 2),
-             "py_p50_us": round(p50, 1), "speedup": round(p50 / c50, 1)}
+            {
+                "chars": n,
+                "dim": args.dim,
+                "c_p50_us": round(c50, 2),
+                "c_p99_us": round(c99, 2),
+                "py_p50_us": round(p50, 1),
+                "speedup": round(p50 / c50, 1),
+            }
         )
     if args.json:
         print(json.dumps(rows))
     else:
         for r in rows:
             print(
-                f"{r['chars']:>6} chars  C p50 {r['c_p50_us']:>8.2f} us  p99 {r['c_p99_us']:>8.2f} us"
+                f"{r['chars']:>6} chars  C p50 {r['c_p50_us']:>8.2f} us"
+                f"  p99 {r['c_p99_us']:>8.2f} us"
                 f"  Py p50 {r['py_p50_us']:>10.1f} us  x{r['speedup']}"
             )
 

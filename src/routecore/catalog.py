@@ -97,7 +97,9 @@ class ExemplarIndex:
             return self._search_faiss(q, k)
         return self._search_brute(q, k)
 
-    def nearest_labels(self, query: npt.ArrayLike, n_labels: int, k: int) -> npt.NDArray[np.float32]:
+    def nearest_labels(
+        self, query: npt.ArrayLike, n_labels: int, k: int
+    ) -> npt.NDArray[np.float32]:
         """Per-label max similarity over the top k hits; -1.0 for labels with no hit."""
         if isinstance(n_labels, bool) or not isinstance(n_labels, int) or n_labels < 0:
             raise InvalidRequest(f"n_labels must be a non-negative int, got {n_labels!r}")

@@ -69,8 +69,10 @@ def test_chat_tokens_agree(contents: list[str]) -> None:
     roles = ["user"] * len(contents)
     c = _fast.count_chat_tokensC(roles, contents)
     assert c == _fast.count_chat_tokensPy(roles, contents)
-    assert c == 3 + sum(3 + _fast.count_tokensC(r) + _fast.count_tokensC(t)
-                        for r, t in zip(roles, contents, strict=True))
+    assert c == 3 + sum(
+        3 + _fast.count_tokensC(r) + _fast.count_tokensC(t)
+        for r, t in zip(roles, contents, strict=True)
+    )
 
 
 def test_feature_vectors_are_unit_or_zero() -> None:
@@ -88,8 +90,11 @@ def _oracle(scores: np.ndarray, k: int) -> np.ndarray:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.lists(st.sampled_from([0.0, 0.5, -0.5, 1.0, float("nan"), float("-inf")])
-             | st.floats(-1, 1, width=32), max_size=200),
+    st.lists(
+        st.sampled_from([0.0, 0.5, -0.5, 1.0, float("nan"), float("-inf")])
+        | st.floats(-1, 1, width=32),
+        max_size=200,
+    ),
     st.integers(0, 220),
 )
 def test_top_k_matches_oracle(values: list[float], k: int) -> None:
@@ -110,10 +115,12 @@ def test_dense_dot_and_max_by_label_agree(n: int, d: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     m = rng.standard_normal((n, d)).astype(np.float32)
     q = rng.standard_normal(d).astype(np.float32)
-    np.testing.assert_allclose(_fast.features_dense_dotC(m, q), _fast.features_dense_dotPy(m, q),
-                               atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(
+        _fast.features_dense_dotC(m, q), _fast.features_dense_dotPy(m, q), atol=1e-4, rtol=1e-5
+    )
     labels = rng.integers(0, 5, n).astype(np.int32)
     ids = rng.integers(-1, max(n, 1), 10).astype(np.int64)
     sims = rng.uniform(-1, 1, 10).astype(np.float32)
-    np.testing.assert_array_equal(_fast.max_by_labelC(ids, sims, labels, 6),
-                                  _fast.max_by_labelPy(ids, sims, labels, 6))
+    np.testing.assert_array_equal(
+        _fast.max_by_labelC(ids, sims, labels, 6), _fast.max_by_labelPy(ids, sims, labels, 6)
+    )

@@ -156,7 +156,7 @@ def count_tokens(text: str) -> int:
             while j < n and cls[j] == C_NUMBER:
                 j += 1
             milli += DIGIT_GROUP_MILLI * ((j - i + 2) // 3)
-        elif k == C_SPACE or k == C_NEWLINE:
+        elif k in (C_SPACE, C_NEWLINE):
             last_nl = i if k == C_NEWLINE else -1
             while j < n and (cls[j] == C_SPACE or cls[j] == C_NEWLINE):
                 if cls[j] == C_NEWLINE:
@@ -256,7 +256,7 @@ def _is_word_char(c: str) -> bool:
 def _single_char_word(cp: int) -> bool:
     # Han and kana are written without spaces: each char is a "word".
     s = script_of(cp)
-    return s == S_HAN or s == S_KANA
+    return s in (S_HAN, S_KANA)
 
 
 def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -353,7 +353,7 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
             if cp >= 0x80:
                 non_ascii_letters += 1
         s = script_of(cp)
-        if s == S_HAN or s == S_KANA or s == S_HANGUL:
+        if s in (S_HAN, S_KANA, S_HANGUL):
             cjk += 1
         if c.isdigit():
             digits += 1
@@ -448,7 +448,6 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
         dtype=np.float32,
     )
     return vec.astype(np.float32), scalars
-
 
 
 def features_dense_dot(

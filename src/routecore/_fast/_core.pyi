@@ -1,0 +1,24 @@
+"""Types of the compiled core (routecore._fast._core); see _pure.py for semantics."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+SCALAR_NAMES: tuple[str, ...]
+
+def count_tokens(text: str) -> int: ...
+def count_chat_tokens(roles: Sequence[str], contents: Sequence[str]) -> int: ...
+def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def features_dense_dot(
+    matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]: ...
+def top_k(
+    scores: npt.NDArray[np.float32], k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def max_by_label(
+    ids: npt.NDArray[np.int64],
+    sims: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int32],
+    n_labels: int,
+) -> npt.NDArray[np.float32]: ...
