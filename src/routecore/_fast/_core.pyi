@@ -6,6 +6,8 @@ import numpy as np
 import numpy.typing as npt
 
 SCALAR_NAMES: tuple[str, ...]
+__pyx_capi__: dict[str, object]  # Cython's C-API table (cdef functions in _core.pxd)
+__test__: dict[str, str]
 
 def count_tokens(text: str) -> int: ...
 def count_chat_tokens(roles: Sequence[str], contents: Sequence[str]) -> int: ...
