@@ -28,10 +28,12 @@ F64 = npt.NDArray[np.float64]
 
 # Rules read the head and tail of long prompts: the ask sits there, and it keeps
 # rule matching O(1) in prompt length.
-_HEAD, _TAIL = 3000, 1000
+_HEAD, _TAIL = 600, 300
+# Stems (no closing \b) so "rigorously", "proving", "optimization" count too.
 _HARD_MARKERS = re.compile(
-    r"\b(prove|proof|derive|step[- ]by[- ]step|rigorous|optimi[sz]e|trade-?offs?|"
-    r"design|architecture|multi-step|edge cases?|complexity|analy[sz]e|justify)\b"
+    r"\b(prov(e|ing)|proof|derive|step[- ]by[- ]step|rigorous|optimi[sz]|trade-?off|"
+    r"design|architect|multi-step|edge case|complexity|analy[sz]|justif|lemma|theorem|"
+    r"induction|concurren|thread-safe|distributed)"
 )
 _EASY_MARKERS = re.compile(r"^\s*(hi|hello|hey|thanks|thank you|what is \d+\s*[-+*/]\s*\d+)\b")
 
@@ -55,26 +57,32 @@ class RuleClassifier:
 
     def __init__(self, config: Config) -> None:
         self.categories = tuple(config.categories)
-        self._keywords = [config.categories[c].keywords for c in self.categories]
+        # One alternation over every keyword: a single regex pass finds them all,
+        # then each distinct keyword votes for the categories that list it.
+        owners: dict[str, list[int]] = {}
+        for i, c in enumerate(self.categories):
+            for kw in config.categories[c].keywords:
+                owners.setdefault(kw, []).append(i)
+        self._owners = owners
+        alternation = "|".join(re.escape(k) for k in sorted(owners, key=len, reverse=True))
+        self._keywords = re.compile(rf"\b(?:{alternation})\b") if owners else None
         self._patterns = [
-            [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in config.categories[c].patterns]
-            for c in self.categories
+            (i, re.compile(p, re.IGNORECASE | re.MULTILINE))
+            for i, c in enumerate(self.categories) for p in config.categories[c].patterns
         ]
 
-    def scores(self, text: str) -> F64:
+    def scores(self, text: str, window: str | None = None) -> F64:
         """Per-category evidence in [0, 1]: saturating in the number of hits."""
-        window = _window(text)
-        out = np.zeros(len(self.categories))
-        for i, (kws, pats) in enumerate(zip(self._keywords, self._patterns, strict=True)):
-            hits = 0.0
-            for kw in kws:
-                if kw in window:
-                    hits += 1.0
-            for pat in pats:
-                if pat.search(window) is not None:
-                    hits += 1.5
-            out[i] = 1.0 - math.exp(-0.7 * hits)
-        return out
+        window = _window(text) if window is None else window
+        hits = np.zeros(len(self.categories))
+        if self._keywords is not None:
+            for kw in set(self._keywords.findall(window)):
+                for i in self._owners[kw]:
+                    hits[i] += 1.0
+        for i, pat in self._patterns:
+            if pat.search(window) is not None:
+                hits[i] += 1.5
+        return 1.0 - np.exp(-0.7 * hits)
 
 
 class EmbeddingClassifier:
@@ -127,8 +135,9 @@ class Classifier:
             if top > 0:
                 emb = emb / top * min(1.0, 0.5 + top)
             combined += self._w * emb
+        window = _window(text)
         if self._rules is not None:
-            combined += (1.0 - self._w) * self._rules.scores(text)
+            combined += (1.0 - self._w) * self._rules.scores(text, window)
         total = combined.sum()
         if total <= 0.0:
             probs = np.full(n, 1.0 / n)
@@ -140,25 +149,24 @@ class Classifier:
         best = int(order[0])
         margin = float(probs[best] - (probs[order[1]] if n > 1 else 0.0))
         confidence = float(min(1.0, 0.5 * probs[best] + 0.5 * margin)) if total > 0 else 0.0
-        complexity = self._complexity(text, feats, probs)
+        complexity = self._complexity(window, feats, probs)
         scores = {self.categories[i]: float(probs[i]) for i in range(n)}
-        return Classification(self.categories[best], complexity, confidence, scores)
+        return Classification(self.categories[best], complexity, confidence, scores, probs)
 
     def _scalar_value(self, feats: Features, name: str) -> float:
         i = self._scalar.get(name)
         return float(feats.scalars[i]) if i is not None else 0.0
 
-    def _complexity(self, text: str, feats: Features, probs: F64) -> float:
+    def _complexity(self, window: str, feats: Features, probs: F64) -> float:
         base = float(probs @ self._base)
         tokens = self._scalar_value(feats, "log_tokens")  # log1p(tokens)
         # Longer prompts are harder up to ~4k tokens, where it saturates.
         length = min(1.0, max(0.0, (tokens - math.log1p(20)) / (math.log1p(4000) - math.log1p(20))))
-        window = _window(text)
-        hard = len(_HARD_MARKERS.findall(window))
+        hard = len({m.group(1) for m in _HARD_MARKERS.finditer(window)})
         easy = _EASY_MARKERS.search(window) is not None
-        math_s = self._scalar_value(feats, "math_score")
-        code_s = self._scalar_value(feats, "code_score")
-        c = 0.55 * base + 0.25 * length + 0.12 * min(1.0, hard / 2.0)
+        math_s = self._scalar_value(feats, "math")
+        code_s = self._scalar_value(feats, "code")
+        c = 0.45 * base + 0.2 * length + 0.3 * min(1.0, hard / 3.0)
         c += 0.05 * min(1.0, math_s) + 0.03 * min(1.0, code_s)
         if easy:
             c *= 0.5

@@ -127,10 +127,20 @@ def _cmd_models(ns: argparse.Namespace) -> int:
     return 0
 
 
+def validate_all(config: Any) -> None:
+    """Validate the sections owned by later layers too (completion, learned, A/B)."""
+    from .completion import parse_settings
+    from .router import Router
+
+    parse_settings(config)
+    Router.from_config(config)
+
+
 def _cmd_check_config(ns: argparse.Namespace) -> int:
     from .config import load_config
 
     config = load_config(ns.file)
+    validate_all(config)
     print(f"{ns.file}: ok ({len(config.models)} models, {len(config.categories)} categories, "
           f"{len(config.endpoints)} endpoints)")
     return 0
@@ -173,8 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=_cmd_check_config)
 
+    p = sub.add_parser("sim-provider",
+                       help="run the simulated provider as an OpenAI-compatible HTTP server")
+    _config_arg(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.set_defaults(func=_cmd_sim_provider)
+
     _add_optional_commands(sub)
     return parser
+
+
+def _cmd_sim_provider(ns: argparse.Namespace) -> int:
+    from .config import load_config
+    from .logs import configure_logging
+    from .providers.sim_server import run_sim_server
+
+    configure_logging("info")
+    run_sim_server(ns.host, ns.port, load_config(ns.config))
+    return 0
 
 
 def _add_optional_commands(sub: Any) -> None:

@@ -6,7 +6,9 @@ Plain frozen dataclasses: the server converts protobuf to these at the edge
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 STRATEGIES = ("complexity", "domain", "cost", "latency", "quality", "multi_objective", "learned")
 CAPABILITIES = ("code", "tools", "vision", "json")
@@ -68,8 +70,10 @@ class Classification:
     category: str
     complexity: float
     confidence: float
-    # Similarity (or probability) per category, for explanations.
+    # Probability per category, for explanations.
     scores: dict[str, float] = field(default_factory=dict)
+    # The same probabilities as an array in config category order (hot path).
+    probs: Any = None
 
 
 @dataclass(slots=True)
@@ -81,6 +85,44 @@ class Candidate:
     estimated_latency_ms: float
     score: float = 0.0
     rejected_reason: str = ""
+
+
+class CandidateTable(Sequence[Candidate]):
+    """Every candidate of a decision, stored as columns and built into `Candidate`
+    objects only when someone reads them (the RPC edge, the CLI), so an
+    in-process decision does not pay for objects nobody looks at."""
+
+    __slots__ = ("_built", "_cols")
+
+    def __init__(self, models: Sequence[str], providers: Sequence[str], quality: Sequence[float],
+                 cost: Sequence[float], latency: Sequence[float], score: Sequence[float],
+                 rejected: Sequence[str]) -> None:
+        self._cols = (models, providers, quality, cost, latency, score, rejected)
+        self._built: tuple[Candidate, ...] | None = None
+
+    def _all(self) -> tuple[Candidate, ...]:
+        if self._built is None:
+            m, p, q, c, lat, s, r = self._cols
+            self._built = tuple(
+                Candidate(m[i], p[i], float(q[i]), float(c[i]), float(lat[i]), float(s[i]), r[i])
+                for i in range(len(m)))
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._cols[0])
+
+    @overload
+    def __getitem__(self, i: int) -> Candidate: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Candidate]: ...
+    def __getitem__(self, i: int | slice) -> Candidate | Sequence[Candidate]:
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self._all())
+
+    def __repr__(self) -> str:
+        return f"CandidateTable({len(self)} candidates)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +138,7 @@ class Decision:
     estimated_latency_ms: float
     predicted_quality: float
     reason: str
-    candidates: tuple[Candidate, ...]
+    candidates: Sequence[Candidate]
     router_version: str
     strategy: str
     input_tokens: int

@@ -5,10 +5,11 @@ Constraints reject (each rejected candidate says why); the strategy orders the
 rest; the best is chosen and the next ones become fallbacks.
 
 Predicted quality is the model's per-category quality, mixed by the
-classifier's category probabilities, sharpened by complexity:
-`q ** (0.5 + 2 * complexity)`, so on easy prompts cheap and strong models are
-close and on hard prompts the gap widens (0.6 -> 0.70 at complexity 0.1 but
-0.31 at 0.9, while 0.9 -> 0.93 and 0.79).
+classifier's category probabilities, with its error rate scaled by
+complexity: `1 - (1 - q) * (0.1 + 3 * complexity**2)`, clipped to [0, 1]. On
+easy prompts cheap and strong models are close (0.6 -> 0.95 and 0.94 -> 0.99
+at complexity 0.1); on hard ones the gap widens (0.6 -> 0.0 and 0.94 -> 0.85
+at 0.9).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .config import Config
-from .domain import Candidate, Classification, Constraints, Weights
+from .domain import CandidateTable, Classification, Constraints, Weights
 from .errors import NoModelAvailable
 from .registry import Registry, capability_mask
 
@@ -32,7 +33,7 @@ BoolArr = npt.NDArray[np.bool_]
 QUALITY_TOLERANCE = 0.05
 # Multi-objective: a 10x cost (or latency) difference is worth this much quality
 # at weight 1.
-DECADE_VALUE = 0.1
+DECADE_VALUE = 0.2
 
 
 class QualityModel(Protocol):
@@ -64,7 +65,7 @@ class PolicyInput:
 class PolicyResult:
     model: str
     fallbacks: tuple[str, ...]
-    candidates: tuple[Candidate, ...]
+    candidates: CandidateTable
     reason: str
     predicted_quality: float
     estimated_cost_usd: float
@@ -101,12 +102,15 @@ class Policy:
     def _quality(self, cls: Classification) -> F64:
         reg = self.registry
         if reg.categories:
-            probs = np.array([cls.scores.get(c, 0.0) for c in reg.categories])
+            probs = cls.probs
+            if probs is None:
+                probs = np.array([cls.scores.get(c, 0.0) for c in reg.categories])
             total = probs.sum()
             q = reg.quality @ (probs / total) if total > 0 else reg.default_quality
         else:
             q = reg.default_quality
-        return np.power(q, 0.5 + 2.0 * cls.complexity)
+        c = cls.complexity
+        return np.clip(1.0 - (1.0 - q) * (0.1 + 3.0 * c * c), 0.0, 1.0)
 
     def _cost(self, input_tokens: int, output_tokens: int) -> F64:
         reg = self.registry
@@ -124,12 +128,28 @@ class Policy:
 
     def _reject(self, inp: PolicyInput, q: F64, cost: F64, lat: F64,
                 unhealthy: Mapping[str, str]) -> list[str]:
+        """Each model's rejection reason ("" when eligible). The checks are vectorised;
+        strings are built only for the models that fail one."""
         reg, c = self.registry, inp.constraints
         n = len(reg)
-        reasons = [""] * n
         total_ctx = inp.input_tokens + inp.output_tokens
+        bad = (total_ctx > reg.context_window) | (inp.output_tokens > reg.max_output)
+        if c.max_cost_usd is not None:
+            bad |= cost > c.max_cost_usd
+        if c.max_latency_ms is not None:
+            bad |= lat > c.max_latency_ms
+        if c.min_quality is not None:
+            bad |= q < c.min_quality
         need = capability_mask(c.required_capabilities) if c.required_capabilities else 0
+        if need:
+            bad |= (reg.cap_mask & need) != need
+        reasons = [""] * n
+        if not (bad.any() or c.deny_models or c.allow_models or unhealthy):
+            return reasons
         for i, name in enumerate(reg.names):
+            if not bad[i] and name not in c.deny_models and name not in unhealthy and not (
+                    c.allow_models and name not in c.allow_models):
+                continue
             if name in c.deny_models:
                 reasons[i] = "denied by deny_models"
             elif c.allow_models and name not in c.allow_models:
@@ -228,7 +248,6 @@ class Policy:
 
     def decide(self, inp: PolicyInput, unhealthy: Mapping[str, str] | None = None) -> PolicyResult:
         reg = self.registry
-        learned_note = ""
         if inp.strategy == "learned" and self.learned is not None and self.learned_index is not None:
             lq, lc = self.learned.predict(inp.text, inp.vec)
             q = self._quality(inp.classification)
@@ -268,16 +287,12 @@ class Policy:
         best = ranked[0]
         fallbacks = self._fallbacks(best, ranked, reasons)
 
-        candidates = tuple(
-            Candidate(model=name, provider=reg.providers[i], predicted_quality=float(q[i]),
-                      estimated_cost_usd=float(cost[i]), estimated_latency_ms=float(lat[i]),
-                      score=float(score[i]) if np.isfinite(score[i]) else 1.0,
-                      rejected_reason=reasons[i])
-            for i, name in enumerate(reg.names))
+        candidates = CandidateTable(reg.names, reg.providers, q, cost, lat,
+                                    np.where(np.isfinite(score), score, 1.0), reasons)
         cls = inp.classification
         runner = (f"; runner-up {reg.names[ranked[1]]}" if len(ranked) > 1 else "")
         rejected = len(reg) - int(ok.sum())
-        reason = (f"{inp.strategy}: {strategy_note}{learned_note}; category {cls.category} "
+        reason = (f"{inp.strategy}: {strategy_note}; category {cls.category} "
                   f"(confidence {cls.confidence:.2f}), complexity {cls.complexity:.2f}; chose "
                   f"{reg.names[best]} (quality {q[best]:.3f}, {_fmt_usd(float(cost[best]))}, "
                   f"{lat[best]:.0f} ms){runner}; {rejected} of {len(reg)} candidates rejected")

@@ -17,6 +17,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..completion import Completer
 from ..config import Config
 from ..router import Router
 from ..v1 import router_pb2, router_pb2_grpc
@@ -36,6 +37,7 @@ class App:
     server: grpc.aio.Server | None = None
     health: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
     port: int = 0
+    completer: Completer | None = None
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True) -> App:
@@ -52,7 +54,10 @@ class App:
             ("grpc.so_reuseport", 1),
         ]
         server = grpc.aio.server(interceptors=[RpcInterceptor(self.access_log)], options=options)
-        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(self.router), server)
+        # Providers and their HTTP pools belong to this event loop: built here, closed in stop().
+        self.completer = Completer(self.router.config, self.router)
+        router_pb2_grpc.add_RouterServicer_to_server(
+            RouterServicer(self.router, self.completer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -78,6 +83,9 @@ class App:
         log.info("draining", grace_s=grace)
         await self.server.stop(grace)
         self.server = None
+        if self.completer is not None:
+            await self.completer.aclose()
+            self.completer = None
         log.info("stopped")
 
     async def wait(self) -> None:

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import math
 
+from ..completion_types import (
+    Attempt,
+    CascadeStep,
+    CompletionRequest,
+    CompletionResult,
+    StreamEvent,
+    Usage,
+)
 from ..config import ModelSpec
 from ..domain import Constraints, Decision, Message, RouteRequest, Weights
 from ..v1 import router_pb2 as pb
@@ -86,3 +94,45 @@ def model_info(spec: ModelSpec) -> pb.ModelInfo:
         latency_p95_ms=spec.latency.p95_ms, fallbacks=spec.fallbacks,
         max_output_tokens=spec.max_output_tokens,
     )
+
+
+def completion_request(msg: pb.CompleteRequest, request_id: str) -> CompletionRequest:
+    route = route_request(msg.route)
+    if not route.request_id and request_id:
+        from dataclasses import replace
+
+        route = replace(route, request_id=request_id)
+    return CompletionRequest(
+        route=route, max_output_tokens=msg.max_output_tokens, temperature=msg.temperature,
+        cascade=msg.cascade, cascade_threshold=msg.cascade_threshold,
+        ensemble_size=msg.ensemble_size, json_mode=msg.json_mode)
+
+
+def _usage(u: Usage | None) -> pb.Usage | None:
+    return None if u is None else pb.Usage(input_tokens=u.input_tokens,
+                                           output_tokens=u.output_tokens)
+
+
+def _attempts(attempts: tuple[Attempt, ...]) -> list[pb.Attempt]:
+    return [pb.Attempt(provider=a.provider, model=a.model, deployment=a.deployment, error=a.error,
+                       duration_ms=a.duration_ms, retry=a.retry) for a in attempts]
+
+
+def _steps(steps: tuple[CascadeStep, ...]) -> list[pb.CascadeStep]:
+    return [pb.CascadeStep(model=s.model, confidence=s.confidence, escalated=s.escalated,
+                           reason=s.reason, cost_usd=s.cost_usd) for s in steps]
+
+
+def completion_result(r: CompletionResult) -> pb.CompleteResponse:
+    return pb.CompleteResponse(
+        text=r.text, model=r.model, usage=_usage(r.usage), cost_usd=r.cost_usd,
+        latency_ms=r.latency_ms, attempts=_attempts(r.attempts),
+        cascade_steps=_steps(r.cascade_steps),
+        decision=decision(r.decision) if r.decision is not None else None,
+        request_id=r.request_id, provider=r.provider, finish_reason=r.finish_reason)
+
+
+def stream_event(e: StreamEvent) -> pb.CompleteChunk:
+    return pb.CompleteChunk(
+        delta=e.delta, model=e.model, usage=_usage(e.usage), cost_usd=e.cost_usd, done=e.done,
+        attempts=_attempts(e.attempts), request_id=e.request_id, finish_reason=e.finish_reason)

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import structlog
 
-from ..errors import RoutecoreError
+from ..errors import InvalidRequest, RoutecoreError
 
 log = structlog.get_logger("routecore.rpc")
 
@@ -85,6 +85,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, rpc: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         finish = self._finish
+        # Requests arrive as bytes and are parsed inside the wrapper, so a corrupt
+        # message is an INVALID_ARGUMENT with a message, not grpc's bare UNKNOWN.
+        parse = _parser(rpc, handler.request_deserializer)
 
         if handler.unary_unary is not None:
             inner = handler.unary_unary
@@ -96,7 +99,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_id_var.set(rid)
                 log_fields_var.set(fields)
                 try:
-                    response = await inner(request, context)
+                    response = await inner(parse(request), context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:  # mapped here and only here
@@ -106,7 +109,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return response
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer,
+                unary, request_deserializer=None,
                 response_serializer=handler.response_serializer)
 
         if handler.unary_stream is not None:
@@ -119,7 +122,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_id_var.set(rid)
                 log_fields_var.set(fields)
                 try:
-                    async for item in inner_stream(request, context):
+                    async for item in inner_stream(parse(request), context):
                         yield item
                 except grpc.aio.AbortError:
                     raise
@@ -129,9 +132,22 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 finish(rpc, rid, t0, None, context, fields)
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
+                stream, request_deserializer=None,
                 response_serializer=handler.response_serializer)
         return handler
+
+
+def _parser(rpc: str, deserialize: Callable[[bytes], Any] | None) -> Callable[[Any], Any]:
+    if deserialize is None:
+        return lambda raw: raw
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise InvalidRequest(f"{rpc}: the request is not a valid protobuf message ({exc})") from exc
+
+    return parse
 
 
 def _message(exc: BaseException) -> str:

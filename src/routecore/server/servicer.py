@@ -5,8 +5,11 @@ Errors are not caught here: the interceptor maps them to statuses.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+from ..completion import Completer
+from ..deadline import Deadline
 from ..router import Router
 from ..v1 import router_pb2 as pb
 from ..v1 import router_pb2_grpc as pb_grpc
@@ -15,8 +18,9 @@ from .interceptors import log_fields_var, request_id_var
 
 
 class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, completer: Completer) -> None:
         self.router = router
+        self.completer = completer
 
     async def Route(self, request: pb.RouteRequest, context: Any) -> pb.RouteDecision:
         req = convert.route_request(request)
@@ -32,6 +36,24 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
             models=[convert.model_info(s) for s in self.router.registry],
             router_version=self.router.version,
         )
+
+    async def Complete(self, request: pb.CompleteRequest, context: Any) -> pb.CompleteResponse:
+        req = convert.completion_request(request, request_id_var.get())
+        result = await self.completer.complete(req, Deadline.from_grpc(context))
+        log_fields_var.get({}).update(
+            model=result.model, attempts=len(result.attempts), cost_usd=result.cost_usd,
+            input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens)
+        return convert.completion_result(result)
+
+    async def CompleteStream(self, request: pb.CompleteRequest,
+                             context: Any) -> AsyncIterator[pb.CompleteChunk]:
+        req = convert.completion_request(request, request_id_var.get())
+        async for event in self.completer.stream(req, Deadline.from_grpc(context)):
+            if event.done:
+                log_fields_var.get({}).update(
+                    model=event.model, attempts=len(event.attempts), cost_usd=event.cost_usd,
+                    output_tokens=event.usage.output_tokens if event.usage else 0)
+            yield convert.stream_event(event)
 
 
 def _with_request_id(req: Any, rid: str) -> Any:
