@@ -1,0 +1,252 @@
+"""The learned router: task posteriors x per-task model quality, per-prompt cost.
+
+What it predicts for a prompt (all vectorized, no loop over training rows):
+
+* task posteriors ``P = softmax(x @ W + b)`` from a multinomial logistic
+  regression trained on prompt -> `source` (the task family is a training
+  label only; serving sees just the prompt); ``x`` is the prompt's hashed
+  feature vector from `routecore.features` (the same one the classifier uses);
+* quality ``q = P @ Q + x @ B``: ``Q[t, m]`` is model m's mean score on task t
+  (shrunk toward its global mean; online outcomes update it), ``B`` an
+  optional ridge correction of per-prompt residuals (zero when CV says it does
+  not pay);
+* cost ``c = P @ A + n_chars * (P @ S)``: per task and model, cost is linear
+  in the prompt's length.
+
+`choose` maximises ``q - lambda * c / cost_ref`` over eligible models. The one
+knob, ``willingness_to_pay`` in [0, 1], maps to lambda through a table
+calibrated on the training data so that equal knob steps are roughly equal
+steps of mean cost between always-cheapest (0) and best-quality (1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidRequest, NotFound
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+BoolArr = npt.NDArray[np.bool_]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_ARRAYS = ("W", "b", "q_sum", "q_cnt", "q_prior", "cost_a", "cost_s", "cost_floor", "B",
+           "knob_w", "knob_loglam")
+
+
+class Featurizer:
+    """Prompt -> the router's input: routecore.features' hashed vector of the prompt."""
+
+    def __init__(self, dim: int) -> None:
+        from ..features import FeatureExtractor  # the project's one feature extractor
+
+        self.dim = dim
+        self._fx = FeatureExtractor(dim)
+
+    def __call__(self, text: str, vec: npt.NDArray[np.float32] | None = None) -> F32:
+        if vec is None or vec.shape != (self.dim,):
+            vec, _ = self._fx.extract(text)
+        return np.asarray(vec, dtype=np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Knob:
+    """willingness_to_pay -> lambda (cost weight in units of `cost_ref`)."""
+
+    w: F64  # increasing in [0, 1]
+    loglam: F64  # log(lambda) at each w, non-increasing
+
+    def lam(self, willingness_to_pay: float) -> float:
+        w = min(max(float(willingness_to_pay), 0.0), 1.0)
+        if w <= 0.0:
+            return math.inf
+        if w >= 1.0:
+            return 0.0
+        return math.exp(float(np.interp(w, self.w, self.loglam)))
+
+
+def softmax(z: F64) -> F64:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: F64 = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+class LearnedRouter:
+    """A trained router: `predict` per-model quality and cost, `choose` with the knob."""
+
+    def __init__(self, *, models: tuple[str, ...], tasks: tuple[str, ...], dim: int,
+                 arrays: dict[str, npt.NDArray[Any]], manifest: dict[str, Any]) -> None:
+        missing = [k for k in _ARRAYS if k not in arrays]
+        if missing:
+            raise InvalidRequest(f"learned router: missing arrays {missing}")
+        self.models = models
+        self.tasks = tasks
+        self.dim = dim
+        self.manifest = manifest
+        self.prior_strength = float(manifest.get("prior_strength", 5.0))
+        self.cost_ref = float(manifest["cost_ref"])
+        self.W = np.ascontiguousarray(arrays["W"], dtype=np.float32)
+        self.b = np.asarray(arrays["b"], dtype=np.float64)
+        self.q_sum = np.asarray(arrays["q_sum"], dtype=np.float64)
+        self.q_cnt = np.asarray(arrays["q_cnt"], dtype=np.float64)
+        self.q_prior = np.asarray(arrays["q_prior"], dtype=np.float64)
+        self.cost_a = np.asarray(arrays["cost_a"], dtype=np.float64)
+        self.cost_s = np.asarray(arrays["cost_s"], dtype=np.float64)
+        self.cost_floor = np.asarray(arrays["cost_floor"], dtype=np.float64)
+        B = np.asarray(arrays["B"], dtype=np.float32)
+        self.B: F32 | None = np.ascontiguousarray(B) if B.size and np.any(B) else None
+        self.knob = Knob(np.asarray(arrays["knob_w"], dtype=np.float64),
+                         np.asarray(arrays["knob_loglam"], dtype=np.float64))
+        self._lock = threading.Lock()
+        self._Q = self._task_quality()
+        self._featurizer: Featurizer | None = None
+        self.n_online = 0
+
+    # -- prediction ------------------------------------------------------------
+
+    @property
+    def featurizer(self) -> Featurizer:
+        if self._featurizer is None:
+            self._featurizer = Featurizer(self.dim)
+        return self._featurizer
+
+    def _task_quality(self) -> F64:
+        k = self.prior_strength
+        q: F64 = (self.q_sum + k * self.q_prior) / (self.q_cnt + k)
+        return q
+
+    def features(self, text: str, vec: npt.NDArray[np.float32] | None = None) -> F32:
+        """The model's input vector for `text` (`vec`: the prompt's hashed features, if known)."""
+        return self.featurizer(text, vec)
+
+    def posteriors(self, x: F32) -> F64:
+        """Task-family probabilities for a feature vector (or a batch of them)."""
+        return softmax((x @ self.W).astype(np.float64) + self.b)
+
+    def predict_x(self, x: F32, n_chars: float | F64) -> tuple[F64, F64]:
+        """Quality and cost from features; batched when `x` is 2-D (then `n_chars` is 1-D)."""
+        p = self.posteriors(x)
+        q = p @ self._Q
+        if self.B is not None:
+            q = q + (x @ self.B).astype(np.float64)
+        n = np.asarray(n_chars, dtype=np.float64)
+        if n.ndim:
+            n = n[:, None]
+        c = p @ self.cost_a + n * (p @ self.cost_s)
+        return np.clip(q, 0.0, 1.0), np.maximum(c, self.cost_floor)
+
+    def predict(self, text: str, vec: npt.NDArray[np.float32] | None = None
+                ) -> tuple[F64, F64]:
+        """Predicted quality in [0, 1] and cost in USD for each of `self.models`."""
+        return self.predict_x(self.features(text, vec), float(len(text)))
+
+    def choose(self, quality: F64, cost: F64, willingness_to_pay: float,
+               eligible: BoolArr | None = None) -> int:
+        """Index of the model maximising quality - lambda(willingness_to_pay) * cost."""
+        ok = np.ones(len(quality), dtype=bool) if eligible is None else np.asarray(eligible)
+        if not ok.any():
+            raise InvalidRequest("learned router: no eligible model")
+        lam = self.knob.lam(willingness_to_pay)
+        if math.isinf(lam):
+            # always-cheapest; among equal costs the better one
+            key = np.where(ok, cost - 1e-9 * self.cost_ref * quality, np.inf)
+            return int(np.argmin(key))
+        if lam == 0.0:
+            key = np.where(ok, quality - 1e-9 * cost / self.cost_ref, -np.inf)
+            return int(np.argmax(key))
+        return int(np.argmax(np.where(ok, quality - lam * cost / self.cost_ref, -np.inf)))
+
+    def choose_batch(self, quality: F64, cost: F64, willingness_to_pay: float) -> npt.NDArray[
+            np.int64]:
+        """`choose` for a batch of prompts with every model eligible (evaluation)."""
+        lam = self.knob.lam(willingness_to_pay)
+        if math.isinf(lam):
+            pick = np.argmin(cost - 1e-9 * self.cost_ref * quality, axis=1)
+        elif lam == 0.0:
+            pick = np.argmax(quality - 1e-9 * cost / self.cost_ref, axis=1)
+        else:
+            pick = np.argmax(quality - lam * cost / self.cost_ref, axis=1)
+        out: npt.NDArray[np.int64] = np.asarray(pick, dtype=np.int64)
+        return out
+
+    # -- online learning ---------------------------------------------------------
+
+    def learn(self, text: str, model: str, score: float,
+              vec: npt.NDArray[np.float32] | None = None) -> None:
+        """Fold one observed outcome into the per-task statistics, effective at once."""
+        if model not in self.models:
+            raise InvalidRequest(f"learn: unknown model {model!r} (known: {', '.join(self.models)})")
+        if not 0.0 <= score <= 1.0 or math.isnan(score):
+            raise InvalidRequest(f"learn: score must be in [0, 1], got {score}")
+        j = self.models.index(model)
+        p = self.posteriors(self.features(text, vec))
+        with self._lock:
+            q_sum = self.q_sum.copy()
+            q_cnt = self.q_cnt.copy()
+            q_sum[:, j] += p * score
+            q_cnt[:, j] += p
+            self.q_sum, self.q_cnt = q_sum, q_cnt
+            self._Q = self._task_quality()  # swapped in one assignment: readers never see half
+            self.n_online += 1
+
+    # -- persistence ---------------------------------------------------------------
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {
+            "W": self.W, "b": self.b, "q_sum": self.q_sum, "q_cnt": self.q_cnt,
+            "q_prior": self.q_prior, "cost_a": self.cost_a, "cost_s": self.cost_s,
+            "cost_floor": self.cost_floor,
+            "B": self.B if self.B is not None else np.zeros((0, 0), dtype=np.float32),
+            "knob_w": self.knob.w, "knob_loglam": self.knob.loglam,
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write the artifact directory: manifest.json + one .npy per array."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            for name, arr in self.arrays().items():
+                np.save(out / f"{name}.npy", arr, allow_pickle=False)
+            manifest = dict(self.manifest)
+            manifest.update(models=list(self.models), tasks=list(self.tasks),
+                            feature_dim=self.dim, version=FORMAT_VERSION,
+                            online_updates=int(manifest.get("online_updates", 0)) + self.n_online,
+                            saved=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                                    encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedRouter:
+        """Read an artifact written by `save` (or `train`)."""
+        root = Path(path)
+        mf = root / MANIFEST
+        if not mf.is_file():
+            raise NotFound(f"{root}: not a learned-router artifact (no {MANIFEST})")
+        manifest = json.loads(mf.read_text("utf-8"))
+        if manifest.get("version") != FORMAT_VERSION:
+            raise InvalidRequest(f"{mf}: version: unsupported artifact version "
+                                 f"{manifest.get('version')!r} (expected {FORMAT_VERSION})")
+        arrays = {}
+        for name in _ARRAYS:
+            f = root / f"{name}.npy"
+            if not f.is_file():
+                raise NotFound(f"{root}: missing array {f.name}")
+            arrays[name] = np.load(f, allow_pickle=False)
+        return cls(models=tuple(manifest["models"]), tasks=tuple(manifest["tasks"]),
+                   dim=int(manifest["feature_dim"]), arrays=arrays, manifest=manifest)
+
+    def describe(self) -> dict[str, Any]:
+        """Manifest plus live counters (for logs and the CLI)."""
+        return {**self.manifest, "online_updates": self.n_online}
