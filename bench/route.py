@@ -29,9 +29,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 2_000, 20_000)
-WORDS = ("the model should answer quickly and explain each step of the proof while the code "
-         "compiles def function return value matrix integral translate summary because when "
-         "however therefore example request latency budget").split()
+WORDS = (
+    "the model should answer quickly and explain each step of the proof while the code compiles "
+    "def function return value matrix integral translate summary because when however therefore "
+    "example request latency budget"
+).split()
 
 
 def make_prompt(chars: int, seed: int) -> str:
@@ -58,8 +60,7 @@ def summarize(samples_us: list[float]) -> dict[str, float]:
 
 def inproc(iterations: int, learned: str | None) -> dict[str, Any]:
     """Runs in this process with whichever core ROUTECORE_NO_EXTENSIONS selects."""
-    from routecore import Router
-    from routecore import _fast
+    from routecore import Router, _fast
     from routecore.config import load_config
 
     cfg = load_config(None)
@@ -98,11 +99,11 @@ def inproc(iterations: int, learned: str | None) -> dict[str, Any]:
 
 def cfg_for_learned(cfg: Any, lr: Any, artifact: str) -> Any:
     """A config whose registry holds the artifact's models, routing learned by default."""
-    from routecore.config import parse_config
+    from importlib import resources
 
     import yaml
 
-    from importlib import resources
+    from routecore.config import parse_config
 
     raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
     template = raw["models"]["gpt-4o-mini"]

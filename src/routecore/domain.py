@@ -94,9 +94,9 @@ class CandidateTable(Sequence[Candidate]):
 
     __slots__ = ("_built", "_cols")
 
-    def __init__(self, models: Sequence[str], providers: Sequence[str], quality: Sequence[float],
-                 cost: Sequence[float], latency: Sequence[float], score: Sequence[float],
-                 rejected: Sequence[str]) -> None:
+    def __init__(self, models: Sequence[str], providers: Sequence[str], quality: Any,
+                 cost: Any, latency: Any, score: Any, rejected: Sequence[str]) -> None:
+        # quality, cost, latency, score: float sequences or numpy arrays.
         self._cols = (models, providers, quality, cost, latency, score, rejected)
         self._built: tuple[Candidate, ...] | None = None
 

@@ -36,7 +36,7 @@ async def _node(*args: str) -> tuple[int, str, str]:
 
 @pytest.mark.timeout(360)
 async def test_node_client_routes(app: App) -> None:
-    """A Node.js client built from protos/ gets a full decision and a clear error status."""
+    """A Node.js client built from protos/ routes, completes, streams and sees clear error statuses."""
     await asyncio.to_thread(_ensure_modules)
     addr = f"127.0.0.1:{app.port}"
     code, out, err = await _node("--addr", addr, "route", "What is 2+2?")
@@ -47,3 +47,12 @@ async def test_node_client_routes(app: App) -> None:
     assert code == 1 and json.loads(err)["error"]["code"] == "INVALID_ARGUMENT"
     code, out, err = await _node("--addr", addr, "models")
     assert code == 0 and len(json.loads(out)["models"]) >= 10
+    code, out, err = await _node("--addr", addr, "complete", "Write a haiku about rain.")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["text"] and res["usage"]["output_tokens"] > 0 and res["cost_usd"] > 0
+    code, out, err = await _node("--addr", addr, "stream", "Write a haiku about rain.")
+    assert code == 0, err
+    chunks = [json.loads(line) for line in out.splitlines()]
+    assert chunks[-1]["done"] and chunks[-1]["usage"]["output_tokens"] > 0
+    assert "".join(c["delta"] for c in chunks)

@@ -141,7 +141,8 @@ async def test_health_and_reflection(app: App, channel: grpc.aio.Channel) -> Non
     assert res.status == health_pb2.HealthCheckResponse.SERVING
     refl = reflection_pb2_grpc.ServerReflectionStub(channel)
     names: list[str] = []
-    async for r in refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+    ask = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    async for r in refl.ServerReflectionInfo(ask):
         names += [s.name for s in r.list_services_response.service]
     assert "routecore.v1.Router" in names
     await app.health.enter_graceful_shutdown()

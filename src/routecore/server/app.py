@@ -56,14 +56,14 @@ class App:
         server = grpc.aio.server(interceptors=[RpcInterceptor(self.access_log)], options=options)
         # Providers and their HTTP pools belong to this event loop: built here, closed in stop().
         self.completer = Completer(self.router.config, self.router)
-        router_pb2_grpc.add_RouterServicer_to_server(
+        router_pb2_grpc.add_RouterServicer_to_server(  # type: ignore[no-untyped-call]
             RouterServicer(self.router, self.completer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        bound = server.add_insecure_port(f"{host}:{port}")
+        bound: int = server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
             raise OSError(f"cannot bind {host}:{port}")
         await server.start()

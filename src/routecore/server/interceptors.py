@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from contextvars import ContextVar
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
