@@ -1,0 +1,107 @@
+"""CLI commands of the learned router: `train`, `eval`, `ab-report`.
+
+`routecore.cli` calls `add_commands(subparsers)`; each handler returns an exit
+code and raises routecore errors (the CLI prints them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+
+def add_commands(sub: Any) -> None:
+    """Register the learned-router subcommands on an argparse subparsers object."""
+    p = sub.add_parser("train", help="train a learned router from outcome JSONL / feedback")
+    p.add_argument("--data", action="append", default=[], metavar="FILE",
+                   help="training JSONL (repeatable)")
+    p.add_argument("--feedback", metavar="DB", default=None,
+                   help="also train on outcomes stored in this feedback database")
+    p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
+    p.add_argument("--dim", type=int, default=None, help="hashed feature dimension")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="train on --train, score on --test via the Router")
+    p.add_argument("--train", action="append", required=True, metavar="FILE")
+    p.add_argument("--test", action="append", required=True, metavar="FILE")
+    p.add_argument("--settings", type=int, default=51, help="knob settings (>= 2)")
+    p.add_argument("--dim", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--decisions-out", metavar="F", default=None,
+                   help="one JSON line per setting and test prompt")
+    p.add_argument("--plot", metavar="PNG", default=None, help="cost-quality curve")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("ab-report", help="per-variant A/B counts, cost and feedback score")
+    p.add_argument("db", help="feedback/decision SQLite database")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_ab_report)
+
+
+def feedback_dataset(db: str) -> Any:
+    """Stored feedback as a `Dataset` (one observed model per row; unknown costs NaN)."""
+    from .data import DataError, Dataset
+    from .feedback import read_rows_sync
+
+    rows = read_rows_sync(db)
+    if not rows:
+        raise DataError(f"{db}: no feedback rows")
+    models = tuple(sorted({r["model"] for r in rows}))
+    scores = np.full((len(rows), len(models)), np.nan)
+    costs = np.full((len(rows), len(models)), np.nan)
+    for i, r in enumerate(rows):
+        j = models.index(r["model"])
+        scores[i, j] = r["score"]
+        if r["cost_usd"] is not None:
+            costs[i, j] = r["cost_usd"]
+    return Dataset(ids=tuple(f"feedback-{r['feedback_id']}" for r in rows),
+                   prompts=tuple(r["prompt"] for r in rows),
+                   sources=tuple(r["source"] for r in rows), models=models,
+                   scores=scores, costs=costs)
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from .train import DEFAULT_DIM, train
+
+    extra = feedback_dataset(ns.feedback) if ns.feedback else None
+    router = train(ns.data, ns.out, dim=ns.dim or DEFAULT_DIM, progress=not ns.quiet,
+                   extra=extra)
+    print(f"wrote {ns.out}: {len(router.models)} models, {len(router.tasks)} tasks, "
+          f"dim {router.dim}, {router.manifest['n_train']} records")
+    return 0
+
+
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .train import DEFAULT_DIM
+
+    res = evaluate(ns.train, ns.test, settings=ns.settings, decisions_out=ns.decisions_out,
+                   plot=ns.plot, dim=ns.dim or DEFAULT_DIM, progress=not ns.json)
+    if ns.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    crab = res["cost_ratio_at_best"]
+    b = res["baselines"]
+    print(f"aiq                {res['aiq']:.4f}")
+    print(f"quality_max        {res['quality_max']:.4f}")
+    print(f"cost_ratio_at_best {'null' if crab is None else f'{crab:.3f}'}")
+    print(f"best_single        {b['best_single']['model']} quality "
+          f"{b['best_single']['quality']:.4f} cost {b['best_single']['cost']:.6f}")
+    print(f"oracle             quality {b['oracle']['quality']:.4f} "
+          f"cost {b['oracle']['cost']:.6f}")
+    print(f"random             quality {b['random']['quality']:.4f} "
+          f"cost {b['random']['cost']:.6f}")
+    print(f"({res['n_train']} train, {res['n_test']} test prompts, routed via {res['path']})")
+    return 0
+
+
+def _cmd_ab_report(ns: argparse.Namespace) -> int:
+    from .ab import ab_report, format_report
+
+    rep = ab_report(ns.db)
+    print(json.dumps(rep, indent=2) if ns.json else format_report(rep))
+    return 0
