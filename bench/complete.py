@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -235,9 +236,11 @@ async def bench_litellm(args: argparse.Namespace, tmp: Path, sim_url: str, model
         print(msg, file=sys.stderr)
         return {"skipped": msg}
     port = free_port()
+    master = f"sk-{secrets.token_hex(32)}"  # per-run throwaway: the proxy refuses to start without
     cfg = {"model_list": [{"model_name": "bench", "litellm_params": {
         "model": f"openai/{model_id}", "api_base": f"{sim_url}/v1", "api_key": "sk-bench"}}],
-        "litellm_settings": {"telemetry": False, "drop_params": True}}
+        "litellm_settings": {"telemetry": False, "drop_params": True},
+        "general_settings": {"master_key": master}}
     (tmp / "litellm.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen([exe, "--config", str(tmp / "litellm.yaml"), "--port", str(port),
                              "--host", HOST, "--num_workers", "1"],
@@ -247,7 +250,7 @@ async def bench_litellm(args: argparse.Namespace, tmp: Path, sim_url: str, model
         await wait_http(f"http://{HOST}:{port}/health/liveliness", timeout=120)
         url = f"http://{HOST}:{port}/v1/chat/completions"
         body = {**chat_body("bench")}
-        headers = {"authorization": "Bearer sk-bench"}
+        headers = {"authorization": f"Bearer {master}"}
 
         async def call() -> None:
             async with s.post(url, json=body, headers=headers) as r:
