@@ -22,7 +22,6 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_serve(ns: argparse.Namespace) -> int:
-    import asyncio
     import multiprocessing
 
     from .config import load_config
@@ -41,7 +40,7 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
         proc.start()
         procs.append(proc)
     try:
-        asyncio.run(_serve(config, ns.host, port))
+        _run(_serve(config, ns.host, port))
     finally:
         for proc in procs:
             proc.terminate()
@@ -49,13 +48,14 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: Any, host: str | None, port: int) -> None:
-    try:
-        import uvloop  # optional: a faster event loop where installed
+def _run(coro: Any) -> None:
+    """Run a coroutine on uvloop (the faster event loop; a dependency)."""
+    import uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
+    uvloop.run(coro)
+
+
+async def _serve(config: Any, host: str | None, port: int) -> None:
     from .server.app import serve
 
     await serve(config, host, port)
@@ -64,13 +64,11 @@ async def _serve(config: Any, host: str | None, port: int) -> None:
 def _worker(config_path: str | None, host: str | None, port: int, level: str,
             json_logs: bool) -> None:
     """A serving process sharing the port (SO_REUSEPORT); the kernel spreads connections."""
-    import asyncio
-
     from .config import load_config
     from .logs import configure_logging
 
     configure_logging(level, json=True if json_logs else None)
-    asyncio.run(_serve(load_config(config_path), host, port))
+    _run(_serve(load_config(config_path), host, port))
 
 
 def _constraints(ns: argparse.Namespace) -> Any:

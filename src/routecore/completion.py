@@ -54,17 +54,7 @@ from routecore.providers import HttpPool, Provider, ProviderCall, SimEngine, bui
 from routecore.providers.base import StreamChunk
 from routecore.providers.simulated import validate_sim
 from routecore.resilience import Resilience, ResilienceConfig, parse_resilience
-
-try:
-    from routecore.tokens import count_chat_tokens, count_tokens
-except ImportError:  # pragma: no cover - until routecore.tokens is importable
-
-    def count_tokens(text: str) -> int:
-        return max(1, len(text) // 4) if text else 0
-
-    def count_chat_tokens(messages: Sequence[Message]) -> int:
-        return sum(count_tokens(m.content) + 4 for m in messages)
-
+from routecore.tokens import count_chat_tokens, count_tokens
 
 log = structlog.get_logger("routecore.completion")
 RouteFn = Callable[[RouteRequest], "Decision | Awaitable[Decision]"]
