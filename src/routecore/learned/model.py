@@ -72,7 +72,12 @@ class Knob:
             return math.inf
         if w >= 1.0:
             return 0.0
-        return math.exp(float(np.interp(w, self.w, self.loglam)))
+        xs = self.w
+        i = min(max(int(np.searchsorted(xs, w)), 1), len(xs) - 1)
+        x0, x1 = float(xs[i - 1]), float(xs[i])
+        y0, y1 = float(self.loglam[i - 1]), float(self.loglam[i])
+        t = (w - x0) / (x1 - x0) if x1 > x0 else 0.0
+        return math.exp(y0 + t * (y1 - y0))
 
 
 def softmax(z: F64) -> F64:
@@ -97,6 +102,7 @@ class LearnedRouter:
         self.prior_strength = float(manifest.get("prior_strength", 5.0))
         self.cost_ref = float(manifest["cost_ref"])
         self.W = np.ascontiguousarray(arrays["W"], dtype=np.float32)
+        self._WT = np.ascontiguousarray(self.W.T)  # [tasks, dim]: a fast gemv
         self.b = np.asarray(arrays["b"], dtype=np.float64)
         self.q_sum = np.asarray(arrays["q_sum"], dtype=np.float64)
         self.q_cnt = np.asarray(arrays["q_cnt"], dtype=np.float64)
@@ -110,6 +116,7 @@ class LearnedRouter:
                          np.asarray(arrays["knob_loglam"], dtype=np.float64))
         self._lock = threading.Lock()
         self._Q = self._task_quality()
+        self._QAS = np.hstack([self._Q, self.cost_a, self.cost_s])
         self._featurizer: Featurizer | None = None
         self.n_online = 0
 
@@ -132,11 +139,18 @@ class LearnedRouter:
 
     def posteriors(self, x: F32) -> F64:
         """Task-family probabilities for a feature vector (or a batch of them)."""
-        return softmax((x @ self.W).astype(np.float64) + self.b)
+        z = self._WT @ x if x.ndim == 1 else x @ self.W
+        return softmax(z.astype(np.float64) + self.b)
 
     def predict_x(self, x: F32, n_chars: float | F64) -> tuple[F64, F64]:
         """Quality and cost from features; batched when `x` is 2-D (then `n_chars` is 1-D)."""
         p = self.posteriors(x)
+        if x.ndim == 1 and self.B is None:
+            m = len(self.models)
+            qc = p @ self._QAS  # one small product for quality, cost intercept and slope
+            q1 = qc[:m]
+            c1 = qc[m:2 * m] + float(n_chars) * qc[2 * m:]
+            return np.clip(q1, 0.0, 1.0), np.maximum(c1, self.cost_floor)
         q = p @ self._Q
         if self.B is not None:
             q = q + (x @ self.B).astype(np.float64)
@@ -154,18 +168,20 @@ class LearnedRouter:
     def choose(self, quality: F64, cost: F64, willingness_to_pay: float,
                eligible: BoolArr | None = None) -> int:
         """Index of the model maximising quality - lambda(willingness_to_pay) * cost."""
-        ok = np.ones(len(quality), dtype=bool) if eligible is None else np.asarray(eligible)
-        if not ok.any():
-            raise InvalidRequest("learned router: no eligible model")
         lam = self.knob.lam(willingness_to_pay)
         if math.isinf(lam):
             # always-cheapest; among equal costs the better one
-            key = np.where(ok, cost - 1e-9 * self.cost_ref * quality, np.inf)
-            return int(np.argmin(key))
-        if lam == 0.0:
-            key = np.where(ok, quality - 1e-9 * cost / self.cost_ref, -np.inf)
-            return int(np.argmax(key))
-        return int(np.argmax(np.where(ok, quality - lam * cost / self.cost_ref, -np.inf)))
+            key = quality * (-1e-9 * self.cost_ref) + cost
+            key = -key
+        elif lam == 0.0:
+            key = quality - cost * (1e-9 / self.cost_ref)
+        else:
+            key = quality - cost * (lam / self.cost_ref)
+        if eligible is not None and not eligible.all():
+            if not eligible.any():
+                raise InvalidRequest("learned router: no eligible model")
+            key[~eligible] = -np.inf
+        return int(key.argmax())
 
     def choose_batch(self, quality: F64, cost: F64, willingness_to_pay: float) -> npt.NDArray[
             np.int64]:
@@ -197,7 +213,10 @@ class LearnedRouter:
             q_sum[:, j] += p * score
             q_cnt[:, j] += p
             self.q_sum, self.q_cnt = q_sum, q_cnt
-            self._Q = self._task_quality()  # swapped in one assignment: readers never see half
+            Q = self._task_quality()
+            # each swapped in by one assignment: a reader never sees a half-written array
+            self._QAS = np.hstack([Q, self.cost_a, self.cost_s])
+            self._Q = Q
             self.n_online += 1
 
     # -- persistence ---------------------------------------------------------------
