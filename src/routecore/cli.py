@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from .errors import RoutecoreError
@@ -89,7 +89,9 @@ def _cmd_route(ns: argparse.Namespace) -> int:
     d = router.route(text, strategy=ns.strategy or "", constraints=_constraints(ns),
                      willingness_to_pay=ns.willingness_to_pay)
     if ns.json:
-        print(json.dumps(asdict(d), indent=2))
+        doc = {f.name: getattr(d, f.name) for f in fields(d)}
+        doc["candidates"] = [asdict(c) for c in d.candidates]
+        print(json.dumps(doc, indent=2))
         return 0
     print(f"model:      {d.model} ({d.provider}, {d.model_version})")
     print(f"fallbacks:  {', '.join(d.fallbacks) or '-'}")
