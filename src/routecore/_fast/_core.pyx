@@ -6,9 +6,9 @@ as plain C. Application code goes through routecore.tokens / features /
 catalog, never through this module.
 """
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
-from libc.stdlib cimport realloc
-from libc.string cimport memcpy, memset
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
 from libc.math cimport log, log1p, sqrt, INFINITY
 
 import numpy as np

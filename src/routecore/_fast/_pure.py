@@ -23,6 +23,7 @@ import numpy.typing as npt
 from ._constants import (
     ACC_MILLI,
     CAMEL_MILLI,
+    CHAR_SEED,
     CODE_KEYWORDS,
     DIGIT_GROUP_MILLI,
     FAMILY_SEEDS,
@@ -32,6 +33,7 @@ from ._constants import (
     IMPERATIVE_WORDS,
     MATH_WORDS,
     NEWLINE_MILLI,
+    NGRAM_MULTS,
     PUNCT_CHAR_MILLI,
     PUNCT_RUN_MILLI,
     SCALAR_NAMES,
@@ -246,7 +248,24 @@ _MATH_KW = _kw_table(MATH_WORDS)
 _IMPER_KW = _kw_table(IMPERATIVE_WORDS)
 _WH_KW = _kw_table(WH_WORDS)
 
-_SUBLIN = [0.0] + [1.0 + math.log(c) for c in range(1, 256)]
+_LOG_TABLE = 4096
+_LOG1P_TENTHS = [math.log1p(a / 10.0) for a in range(_LOG_TABLE)]
+MAX_DIM = 1 << 30
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & M64
+
+
+_MIX: dict[int, int] = {}
+
+
+def char_mix(lc: int) -> int:
+    """The 64-bit mix of a lower-cased code point (memoised; C keeps a Latin-1 table)."""
+    m = _MIX.get(lc)
+    if m is None:
+        m = _MIX[lc] = fmix64((CHAR_SEED + lc) & M64)
+    return m
 
 
 def _is_word_char(c: str) -> bool:
@@ -261,16 +280,25 @@ def _single_char_word(cp: int) -> bool:
 
 def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Hashed n-gram vector (L2-normalised) and the scalar features, in one walk."""
-    counts = [[0] * dim for _ in range(4)]
+    if dim < 1 or dim & (dim - 1) or dim > MAX_DIM:
+        raise ValueError("dim must be a power of two <= 2**30")
+    # Signed sum of family weights (in tenths) per bucket.
+    acc = [0] * dim
     mask = dim - 1
+    w_tri, w_four = FAMILY_WEIGHTS[2], FAMILY_WEIGHTS[3]
 
     def add(family: int, h: int) -> None:
         x = fmix64(h ^ FAMILY_SEEDS[family])
-        counts[family][x & mask] += -1 if x >> 63 else 1
+        w = FAMILY_WEIGHTS[family]
+        acc[x & mask] += -w if x >> 63 else w
+
+    def add_gram(mult: int, h: int, w: int) -> None:
+        x = (h * mult) & M64
+        acc[(x >> 32) & mask] += -w if x >> 63 else w
 
     n = len(text)
     # Char n-grams over the lower-cased text with whitespace runs collapsed.
-    g0 = g1 = g2 = g3 = 0  # last four code points of the collapsed stream
+    m0 = m1 = m2 = 0  # mixes of the last three code points of the collapsed stream
     glen = 0
     prev_space = False
     # Word state.
@@ -323,17 +351,14 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
         lc = 0x20 if space else lower_cp(cp)
         # Char n-grams over the collapsed stream.
         if not (space and prev_space):
-            g0, g1, g2, g3 = g1, g2, g3, lc
+            m = char_mix(lc)
             glen += 1
+            if glen >= 4 and w_four:
+                h = _rotl(m0, 48) ^ _rotl(m1, 32) ^ _rotl(m2, 16) ^ m
+                add_gram(NGRAM_MULTS[1], h, w_four)
+            m0, m1, m2 = m1, m2, m
             if glen >= 3:
-                h = ((FNV_OFFSET ^ g1) * FNV_PRIME) & M64
-                h = ((h ^ g2) * FNV_PRIME) & M64
-                add(2, ((h ^ g3) * FNV_PRIME) & M64)
-            if glen >= 4:
-                h = ((FNV_OFFSET ^ g0) * FNV_PRIME) & M64
-                h = ((h ^ g1) * FNV_PRIME) & M64
-                h = ((h ^ g2) * FNV_PRIME) & M64
-                add(3, ((h ^ g3) * FNV_PRIME) & M64)
+                add_gram(NGRAM_MULTS[0], _rotl(m0, 42) ^ _rotl(m1, 21) ^ m2, w_tri)
         prev_space = space
         # Words.
         if c.isalnum() or c == "_":
@@ -411,16 +436,13 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
     if content:
         sentences += 1
 
+    # Sublinear transform sign(x) * log1p(|x|) per bucket (x in weight units).
     vec = np.zeros(dim, dtype=np.float64)
-    for f in range(4):
-        w = FAMILY_WEIGHTS[f]
-        row = counts[f]
-        for b in range(dim):
-            cnt = row[b]
-            if cnt:
-                a = -cnt if cnt < 0 else cnt
-                v = _SUBLIN[a] if a < 256 else 1.0 + math.log(a)
-                vec[b] += w * v if cnt > 0 else -(w * v)
+    for b in range(dim):
+        a = acc[b]
+        if a:
+            v = _LOG1P_TENTHS[abs(a)] if abs(a) < _LOG_TABLE else math.log1p(abs(a) / 10.0)
+            vec[b] = v if a > 0 else -v
     norm = math.sqrt(float(np.dot(vec, vec)))
     if norm > 0.0:
         vec /= norm

@@ -1,5 +1,6 @@
 cdef enum:
     N_SCALARS = 11
+    MAX_DIM = 1 << 30
 
-cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
-                      int32_t* counts, Py_ssize_t dim, float* vec, float* scalars) noexcept nogil
+cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t dim,
+                       float* vec, float* scalars) noexcept nogil

@@ -1,6 +1,9 @@
 # Feature extraction: hashed n-grams and scalar cues in one walk over the
 # text (see _pure.extract, the readable twin; keep the two in step).
 
+cimport numpy as cnp
+cnp.import_array()
+
 cdef uint64_t FNV_OFFSET = 0xCBF29CE484222325ULL
 cdef uint64_t FNV_PRIME = 0x100000001B3ULL
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
@@ -12,9 +15,14 @@ cdef enum:
     KW_MATH = 2
     KW_IMPER = 4
     KW_WH = 8
+    LOG_TABLE = 4096
 cdef uint64_t _kw_hash[KW_SIZE]
 cdef unsigned char _kw_flag[KW_SIZE]
-cdef double _SUBLIN[256]
+# log1p(a / 10): the sublinear weight of a bucket holding a tenths of weight.
+cdef double _LOG1P_TENTHS[LOG_TABLE]
+# Lower-cased code point and its 64-bit mix, for every Latin-1 code point.
+cdef uint32_t _LC256[256]
+cdef uint64_t _MIX256[256]
 
 
 cdef inline uint64_t fmix64(uint64_t x) noexcept nogil:
@@ -24,6 +32,10 @@ cdef inline uint64_t fmix64(uint64_t x) noexcept nogil:
     x *= 0xC4CEB9FE1A85EC53ULL
     x ^= x >> 33
     return x
+
+
+cdef inline uint64_t rotl(uint64_t x, int r) noexcept nogil:
+    return (x << r) | (x >> (64 - r))
 
 
 cdef inline uint32_t lower_cp(uint32_t cp) noexcept nogil:
@@ -77,15 +89,25 @@ for _w in _K.IMPERATIVE_WORDS:
     _kw_add(_w, KW_IMPER)
 for _w in _K.WH_WORDS:
     _kw_add(_w, KW_WH)
-_SUBLIN[0] = 0.0
-for _i in range(1, 256):
-    _SUBLIN[_i] = 1.0 + log(<double>_i)
+for _i in range(LOG_TABLE):
+    _LOG1P_TENTHS[_i] = log1p(_i / 10.0)
+for _i in range(256):
+    _LC256[_i] = 0x20 if _FLAGS256[_i] & F_SPACE else lower_cp(_i)
+    _MIX256[_i] = fmix64(CHAR_SEED + _LC256[_i])
 
 
-cdef inline void _add(int32_t* counts, Py_ssize_t dim, int family, uint64_t h) noexcept nogil:
+cdef inline void _add_word(int32_t* acc, uint64_t mask, int family, uint64_t h) noexcept nogil:
     cdef uint64_t x = fmix64(h ^ FAMILY_SEEDS[family])
     # The top bit is the sign: colliding features cancel instead of piling up.
-    counts[family * dim + <Py_ssize_t>(x & <uint64_t>(dim - 1))] += -1 if (x >> 63) else 1
+    # Branch-free: sg is 0 or -1, (w ^ sg) - sg is w or -w.
+    cdef int32_t sg = <int32_t>(<int64_t>x >> 63)
+    acc[x & mask] += (FAMILY_WEIGHTS[family] ^ sg) - sg
+
+
+cdef inline void _add_gram(int32_t* acc, uint64_t mask, int family, uint64_t h) noexcept nogil:
+    cdef uint64_t x = h * NGRAM_MULTS[family - 2]
+    cdef int32_t sg = <int32_t>(<int64_t>x >> 63)
+    acc[(x >> 32) & mask] += (FAMILY_WEIGHTS[family] ^ sg) - sg
 
 
 cdef struct WordState:
@@ -101,12 +123,12 @@ cdef struct WordState:
     long long words
 
 
-cdef inline void _end_word(WordState* w, int32_t* counts, Py_ssize_t dim) noexcept nogil:
+cdef inline void _end_word(WordState* w, int32_t* acc, uint64_t mask) noexcept nogil:
     if w.length == 0:
         return
-    _add(counts, dim, 0, w.h)
+    _add_word(acc, mask, 0, w.h)
     if w.has_prev:
-        _add(counts, dim, 1, w.prev * GOLDEN + w.h)
+        _add_word(acc, mask, 1, w.prev * GOLDEN + w.h)
     cdef unsigned char f = kw_lookup(w.h)
     if f:
         if f & KW_CODE:
@@ -125,19 +147,51 @@ cdef inline void _end_word(WordState* w, int32_t* counts, Py_ssize_t dim) noexce
     w.length = 0
 
 
-cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
-                      int32_t* counts, Py_ssize_t dim, float* vec,
-                      float* scalars) noexcept nogil:
+cdef void _grams(const ucs_t* u, Py_ssize_t n, int32_t* acc, uint64_t mask,
+                 bint four) noexcept nogil:
+    """Char 3-/4-grams over the lower-cased stream, whitespace runs collapsed."""
+    cdef Py_ssize_t i, glen = 0
+    cdef Py_UCS4 c
+    cdef uint64_t m, m0 = 0, m1 = 0, m2 = 0
+    cdef bint space, prev_space = False
+    for i in range(n):
+        c = u[i]
+        if ucs_t is uint8_t:
+            space = (_FLAGS256[c] & F_SPACE) != 0
+            m = _MIX256[c]
+        else:
+            if c < 256:
+                space = (_FLAGS256[c] & F_SPACE) != 0
+                m = _MIX256[c]
+            else:
+                space = u_isspace(c)
+                m = _MIX256[0x20] if space else fmix64(CHAR_SEED + lower_cp(c))
+        if space and prev_space:
+            continue
+        prev_space = space
+        glen += 1
+        if four and glen >= 4:
+            _add_gram(acc, mask, 3, rotl(m0, 48) ^ rotl(m1, 32) ^ rotl(m2, 16) ^ m)
+        m0 = m1
+        m1 = m2
+        m2 = m
+        if glen >= 3:
+            _add_gram(acc, mask, 2, rotl(m0, 42) ^ rotl(m1, 21) ^ m2)
+
+
+cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t dim,
+                       float* vec, float* scalars) noexcept nogil:
     cdef Py_ssize_t i, b
-    cdef Py_UCS4 c, last_nonspace = 0, last_line_char = 0
-    cdef uint32_t lc, g0 = 0, g1 = 0, g2 = 0, g3 = 0
-    cdef Py_ssize_t glen = 0
-    cdef bint space, prev_space = False, line_start = True, content = False
+    cdef Py_UCS4 c, c2, last_nonspace = 0, last_line_char = 0
+    cdef uint32_t lc
+    cdef uint64_t mask = <uint64_t>(dim - 1)
+    cdef unsigned char fl
+    cdef bint space, line_start = True, content = False
+    cdef bint four = FAMILY_WEIGHTS[3] != 0
     cdef long long letters = 0, non_ascii_letters = 0, cjk = 0, digits = 0, qmarks = 0
     cdef long long sentences = 0, ticks = 0, indent = 0
     cdef long long lines = 1 if n else 0
-    cdef int s, f
-    cdef uint64_t h
+    cdef int s = 0
     cdef WordState w
     w.h = FNV_OFFSET
     w.length = 0
@@ -149,55 +203,44 @@ cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
     w.imper = 0.0
     w.wh_starts = 0
     w.words = 0
-    memset(counts, 0, 4 * dim * sizeof(int32_t))
 
+    _grams(u, n, acc, mask, four)
     for i in range(n):
         c = u[i]
-        space = cls[i] == C_SPACE or cls[i] == C_NEWLINE
-        lc = 0x20 if space else lower_cp(c)
-        if not (space and prev_space):
-            g0 = g1
-            g1 = g2
-            g2 = g3
-            g3 = lc
-            glen += 1
-            if glen >= 3:
-                h = ((((FNV_OFFSET ^ g1) * FNV_PRIME) ^ g2) * FNV_PRIME ^ g3) * FNV_PRIME
-                _add(counts, dim, 2, h)
-            if glen >= 4:
-                h = ((((((FNV_OFFSET ^ g0) * FNV_PRIME) ^ g1) * FNV_PRIME ^ g2) * FNV_PRIME)
-                     ^ g3) * FNV_PRIME
-                _add(counts, dim, 3, h)
-        prev_space = space
+        if ucs_t is uint8_t:
+            fl = _FLAGS256[c]
+            lc = _LC256[c]
+        else:
+            if c < 256:
+                fl = _FLAGS256[c]
+                lc = _LC256[c]
+                s = 0
+            else:
+                fl = _flags(c)
+                lc = 0x20 if fl & F_SPACE else lower_cp(c)
+                s = script_of(c)
+        space = (fl & F_SPACE) != 0
 
-        if c < 128:
-            s = 0
-            if cls[i] == C_LETTER or cls[i] == C_NUMBER or c == 0x5F:
+        if fl & F_WORD:
+            if ucs_t is not uint8_t and (s == 10 or s == 9):
+                _end_word(&w, acc, mask)
+                w.h = (FNV_OFFSET ^ lc) * FNV_PRIME
+                w.length = 1
+                _end_word(&w, acc, mask)
+            else:
                 w.h = (w.h ^ lc) * FNV_PRIME
                 w.length += 1
-            else:
-                _end_word(&w, counts, dim)
         else:
-            s = script_of(c)
-            if u_isalnum(c):
-                if s == 10 or s == 9:
-                    _end_word(&w, counts, dim)
-                    w.h = (FNV_OFFSET ^ lc) * FNV_PRIME
-                    w.length = 1
-                    _end_word(&w, counts, dim)
-                else:
-                    w.h = (w.h ^ lc) * FNV_PRIME
-                    w.length += 1
-            else:
-                _end_word(&w, counts, dim)
+            _end_word(&w, acc, mask)
 
-        if cls[i] == C_LETTER:
+        if fl & F_LETTER:
             letters += 1
             if c >= 0x80:
                 non_ascii_letters += 1
-        if s == 10 or s == 9 or s == 8:
-            cjk += 1
-        if (0x30 <= c <= 0x39) or (c >= 128 and u_isdigit(c)):
+        if ucs_t is not uint8_t:
+            if s == 10 or s == 9 or s == 8:
+                cjk += 1
+        if fl & F_DIGIT:
             digits += 1
             w.math_m += 0.2
         if c == 0x0A:
@@ -220,6 +263,11 @@ cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
                 line_start = False
             last_line_char = c
             last_nonspace = c
+            if fl & F_WORD:
+                # Letters, digits and "_" are none of the marks below.
+                ticks = 0
+                content = True
+                continue
             if c == 0x60:
                 ticks += 1
                 if ticks == 3:
@@ -236,7 +284,13 @@ cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
             if c == 0x3F or c == 0xFF1F:
                 qmarks += 1
             if c == 0x2E or c == 0x21 or c == 0x3F:
-                if i + 1 == n or cls[i + 1] == C_SPACE or cls[i + 1] == C_NEWLINE:
+                if i + 1 < n:
+                    c2 = u[i + 1]
+                    if ucs_t is uint8_t:
+                        space = (_FLAGS256[c2] & F_SPACE) != 0
+                    else:
+                        space = (_FLAGS256[c2] & F_SPACE) != 0 if c2 < 256 else u_isspace(c2)
+                if i + 1 == n or space:
                     if content:
                         sentences += 1
                         content = False
@@ -250,23 +304,26 @@ cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
                 w.at_start = True
             else:
                 content = True
-    _end_word(&w, counts, dim)
+    _end_word(&w, acc, mask)
     if content:
         sentences += 1
 
-    # Sublinear term weights per family, summed per bucket, then L2-normalised.
-    cdef double v, norm = 0.0, wt
-    cdef int32_t cnt, a
+    # Signed sum of family weights per bucket -> sign(x) * log1p(|x|), then L2.
+    # Reading a bucket also clears it, so the scratch stays zero between calls.
+    cdef double v, norm = 0.0
+    cdef int32_t a, sg
     for b in range(dim):
-        v = 0.0
-        for f in range(4):
-            cnt = counts[f * dim + b]
-            if cnt:
-                a = -cnt if cnt < 0 else cnt
-                wt = FAMILY_WEIGHTS[f] * (_SUBLIN[a] if a < 256 else 1.0 + log(<double>a))
-                v += wt if cnt > 0 else -wt
-        vec[b] = <float>v
+        a = acc[b]
+        acc[b] = 0
+        sg = a >> 31
+        a = (a ^ sg) - sg
+        if a < LOG_TABLE:  # _LOG1P_TENTHS[0] == 0: no branch on empty buckets
+            v = _LOG1P_TENTHS[a]
+        else:
+            v = log1p(a / 10.0)
+        v *= <double>(1 + 2 * sg)
         norm += v * v
+        vec[b] = <float>v
     if norm > 0.0:
         norm = sqrt(norm)
         for b in range(dim):
@@ -279,7 +336,7 @@ cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
     if w.wh_starts:
         question += 0.25
     scalars[0] = <float>log1p(<double>n)
-    scalars[1] = <float>log1p(<double>count_tokens_buf(u, cls, n))
+    scalars[1] = <float>log1p(<double>count_tokens_kind(u, n))
     scalars[2] = <float>(w.code_m / (w.code_m + 4.0 + fw))
     scalars[3] = <float>(w.math_m / (w.math_m + 4.0 + fw))
     scalars[4] = <float>question
@@ -291,25 +348,37 @@ cdef void extract_buf(const Py_UCS4* u, const unsigned char* cls, Py_ssize_t n,
     scalars[10] = <float>log1p(<double>sentences)
 
 
-cdef int32_t* _counts = NULL
-cdef Py_ssize_t _counts_cap = 0
+# Per-dim scratch accumulator, all zeros between calls (extract_kind clears
+# what it reads). Every caller holds the GIL, so one module-level buffer is safe.
+cdef int32_t* _acc = NULL
+cdef Py_ssize_t _acc_cap = 0
 
 
-def extract(str text, Py_ssize_t dim):
-    global _counts, _counts_cap
-    if dim < 1 or (dim & (dim - 1)) != 0:
-        raise ValueError("dim must be a power of two")
+def extract(str text not None, Py_ssize_t dim):
+    global _acc, _acc_cap
+    if dim < 1 or (dim & (dim - 1)) != 0 or dim > MAX_DIM:
+        raise ValueError("dim must be a power of two <= 2**30")
     cdef void* p
-    if 4 * dim > _counts_cap:
-        p = realloc(_counts, 4 * dim * sizeof(int32_t))
+    if dim > _acc_cap:
+        p = calloc(dim, sizeof(int32_t))
         if p == NULL:
             raise MemoryError()
-        _counts = <int32_t*>p
-        _counts_cap = 4 * dim
-    cdef Py_ssize_t n = _load(text)
-    vec = np.empty(dim, dtype=np.float32)
-    scalars = np.empty(N_SCALARS, dtype=np.float32)
-    cdef float[::1] vv = vec
-    cdef float[::1] ss = scalars
-    extract_buf(_ubuf, _cbuf, n, _counts, dim, &vv[0], &ss[0])
+        free(_acc)
+        _acc = <int32_t*>p
+        _acc_cap = dim
+    PyUnicode_READY(text)
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    cdef cnp.npy_intp d = dim, ns = N_SCALARS
+    cdef cnp.ndarray vec = cnp.PyArray_EMPTY(1, &d, cnp.NPY_FLOAT32, 0)
+    cdef cnp.ndarray scalars = cnp.PyArray_EMPTY(1, &ns, cnp.NPY_FLOAT32, 0)
+    cdef float* vp = <float*>cnp.PyArray_DATA(vec)
+    cdef float* sp = <float*>cnp.PyArray_DATA(scalars)
+    if kind == 1:
+        extract_kind(<const uint8_t*>data, n, _acc, dim, vp, sp)
+    elif kind == 2:
+        extract_kind(<const uint16_t*>data, n, _acc, dim, vp, sp)
+    else:
+        extract_kind(<const Py_UCS4*>data, n, _acc, dim, vp, sp)
     return vec, scalars

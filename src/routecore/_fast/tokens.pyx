@@ -1,5 +1,9 @@
 # Token estimate: one walk over the pre-tokenizer's runs (see _pure.count_tokens,
 # the readable twin; keep the two in step).
+#
+# The walkers read the str's own storage (1, 2 or 4 bytes per code point,
+# PEP 393) through a fused pointer type, so there is no copy and the common
+# 1-byte case compiles to table lookups only.
 
 cdef extern from "Python.h":
     # The interpreter's own Unicode tables: the same ones str.isalpha() reads,
@@ -11,15 +15,10 @@ cdef extern from "Python.h":
     bint u_isspace "Py_UNICODE_ISSPACE"(Py_UCS4 ch) nogil
     bint u_isupper "Py_UNICODE_ISUPPER"(Py_UCS4 ch) nogil
     bint u_islower "Py_UNICODE_ISLOWER"(Py_UCS4 ch) nogil
+    int PyUnicode_READY(object o) except -1
     int PyUnicode_KIND(object o)
     void* PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
-
-# One reusable scratch buffer (code points + their classes). Every entry point
-# holds the GIL, so a module-level buffer is safe and saves a malloc per call.
-cdef Py_UCS4* _ubuf = NULL
-cdef unsigned char* _cbuf = NULL
-cdef Py_ssize_t _cap = 0
 
 
 cdef int script_of(Py_UCS4 cp) noexcept nogil:
@@ -66,56 +65,53 @@ cdef inline unsigned char _cls(Py_UCS4 c) noexcept nogil:
     return C_OTHER
 
 
-cdef unsigned char _ASCII_CLS[128]
-for _i in range(128):
-    _ASCII_CLS[_i] = _cls(<Py_UCS4>_i)
+cdef inline unsigned char _flags(Py_UCS4 c) noexcept nogil:
+    cdef unsigned char f = 0
+    if u_isalpha(c):
+        f |= F_LETTER
+    elif u_isnumeric(c):
+        f |= F_NUMBER
+    elif u_isspace(c):
+        f |= F_SPACE
+    if f & (F_LETTER | F_NUMBER) or c == 0x5F or u_isalnum(c):
+        f |= F_WORD
+    if u_isdigit(c):
+        f |= F_DIGIT
+    return f
 
 
-cdef Py_ssize_t _load(str text) except -1:
-    """Copy the str into the UCS4 scratch buffer and classify each code point."""
-    global _ubuf, _cbuf, _cap
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
-    cdef Py_ssize_t i, cap
-    cdef void* p
-    if n > _cap:
-        cap = max(n, 2 * _cap, 4096)
-        p = realloc(_ubuf, cap * sizeof(Py_UCS4))
-        if p == NULL:
-            raise MemoryError()
-        _ubuf = <Py_UCS4*>p
-        p = realloc(_cbuf, cap)
-        if p == NULL:
-            raise MemoryError()
-        _cbuf = <unsigned char*>p
-        _cap = cap
-    cdef int kind = PyUnicode_KIND(text)
-    cdef void* data = PyUnicode_DATA(text)
-    cdef Py_UCS4 c
-    if kind == 1:
-        for i in range(n):
-            _ubuf[i] = (<const uint8_t*>data)[i]
-    elif kind == 2:
-        for i in range(n):
-            _ubuf[i] = (<const uint16_t*>data)[i]
-    else:
-        memcpy(_ubuf, data, n * sizeof(Py_UCS4))
-    for i in range(n):
-        c = _ubuf[i]
-        _cbuf[i] = _ASCII_CLS[c] if c < 128 else _cls(c)
-    return n
+# Class and flags of every Latin-1 code point (all of a 1-byte str).
+cdef unsigned char _CLS256[256]
+cdef unsigned char _FLAGS256[256]
+for _i in range(256):
+    _CLS256[_i] = _cls(<Py_UCS4>_i)
+    _FLAGS256[_i] = _flags(<Py_UCS4>_i)
 
 
-cdef long long count_tokens_buf(const Py_UCS4* u, const unsigned char* cls,
-                                Py_ssize_t n) noexcept nogil:
+cdef inline unsigned char cls_at(Py_UCS4 c) noexcept nogil:
+    return _CLS256[c] if c < 256 else _cls(c)
+
+
+cdef inline long long _word_milli(Py_ssize_t length, long long acc, long long camel) noexcept nogil:
+    cdef long long milli = WORD_BASE_MILLI + ACC_MILLI * acc + CAMEL_MILLI * camel
+    cdef int q
+    for q in range(N_KNEES):
+        if length > WORD_KNEES[q]:
+            milli += WORD_SLOPES_MILLI[q] * (length - WORD_KNEES[q])
+    return milli
+
+
+cdef long long count_tokens_kind(const ucs_t* u, Py_ssize_t n) noexcept nogil:
+    """Token estimate over a str's storage; kj always holds the class of u[j]."""
     if n == 0:
         return 0
-    cdef long long milli = 0, acc, camel, length
-    cdef Py_ssize_t i = 0, j, q, last_nl, trail, end, asc
-    cdef unsigned char k
+    cdef long long milli = 0, acc, camel
+    cdef Py_ssize_t i = 0, j, last_nl, trail, q, end, asc
+    cdef unsigned char k, kj = 0
     cdef Py_UCS4 cp, c
     cdef int s
+    k = cls_at(u[0])
     while i < n:
-        k = cls[i]
         cp = u[i]
         j = i + 1
         if k == C_LETTER:
@@ -123,34 +119,46 @@ cdef long long count_tokens_buf(const Py_UCS4* u, const unsigned char* cls,
             if s <= 1:
                 acc = 1 if cp >= 0x80 else 0
                 camel = 0
-                while j < n and cls[j] == C_LETTER and script_of(u[j]) <= 1:
+                while j < n:
                     c = u[j]
                     if c < 128:
-                        if 0x41 <= c <= 0x5A and u_islower(u[j - 1]):
+                        kj = _CLS256[c]
+                        if kj != C_LETTER:
+                            break
+                        if c <= 0x5A and u_islower(u[j - 1]):
                             camel += 1
                     else:
+                        kj = cls_at(c)
+                        if kj != C_LETTER or script_of(c) > 1:
+                            break
                         acc += 1
                         if u_isupper(c) and u_islower(u[j - 1]):
                             camel += 1
                     j += 1
-                length = j - i
-                milli += WORD_BASE_MILLI + ACC_MILLI * acc + CAMEL_MILLI * camel
-                for q in range(N_KNEES):
-                    if length > WORD_KNEES[q]:
-                        milli += WORD_SLOPES_MILLI[q] * (length - WORD_KNEES[q])
+                milli += _word_milli(j - i, acc, camel)
             else:
-                while j < n and cls[j] == C_LETTER and script_of(u[j]) == s:
+                while j < n:
+                    c = u[j]
+                    kj = cls_at(c)
+                    if kj != C_LETTER or script_of(c) != s:
+                        break
                     j += 1
                 milli += SCRIPT_RUN_MILLI[s] + SCRIPT_CHAR_MILLI[s] * (j - i)
         elif k == C_NUMBER:
-            while j < n and cls[j] == C_NUMBER:
+            while j < n:
+                kj = cls_at(u[j])
+                if kj != C_NUMBER:
+                    break
                 j += 1
             milli += DIGIT_GROUP_MILLI * ((j - i + 2) // 3)
         elif k == C_SPACE or k == C_NEWLINE:
             last_nl = i if k == C_NEWLINE else -1
-            while j < n and (cls[j] == C_SPACE or cls[j] == C_NEWLINE):
-                if cls[j] == C_NEWLINE:
+            while j < n:
+                kj = cls_at(u[j])
+                if kj == C_NEWLINE:
                     last_nl = j
+                elif kj != C_SPACE:
+                    break
                 j += 1
             if last_nl >= 0:
                 milli += NEWLINE_MILLI
@@ -158,13 +166,16 @@ cdef long long count_tokens_buf(const Py_UCS4* u, const unsigned char* cls,
             else:
                 trail = j - i
             if trail > 0:
-                if trail > 1 or not (j < n and cls[j] != C_NUMBER):
+                if trail > 1 or not (j < n and kj != C_NUMBER):
                     milli += SPACE_MILLI
         else:
-            while j < n and cls[j] == C_OTHER:
-                j += 1
-            end = j - 1 if (j < n and cls[j] == C_LETTER) else j
             asc = 0
+            while j < n:
+                kj = cls_at(u[j])
+                if kj != C_OTHER:
+                    break
+                j += 1
+            end = j - 1 if (j < n and kj == C_LETTER) else j
             for q in range(i, end):
                 if u[q] < 0x80:
                     asc += 1
@@ -173,12 +184,24 @@ cdef long long count_tokens_buf(const Py_UCS4* u, const unsigned char* cls,
             if asc:
                 milli += PUNCT_RUN_MILLI + PUNCT_CHAR_MILLI * (asc - 1)
         i = j
+        k = kj
     return max(1, (milli + 500) // 1000)
 
 
+cdef long long count_tokens_str(str text) except -1:
+    PyUnicode_READY(text)
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    if kind == 1:
+        return count_tokens_kind(<const uint8_t*>data, n)
+    if kind == 2:
+        return count_tokens_kind(<const uint16_t*>data, n)
+    return count_tokens_kind(<const Py_UCS4*>data, n)
+
+
 cpdef long long count_tokens(str text) except -1:
-    cdef Py_ssize_t n = _load(text)
-    return count_tokens_buf(_ubuf, _cbuf, n)
+    return count_tokens_str(text)
 
 
 cpdef long long count_chat_tokens(roles, contents) except -1:
@@ -187,5 +210,5 @@ cpdef long long count_chat_tokens(roles, contents) except -1:
     if len(contents) != m:
         raise ValueError("roles and contents differ in length")
     for i in range(m):
-        total += 3 + count_tokens(roles[i]) + count_tokens(contents[i])
+        total += 3 + count_tokens_str(roles[i]) + count_tokens_str(contents[i])
     return total
