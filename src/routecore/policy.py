@@ -47,6 +47,8 @@ class QualityModel(Protocol):
     def choose(self, quality: npt.NDArray[np.float64], cost: npt.NDArray[np.float64],
                willingness_to_pay: float, eligible: npt.NDArray[np.bool_]) -> int: ...
 
+    def learn(self, text: str, model: str, score: float) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyInput:

@@ -32,6 +32,7 @@ from .domain import (
 )
 from .errors import ConfigError, InvalidRequest
 from .features import FeatureExtractor
+from .learned.ab import CANDIDATE, assign, parse_ab
 from .policy import Policy, PolicyInput, QualityModel
 from .registry import Registry
 from .tokens import count_chat_tokens, count_tokens
@@ -47,7 +48,8 @@ def _check_limit(value: float | None, field: str) -> None:
 class Router:
     """Routes requests with a frozen config, registry, classifier and policy."""
 
-    def __init__(self, config: Config, learned: QualityModel | None = None) -> None:
+    def __init__(self, config: Config, learned: QualityModel | None = None,
+                 candidate: QualityModel | None = None) -> None:
         self.config = config
         self.registry = Registry(config)
         self.extractor = FeatureExtractor(config.classifier.feature_dim)
@@ -55,6 +57,13 @@ class Router:
         self.learned = learned
         self.policy = Policy(config, self.registry, learned)
         self.version = config.router_version
+        # A/B: a candidate router version (a strategy, or a learned artifact) takes
+        # `share` of the traffic, sticky per user or tenant.
+        self.ab = parse_ab(config.extra)
+        self.candidate = candidate
+        self.candidate_policy = Policy(config, self.registry, candidate) if candidate else None
+        if self.ab is not None and not self.ab.candidate_is_strategy and candidate is None:
+            raise ConfigError([f"ab.candidate.artifact: {self.ab.candidate!r} was not loaded"])
         # Set by the completion layer: model -> why it is unhealthy (open breaker).
         self.health_source: Callable[[], Mapping[str, str]] | None = None
 
@@ -64,8 +73,12 @@ class Router:
         cfg = config if isinstance(config, Config) else load_config(config)
         learned = None
         if cfg.routing.learned.artifact:
-            learned = _load_learned(cfg)
-        return cls(cfg, learned)
+            learned = _load_learned(cfg, cfg.routing.learned.artifact, "routing.learned.artifact")
+        ab = parse_ab(cfg.extra)
+        candidate = None
+        if ab is not None and not ab.candidate_is_strategy:
+            candidate = _load_learned(cfg, ab.candidate, "ab.candidate.artifact")
+        return cls(cfg, learned, candidate)
 
     # -- request validation (the edge of the domain) -------------------------
 
@@ -84,7 +97,7 @@ class Router:
         if req.strategy and req.strategy not in STRATEGIES:
             raise InvalidRequest(
                 f"strategy: unknown strategy {req.strategy!r} (known: {', '.join(STRATEGIES)})")
-        if req.strategy == "learned" and self.learned is None:
+        if req.strategy == "learned" and self.learned is None and self.candidate is None:
             raise InvalidRequest(
                 "strategy: 'learned' needs a trained router (config routing.learned.artifact)")
         c = req.constraints
@@ -147,11 +160,21 @@ class Router:
         input_tokens = count_chat_tokens(req.messages) if req.messages else count_tokens(text)
         output_tokens = req.constraints.max_output_tokens or routing.default_output_tokens
         strategy = req.strategy or routing.default_strategy
-        if strategy == "learned" and self.learned is None:
+        policy, variant = self.policy, ""
+        request_id = req.request_id or secrets.token_hex(8)
+        if self.ab is not None:
+            variant = assign(self.ab, user=req.user, tenant=req.tenant, request_id=request_id)
+            # The candidate decides unless the caller pinned a strategy.
+            if variant == CANDIDATE and not req.strategy:
+                if self.ab.candidate_is_strategy:
+                    strategy = self.ab.candidate
+                elif self.candidate_policy is not None:
+                    strategy, policy = "learned", self.candidate_policy
+        if strategy == "learned" and policy.learned is None:
             strategy = "multi_objective"
         wtp = (req.willingness_to_pay if req.willingness_to_pay is not None
                else routing.learned.willingness_to_pay)
-        result = self.policy.decide(
+        result = policy.decide(
             PolicyInput(text=text, vec=feats.vec, classification=cls, input_tokens=input_tokens,
                         output_tokens=output_tokens, constraints=req.constraints,
                         strategy=strategy, weights=req.weights or routing.weights,
@@ -168,26 +191,24 @@ class Router:
             estimated_latency_ms=result.estimated_latency_ms,
             predicted_quality=result.predicted_quality, reason=result.reason,
             candidates=result.candidates, router_version=self.version, strategy=strategy,
-            input_tokens=input_tokens, request_id=req.request_id or secrets.token_hex(8),
-            decision_micros=int(micros),
+            input_tokens=input_tokens, request_id=request_id,
+            decision_micros=int(micros), variant=variant,
         )
 
 
-def _load_learned(cfg: Config) -> QualityModel:
-    """Load the configured learned-router artifact and check its models exist."""
-    from .learned.model import LearnedRouter  # only when configured: numpy/faiss state
+def _load_learned(cfg: Config, path: str, field: str) -> QualityModel:
+    """Load a learned-router artifact and check its models exist in the registry."""
+    from .learned.model import LearnedRouter  # only when configured
 
-    path = cfg.routing.learned.artifact
     if not Path(path).exists():
-        raise ConfigError([f"routing.learned.artifact: {path!r} does not exist"])
+        raise ConfigError([f"{field}: {path!r} does not exist"])
     try:
         learned: Any = LearnedRouter.load(path)
     except Exception as exc:  # an unreadable artifact is a config problem, named as such
-        raise ConfigError([f"routing.learned.artifact: cannot load {path!r} ({exc})"]) from exc
+        raise ConfigError([f"{field}: cannot load {path!r} ({exc})"]) from exc
     missing = [m for m in learned.models if m not in cfg.models]
     if missing:
-        raise ConfigError([
-            f"routing.learned.artifact: model {m!r} in the artifact is not in models" for m in missing
-        ])
+        raise ConfigError([f"{field}: model {m!r} in the artifact is not in models"
+                           for m in missing])
     result: QualityModel = learned
     return result

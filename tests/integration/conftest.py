@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -27,8 +28,9 @@ async def _fail_on_loop_errors() -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def app() -> AsyncIterator[App]:
-    app = App.from_config(load_config(None), access_log=False)
+async def app(tmp_path: Path) -> AsyncIterator[App]:
+    app = App.from_config(load_config(None), access_log=False,
+                          feedback_db=str(tmp_path / "feedback.db"))
     await app.start("127.0.0.1", 0)
     yield app
     await app.stop(0.5)

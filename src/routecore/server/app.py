@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..completion import Completer
 from ..config import Config
+from ..outcomes import Outcomes
 from ..router import Router
 from ..v1 import router_pb2, router_pb2_grpc
 from .interceptors import RpcInterceptor
@@ -38,10 +39,14 @@ class App:
     health: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
     port: int = 0
     completer: Completer | None = None
+    outcomes: Outcomes | None = None
+    feedback_db: str | None = None  # overrides config feedback.path (tests)
 
     @classmethod
-    def from_config(cls, config: Config, access_log: bool = True) -> App:
-        return cls(router=Router.from_config(config), access_log=access_log)
+    def from_config(cls, config: Config, access_log: bool = True,
+                    feedback_db: str | None = None) -> App:
+        return cls(router=Router.from_config(config), access_log=access_log,
+                   feedback_db=feedback_db)
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Bind and start; returns the bound port (pass 0 for an ephemeral one)."""
@@ -56,8 +61,9 @@ class App:
         server = grpc.aio.server(interceptors=[RpcInterceptor(self.access_log)], options=options)
         # Providers and their HTTP pools belong to this event loop: built here, closed in stop().
         self.completer = Completer(self.router.config, self.router)
+        self.outcomes = Outcomes(self.router, self.feedback_db)
         router_pb2_grpc.add_RouterServicer_to_server(  # type: ignore[no-untyped-call]
-            RouterServicer(self.router, self.completer), server)
+            RouterServicer(self.router, self.completer, self.outcomes), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -86,6 +92,9 @@ class App:
         if self.completer is not None:
             await self.completer.aclose()
             self.completer = None
+        if self.outcomes is not None:
+            await self.outcomes.aclose()
+            self.outcomes = None
         log.info("stopped")
 
     async def wait(self) -> None:

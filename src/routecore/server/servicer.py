@@ -10,6 +10,7 @@ from typing import Any
 
 from ..completion import Completer
 from ..deadline import Deadline
+from ..outcomes import Outcomes
 from ..router import Router
 from ..v1 import router_pb2 as pb
 from ..v1 import router_pb2_grpc as pb_grpc
@@ -18,17 +19,20 @@ from .interceptors import log_fields_var, request_id_var
 
 
 class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
-    def __init__(self, router: Router, completer: Completer) -> None:
+    def __init__(self, router: Router, completer: Completer, outcomes: Outcomes) -> None:
         self.router = router
         self.completer = completer
+        self.outcomes = outcomes
 
     async def Route(self, request: pb.RouteRequest, context: Any) -> pb.RouteDecision:
         req = convert.route_request(request)
         if not req.request_id:
             req = _with_request_id(req, request_id_var.get())
         decision = self.router.route(req)
+        self.outcomes.record(decision, req.text())
         log_fields_var.get({}).update(model=decision.model, category=decision.category,
-                                      decision_us=decision.decision_micros)
+                                      decision_us=decision.decision_micros,
+                                      variant=decision.variant)
         return convert.decision(decision)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
@@ -40,6 +44,8 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
     async def Complete(self, request: pb.CompleteRequest, context: Any) -> pb.CompleteResponse:
         req = convert.completion_request(request, request_id_var.get())
         result = await self.completer.complete(req, Deadline.from_grpc(context))
+        if result.decision is not None:
+            self.outcomes.record(result.decision, req.route.text(), result.cost_usd)
         log_fields_var.get({}).update(
             model=result.model, attempts=len(result.attempts), cost_usd=result.cost_usd,
             input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens)
@@ -54,6 +60,13 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
                     model=event.model, attempts=len(event.attempts), cost_usd=event.cost_usd,
                     output_tokens=event.usage.output_tokens if event.usage else 0)
             yield convert.stream_event(event)
+
+    async def Feedback(self, request: pb.FeedbackRequest, context: Any) -> pb.FeedbackResponse:
+        result = await self.outcomes.feedback(
+            request_id=request.request_id, prompt=request.prompt, model=request.model,
+            score=request.score, comment=request.comment, source=request.source)
+        log_fields_var.get({}).update(model=request.model, learned=result.learned)
+        return pb.FeedbackResponse(feedback_id=result.feedback_id, learned=result.learned)
 
 
 def _with_request_id(req: Any, rid: str) -> Any:

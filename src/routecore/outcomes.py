@@ -1,0 +1,106 @@
+"""Outcomes: what was decided, and how well it went.
+
+One owner for three things that follow a decision:
+- recent decisions, kept in memory (bounded) so feedback can name a request id
+  instead of repeating the prompt;
+- the A/B decision log, written to SQLite by a background task, never on the
+  response path (the tasks are tracked and awaited on shutdown);
+- feedback: validated, stored durably (SQLite, `feedback.path`), and learned
+  online by the serving learned routers, so later decisions change at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from .domain import Decision
+from .errors import InvalidRequest, NotFound
+from .learned.ab import DecisionLog
+from .learned.feedback import FeedbackStore, feedback_path
+from .router import Router
+
+log = structlog.get_logger("routecore.outcomes")
+
+DEFAULT_DB = "routecore-feedback.db"
+RECENT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    text: str
+    model: str
+    cost_usd: float
+    variant: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    feedback_id: str
+    learned: bool
+
+
+class Outcomes:
+    """Per-process outcome recording; `aclose()` on shutdown."""
+
+    def __init__(self, router: Router, db_path: str | Path | None = None,
+                 capacity: int = RECENT) -> None:
+        self.router = router
+        path = db_path or feedback_path(router.config.extra) or DEFAULT_DB
+        self.store = FeedbackStore(path)
+        self.decisions = DecisionLog(path)
+        self._recent: OrderedDict[str, Recent] = OrderedDict()
+        self._capacity = capacity
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def record(self, decision: Decision, text: str, cost_usd: float | None = None) -> None:
+        """Remember a decision (cheap, synchronous); log its A/B variant in the background."""
+        cost = decision.estimated_cost_usd if cost_usd is None else cost_usd
+        self._recent[decision.request_id] = Recent(text, decision.model, cost, decision.variant)
+        if len(self._recent) > self._capacity:
+            self._recent.popitem(last=False)
+        if decision.variant:
+            task = asyncio.ensure_future(self._log(decision.request_id, decision.variant,
+                                                   decision.model, cost))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _log(self, request_id: str, variant: str, model: str, cost: float) -> None:
+        try:
+            await self.decisions.record(request_id, variant, model, cost)
+        except Exception:  # a lost log row must not fail anything else; say so loudly
+            log.exception("ab decision log write failed", request_id=request_id)
+
+    async def feedback(self, *, request_id: str, prompt: str, model: str, score: float,
+                       comment: str = "", source: str = "") -> FeedbackResult:
+        """Store one outcome and let the serving learned routers learn from it."""
+        recent = self._recent.get(request_id) if request_id else None
+        if request_id and recent is None and not prompt:
+            raise NotFound(f"feedback.request_id: {request_id!r} is not a recent decision of "
+                           "this server; send the prompt with the feedback")
+        if not request_id and not prompt:
+            raise InvalidRequest("feedback: give a request_id or a prompt")
+        text = prompt or (recent.text if recent else "")
+        model = model or (recent.model if recent else "")
+        if not model:
+            raise InvalidRequest("feedback.model: must name the model that answered")
+        self.router.registry.check_known(frozenset({model}), "feedback.model")
+        fid = await self.store.add(request_id=request_id, prompt=text, model=model, score=score,
+                                   comment=comment, source=source,
+                                   cost_usd=recent.cost_usd if recent else None)
+        learned = False
+        for lr in (self.router.learned, self.router.candidate):
+            if lr is not None and model in lr.models:
+                lr.learn(text, model, float(score))
+                learned = True
+        return FeedbackResult(fid, learned)
+
+    async def aclose(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.decisions.close()
+        await self.store.close()
