@@ -27,19 +27,18 @@ SCRIPT_SYM_MILLI = (0, 2000, 1000, 1000, 1000, 2013, 585, 1279, 1000, 1000, 1000
 
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
-# Feature families: word unigram, word bigram, char 3-gram, char 4-gram.
+# Feature families: word unigram, word bigram, char 3-gram.
 # Words: FNV-1a over lower-cased code points, then fmix64(h ^ seed); the low
-# bits pick the bucket, the top bit the sign. (Char families use no seed.)
-FAMILY_SEEDS = (0x0, 0x5BD1E9955BD1E995, 0x0, 0x0)
+# bits pick the bucket, the top bit the sign. (The char family uses no seed.)
+FAMILY_SEEDS = (0x0, 0x5BD1E9955BD1E995, 0x0)
 # Weights in tenths (integers, so C and Python sum each bucket exactly alike).
-FAMILY_WEIGHTS = (10, 7, 5, 5)
-# Char n-grams: each code point gets a 64-bit mix m = fmix64(CHAR_SEED + lc)
+FAMILY_WEIGHTS = (10, 7, 5)
+# Char 3-grams: each code point gets a 64-bit mix m = fmix64(CHAR_SEED + lc)
 # (computed once per code point, a table for Latin-1); a 3-gram hashes to
-# rotl(m0, 42) ^ rotl(m1, 21) ^ m2 and a 4-gram to
-# rotl(m0, 48) ^ rotl(m1, 32) ^ rotl(m2, 16) ^ m3; x = h * NGRAM_MULTS[f]
-# (mod 2**64), bucket = (x >> 32) & (dim - 1), sign = top bit of x.
+# h = rotl(m0, 42) ^ rotl(m1, 21) ^ m2; x = h * NGRAM_MULTS[0] (mod 2**64),
+# bucket = (x >> 32) & (dim - 1), sign = top bit of x.
 CHAR_SEED = 0x91B7584A2265B1F5
-NGRAM_MULTS = (0xCD613E30D8F16ADF, 0x1027C4D1C386BBC5)
+NGRAM_MULTS = (0xCD613E30D8F16ADF,)
 
 SCALAR_NAMES: tuple[str, ...] = (
     "log_chars",  # log1p(number of code points)

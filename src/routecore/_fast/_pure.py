@@ -285,7 +285,7 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
     # Signed sum of family weights (in tenths) per bucket.
     acc = [0] * dim
     mask = dim - 1
-    w_tri, w_four = FAMILY_WEIGHTS[2], FAMILY_WEIGHTS[3]
+    w_tri = FAMILY_WEIGHTS[2]
 
     def add(family: int, h: int) -> None:
         x = fmix64(h ^ FAMILY_SEEDS[family])
@@ -353,9 +353,6 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
         if not (space and prev_space):
             m = char_mix(lc)
             glen += 1
-            if glen >= 4 and w_four:
-                h = _rotl(m0, 48) ^ _rotl(m1, 32) ^ _rotl(m2, 16) ^ m
-                add_gram(NGRAM_MULTS[1], h, w_four)
             m0, m1, m2 = m1, m2, m
             if glen >= 3:
                 add_gram(NGRAM_MULTS[0], _rotl(m0, 42) ^ _rotl(m1, 21) ^ m2, w_tri)

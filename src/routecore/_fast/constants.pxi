@@ -17,10 +17,10 @@ cdef long long NEWLINE_MILLI = _K.NEWLINE_MILLI
 cdef long long SCRIPT_RUN_MILLI[N_SCRIPTS]
 cdef long long SCRIPT_CHAR_MILLI[N_SCRIPTS]
 cdef long long SCRIPT_SYM_MILLI[N_SCRIPTS]
-cdef uint64_t FAMILY_SEEDS[4]
-cdef int32_t FAMILY_WEIGHTS[4]
+cdef uint64_t FAMILY_SEEDS[3]
+cdef int32_t FAMILY_WEIGHTS[3]
 cdef uint64_t CHAR_SEED = _K.CHAR_SEED
-cdef uint64_t NGRAM_MULTS[2]
+cdef uint64_t NGRAM_MULTS[1]
 
 for _i in range(N_KNEES):
     WORD_KNEES[_i] = _K.WORD_KNEES[_i]
@@ -29,10 +29,10 @@ for _i in range(N_SCRIPTS):
     SCRIPT_RUN_MILLI[_i] = _K.SCRIPT_RUN_MILLI[_i]
     SCRIPT_CHAR_MILLI[_i] = _K.SCRIPT_CHAR_MILLI[_i]
     SCRIPT_SYM_MILLI[_i] = _K.SCRIPT_SYM_MILLI[_i]
-for _i in range(4):
+for _i in range(3):
     FAMILY_SEEDS[_i] = _K.FAMILY_SEEDS[_i]
     FAMILY_WEIGHTS[_i] = _K.FAMILY_WEIGHTS[_i]
-for _i in range(2):
+for _i in range(1):
     NGRAM_MULTS[_i] = _K.NGRAM_MULTS[_i]
 
 SCALAR_NAMES = tuple(_K.SCALAR_NAMES)

@@ -23,6 +23,7 @@ cdef double _LOG1P_TENTHS[LOG_TABLE]
 # Lower-cased code point and its 64-bit mix, for every Latin-1 code point.
 cdef uint32_t _LC256[256]
 cdef uint64_t _MIX256[256]
+cdef uint64_t _R21_256[256]
 
 
 cdef inline uint64_t fmix64(uint64_t x) noexcept nogil:
@@ -94,6 +95,7 @@ for _i in range(LOG_TABLE):
 for _i in range(256):
     _LC256[_i] = 0x20 if _FLAGS256[_i] & F_SPACE else lower_cp(_i)
     _MIX256[_i] = fmix64(CHAR_SEED + _LC256[_i])
+    _R21_256[_i] = rotl(_MIX256[_i], 21)
 
 
 cdef inline void _add_word(int32_t* acc, uint64_t mask, int family, uint64_t h) noexcept nogil:
@@ -102,12 +104,6 @@ cdef inline void _add_word(int32_t* acc, uint64_t mask, int family, uint64_t h) 
     # Branch-free: sg is 0 or -1, (w ^ sg) - sg is w or -w.
     cdef int32_t sg = <int32_t>(<int64_t>x >> 63)
     acc[x & mask] += (FAMILY_WEIGHTS[family] ^ sg) - sg
-
-
-cdef inline void _add_gram(int32_t* acc, uint64_t mask, int family, uint64_t h) noexcept nogil:
-    cdef uint64_t x = h * NGRAM_MULTS[family - 2]
-    cdef int32_t sg = <int32_t>(<int64_t>x >> 63)
-    acc[(x >> 32) & mask] += (FAMILY_WEIGHTS[family] ^ sg) - sg
 
 
 cdef struct WordState:
@@ -147,36 +143,43 @@ cdef inline void _end_word(WordState* w, int32_t* acc, uint64_t mask) noexcept n
     w.length = 0
 
 
-cdef void _grams(const ucs_t* u, Py_ssize_t n, int32_t* acc, uint64_t mask,
-                 bint four) noexcept nogil:
-    """Char 3-/4-grams over the lower-cased stream, whitespace runs collapsed."""
+cdef void _grams(const ucs_t* u, Py_ssize_t n, int32_t* acc, uint64_t mask) noexcept nogil:
+    """Char 3-grams over the lower-cased stream, whitespace runs collapsed.
+
+    h = rotl(m0, 42) ^ rotl(m1, 21) ^ m2, kept incrementally: a2 = rotl(m0, 42)
+    and a1 = rotl(m1, 21) roll forward, so a 3-gram costs two xors.
+    """
     cdef Py_ssize_t i, glen = 0
     cdef Py_UCS4 c
-    cdef uint64_t m, m0 = 0, m1 = 0, m2 = 0
+    cdef uint64_t m, r, a1 = 0, a2 = 0, x
     cdef bint space, prev_space = False
+    cdef int32_t wt = FAMILY_WEIGHTS[2], sg
+    cdef uint64_t mult = NGRAM_MULTS[0]
     for i in range(n):
         c = u[i]
         if ucs_t is uint8_t:
             space = (_FLAGS256[c] & F_SPACE) != 0
             m = _MIX256[c]
+            r = _R21_256[c]
         else:
             if c < 256:
                 space = (_FLAGS256[c] & F_SPACE) != 0
                 m = _MIX256[c]
+                r = _R21_256[c]
             else:
                 space = u_isspace(c)
                 m = _MIX256[0x20] if space else fmix64(CHAR_SEED + lower_cp(c))
+                r = rotl(m, 21)
         if space and prev_space:
             continue
         prev_space = space
         glen += 1
-        if four and glen >= 4:
-            _add_gram(acc, mask, 3, rotl(m0, 48) ^ rotl(m1, 32) ^ rotl(m2, 16) ^ m)
-        m0 = m1
-        m1 = m2
-        m2 = m
         if glen >= 3:
-            _add_gram(acc, mask, 2, rotl(m0, 42) ^ rotl(m1, 21) ^ m2)
+            x = (a2 ^ a1 ^ m) * mult
+            sg = <int32_t>(<int64_t>x >> 63)
+            acc[(x >> 32) & mask] += (wt ^ sg) - sg
+        a2 = rotl(a1, 21)
+        a1 = r
 
 
 cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t dim,
@@ -187,7 +190,6 @@ cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t di
     cdef uint64_t mask = <uint64_t>(dim - 1)
     cdef unsigned char fl
     cdef bint space, line_start = True, content = False
-    cdef bint four = FAMILY_WEIGHTS[3] != 0
     cdef long long letters = 0, non_ascii_letters = 0, cjk = 0, digits = 0, qmarks = 0
     cdef long long sentences = 0, ticks = 0, indent = 0
     cdef long long lines = 1 if n else 0
@@ -204,7 +206,7 @@ cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t di
     w.wh_starts = 0
     w.words = 0
 
-    _grams(u, n, acc, mask, four)
+    _grams(u, n, acc, mask)
     for i in range(n):
         c = u[i]
         if ucs_t is uint8_t:
