@@ -5,7 +5,9 @@ Measures, in one run:
   100, 2,000 and 20,000 characters, with the compiled core and with its
   pure-Python twin (a child process with ROUTECORE_NO_EXTENSIONS=1), and the
   ratio of the two, for the whole decision and for feature extraction alone;
-- with `--learned DIR`: the same for strategy "learned" on that artifact;
+- with `--learned DIR`: the same for strategy "learned" on that artifact, or
+  with `--learned-data FILE.jsonl`: on an artifact trained here from that file's
+  records cycled to `--learned-size` (10,000) prompts;
 - the Route RPC over loopback against `routecore serve` in separate processes:
   p50/p99 at concurrency 1, throughput at concurrency 64 (client load spread
   over `--client-procs` processes), and the serving processes' RSS.
@@ -69,13 +71,10 @@ def inproc(iterations: int, learned: str | None) -> dict[str, Any]:
     router = Router.from_config(cfg)
     routers = {"default": (router, "")}
     if learned:
-        from dataclasses import replace
-
         from routecore.learned.model import LearnedRouter
 
         lr = LearnedRouter.load(learned)
-        routers["learned"] = (Router(cfg_for_learned(cfg, lr, learned)), "learned")
-        _ = replace  # keeps the import local to this branch
+        routers["learned"] = (Router.from_config(cfg_for_learned(lr, learned)), "learned")
     for name, (r, strategy) in routers.items():
         res: dict[str, Any] = {}
         for size in SIZES:
@@ -97,7 +96,7 @@ def inproc(iterations: int, learned: str | None) -> dict[str, Any]:
     return out
 
 
-def cfg_for_learned(cfg: Any, lr: Any, artifact: str) -> Any:
+def cfg_for_learned(lr: Any, artifact: str) -> Any:
     """A config whose registry holds the artifact's models, routing learned by default."""
     from importlib import resources
 
@@ -106,12 +105,29 @@ def cfg_for_learned(cfg: Any, lr: Any, artifact: str) -> Any:
     from routecore.config import parse_config
 
     raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    raw["classifier"]["feature_dim"] = lr.dim  # one feature extraction serves both
     template = raw["models"]["gpt-4o-mini"]
     raw["models"] = {m: {**template, "provider": "data", "model_id": m, "fallbacks": [],
                          "deployments": []} for m in lr.models}
     raw["routing"] = {"default_strategy": "learned",
                       "learned": {"artifact": artifact, "willingness_to_pay": 0.5}}
     return parse_config(raw)
+
+
+def train_learned(data: str, size: int, out: Path) -> str:
+    """Train an artifact on `size` prompts: the file's records, cycled with fresh ids."""
+    from routecore.learned.train import train
+
+    with open(data, encoding="utf-8") as f:  # not splitlines(): prompts hold U+2028
+        records = [json.loads(line) for line in f if line.strip()]
+    cycled = out / "train.jsonl"
+    with cycled.open("w") as f:
+        for i in range(size):
+            rec = dict(records[i % len(records)])
+            rec["id"] = f"{rec['id']}#{i // len(records)}"
+            f.write(json.dumps(rec) + "\n")
+    train([cycled], out / "artifact", progress=False)
+    return str(out / "artifact")
 
 
 def free_port() -> int:
@@ -239,6 +255,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="serving processes for the RPC phase")
     ap.add_argument("--client-procs", type=int, default=2)
     ap.add_argument("--learned", default=None, help="a trained artifact dir to bench too")
+    ap.add_argument("--learned-data", default=None,
+                    help="train an artifact from this JSONL (cycled to --learned-size prompts)")
+    ap.add_argument("--learned-size", type=int, default=10_000)
     ap.add_argument("--skip-rpc", action="store_true")
     ap.add_argument("--_inproc", action="store_true", help=argparse.SUPPRESS)
     ns = ap.parse_args()
@@ -246,6 +265,12 @@ def main() -> None:
         print(json.dumps(inproc(ns.iterations, ns.learned)))
         return
     report: dict[str, Any] = {}
+    if ns.learned_data and not ns.learned:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="routecore-bench-"))
+        ns.learned = train_learned(ns.learned_data, ns.learned_size, tmp)
+        report["learned_artifact"] = {"path": ns.learned, "prompts": ns.learned_size}
     for label, extra_env in (("cython", {}), ("pure_python", {"ROUTECORE_NO_EXTENSIONS": "1"})):
         cmd = [sys.executable, __file__, "--_inproc", "--iterations",
                str(ns.iterations if label == "cython" else max(300, ns.iterations // 10))]
@@ -258,6 +283,7 @@ def main() -> None:
     ratios: dict[str, Any] = {}
     for size in map(str, SIZES):
         c, p = report["cython"]["default"][size], report["pure_python"]["default"][size]
+
         ratios[size] = {
             "features_p50_speedup": round(p["features"]["p50_us"] / c["features"]["p50_us"], 1),
             "decision_p50_speedup": round(p["decision"]["p50_us"] / c["decision"]["p50_us"], 1),

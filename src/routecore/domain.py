@@ -6,7 +6,7 @@ Plain frozen dataclasses: the server converts protobuf to these at the edge
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -92,17 +92,22 @@ class CandidateTable(Sequence[Candidate]):
     objects only when someone reads them (the RPC edge, the CLI), so an
     in-process decision does not pay for objects nobody looks at."""
 
-    __slots__ = ("_built", "_cols")
+    __slots__ = ("_annotate", "_built", "_cols")
 
     def __init__(self, models: Sequence[str], providers: Sequence[str], quality: Any,
-                 cost: Any, latency: Any, score: Any, rejected: Sequence[str]) -> None:
-        # quality, cost, latency, score: float sequences or numpy arrays.
+                 cost: Any, latency: Any, score: Any, rejected: list[str],
+                 annotate: Callable[[list[str]], None] | None = None) -> None:
+        # quality, cost, latency, score: float sequences or numpy arrays. `annotate`
+        # may add explanations to `rejected` the first time candidates are read.
         self._cols = (models, providers, quality, cost, latency, score, rejected)
+        self._annotate = annotate
         self._built: tuple[Candidate, ...] | None = None
 
     def _all(self) -> tuple[Candidate, ...]:
         if self._built is None:
             m, p, q, c, lat, s, r = self._cols
+            if self._annotate is not None:
+                self._annotate(r)
             self._built = tuple(
                 Candidate(m[i], p[i], float(q[i]), float(c[i]), float(lat[i]), float(s[i]), r[i])
                 for i in range(len(m)))

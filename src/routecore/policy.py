@@ -280,24 +280,28 @@ class Policy:
             strategy_note = f"learned router at willingness_to_pay {inp.willingness_to_pay:.3f}"
         else:
             score, strategy_note = self._score(inp, q, cost, lat, ok)
-        if inp.strategy == "multi_objective":
-            for b, a in self._pareto_dominated(q, cost, lat, ok).items():
-                reasons[b] = f"pareto-dominated by {reg.names[a]}"
-                ok[b] = False
         ranked = [int(i) for i in np.argsort(-np.where(ok, score, -np.inf), kind="stable")
                   if ok[i]]
         best = ranked[0]
         fallbacks = self._fallbacks(best, ranked, reasons)
+        annotate = None
+        if inp.strategy == "multi_objective":
+            # With positive weights the weighted-sum winner is never dominated, so the
+            # Pareto filter only explains the others: computed when candidates are read.
+            def annotate(rs: list[str], ok: BoolArr = ok, best: int = best) -> None:
+                for b, a in self._pareto_dominated(q, cost, lat, ok).items():
+                    if b != best:
+                        rs[b] = f"pareto-dominated by {reg.names[a]}"
 
         candidates = CandidateTable(reg.names, reg.providers, q, cost, lat,
-                                    np.where(np.isfinite(score), score, 1.0), reasons)
+                                    np.where(np.isfinite(score), score, 1.0), reasons, annotate)
         cls = inp.classification
         runner = (f"; runner-up {reg.names[ranked[1]]}" if len(ranked) > 1 else "")
         rejected = len(reg) - int(ok.sum())
         reason = (f"{inp.strategy}: {strategy_note}; category {cls.category} "
                   f"(confidence {cls.confidence:.2f}), complexity {cls.complexity:.2f}; chose "
                   f"{reg.names[best]} (quality {q[best]:.3f}, {_fmt_usd(float(cost[best]))}, "
-                  f"{lat[best]:.0f} ms){runner}; {rejected} of {len(reg)} candidates rejected")
+                  f"{lat[best]:.0f} ms){runner}; {rejected} of {len(reg)} candidates fail the constraints")
         return PolicyResult(model=reg.names[best], fallbacks=fallbacks, candidates=candidates,
                             reason=reason, predicted_quality=float(q[best]),
                             estimated_cost_usd=float(cost[best]),
@@ -305,13 +309,12 @@ class Policy:
 
     def _fallbacks(self, best: int, ranked: list[int], reasons: list[str]) -> tuple[str, ...]:
         """The chosen model's configured fallbacks that pass the constraints, then the
-        next best candidates; Pareto-dominated models may still serve as fallbacks."""
+        next best candidates by score (Pareto-dominated ones may serve as fallbacks)."""
         reg = self.registry
         limit = self.routing.max_fallbacks
         out: list[str] = []
         for name in reg.specs[reg.names[best]].fallbacks:
-            r = reasons[reg.index[name]]
-            if (not r or r.startswith("pareto")) and name not in out:
+            if not reasons[reg.index[name]] and name not in out:
                 out.append(name)
         for i in ranked[1:]:
             if reg.names[i] not in out:
