@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -124,3 +126,75 @@ def test_dense_dot_and_max_by_label_agree(n: int, d: int, seed: int) -> None:
     np.testing.assert_array_equal(
         _fast.max_by_labelC(ids, sims, labels, 6), _fast.max_by_labelPy(ids, sims, labels, 6)
     )
+
+
+# ------------------------------------------------------------------ phrases
+
+_word_text = st.text(alphabet=_alphabet, max_size=200)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_word_text, st.data())
+def test_phrase_hits_agree(text: str, data: st.DataObject) -> None:
+    """C and Python phrase hashes and hit counts are equal; phrases from the text hit."""
+    words = re.findall(r"\w+", text)
+    picked: list[str] = []
+    for _ in range(data.draw(st.integers(0, 8))):
+        if words:
+            i = data.draw(st.integers(0, len(words) - 1))
+            m = data.draw(st.integers(1, _fast.PHRASE_MAX_WORDS))
+            picked.append(" ".join(words[i : i + m]))
+    picked += data.draw(st.lists(_word_text, max_size=3))
+    hashes = []
+    for p in picked:
+        try:
+            h = _fast.phrase_hashPy(p)
+        except ValueError:
+            with pytest.raises(ValueError):
+                _fast.phrase_hashC(p)
+            continue
+        assert _fast.phrase_hashC(p) == h
+        hashes.append(h)
+    table = np.sort(np.array(hashes, dtype=np.uint64))
+    n_max = data.draw(st.integers(1, _fast.PHRASE_MAX_WORDS))
+    c = _fast.phrase_hitsC(text, table, n_max)
+    assert c.dtype == np.int32 and c.shape == table.shape
+    np.testing.assert_array_equal(c, _fast.phrase_hitsPy(text, table, n_max))
+
+
+@pytest.mark.parametrize("text", FIXED)
+def test_phrase_hits_fixed(text: str) -> None:
+    """Every run of up to 4 words of the text is found, by C and Python alike."""
+    words = _fast._pure.word_hashes(text)
+    table = set()
+    for i in range(len(words)):
+        h = words[i]
+        table.add(h)
+        for j in range(i + 1, min(i + 4, len(words))):
+            h = ((h * _fast._constants.PHRASE_MULT) & 0xFFFFFFFFFFFFFFFF) ^ words[j]
+            table.add(h)
+    t = np.array(sorted(table), dtype=np.uint64)
+    c = _fast.phrase_hitsC(text, t, 4)
+    np.testing.assert_array_equal(c, _fast.phrase_hitsPy(text, t, 4))
+    assert (c >= 1).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0.0, 0.5, -0.5, -1.0, -1.5, 1.0, float("nan"), float("-inf")])
+        | st.floats(-1, 1, width=32),
+        max_size=120,
+    ),
+    st.integers(0, 130),
+    st.integers(0, 2**31 - 1),
+)
+def test_top_k_max_by_label_agrees(values: list[float], k: int, seed: int) -> None:
+    """The fused top-k + per-label max equals max_by_label(top_k(...)), C and Python."""
+    scores = np.array(values, dtype=np.float32)
+    labels = np.random.default_rng(seed).integers(0, 7, len(values)).astype(np.int32)
+    want = _fast.max_by_labelPy(*_fast.top_kPy(scores, k), labels, 6)
+    for fn in (_fast.top_k_max_by_labelC, _fast.top_k_max_by_labelPy):
+        got = fn(scores, labels, 6, k)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)

@@ -72,3 +72,24 @@ def test_ties_go_to_lower_id() -> None:
     idx.add(v, [0] * v.shape[0])
     ids, _ = idx.search(v[0], 5)
     assert ids.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("k", [0, 1, 16, 47, 48, 100])
+def test_nearest_labels_matches_search(k: int) -> None:
+    """nearest_labels equals the per-label max over search()'s hits, k below and above rows."""
+    rng = np.random.default_rng(k)
+    data = _unit(rng, 48, 64)
+    labels = rng.integers(0, 9, 48).tolist()
+    idx = ExemplarIndex(64)
+    idx.add(data, labels)
+    for q in _unit(rng, 10, 64):
+        ids, sims = idx.search(q, k)
+        want = np.full(10, -1.0, dtype=np.float32)
+        for i, s in zip(ids.tolist(), sims.tolist(), strict=True):
+            if i >= 0:
+                want[labels[i]] = max(want[labels[i]], s)
+        np.testing.assert_array_equal(idx.nearest_labels(q, 10, k), want)
+    with pytest.raises(InvalidRequest):
+        idx.nearest_labels(data[0], 9, -1)
+    with pytest.raises(InvalidRequest):
+        idx.nearest_labels(data[0].astype(np.float64), 9, 1)

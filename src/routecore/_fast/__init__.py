@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _pure
-from ._constants import SCALAR_NAMES
+from ._constants import PHRASE_MAX_WORDS, SCALAR_NAMES
 
 __all__ = [
     "HAVE_EXTENSIONS",
+    "PHRASE_MAX_WORDS",
     "SCALAR_NAMES",
     "count_chat_tokens",
     "count_chat_tokensC",
@@ -36,9 +37,18 @@ __all__ = [
     "max_by_label",
     "max_by_labelC",
     "max_by_labelPy",
+    "phrase_hash",
+    "phrase_hashC",
+    "phrase_hashPy",
+    "phrase_hits",
+    "phrase_hitsC",
+    "phrase_hitsPy",
     "top_k",
     "top_kC",
     "top_kPy",
+    "top_k_max_by_label",
+    "top_k_max_by_labelC",
+    "top_k_max_by_labelPy",
 ]
 
 count_tokensPy = _pure.count_tokens
@@ -47,6 +57,9 @@ extractPy = _pure.extract
 features_dense_dotPy = _pure.features_dense_dot
 top_kPy = _pure.top_k
 max_by_labelPy = _pure.max_by_label
+phrase_hashPy = _pure.phrase_hash
+phrase_hitsPy = _pure.phrase_hits
+top_k_max_by_labelPy = _pure.top_k_max_by_label
 
 _core: Any
 try:
@@ -71,6 +84,9 @@ if _core is not None:
     features_dense_dotC = _core.features_dense_dot
     top_kC = _core.top_k
     max_by_labelC = _core.max_by_label
+    phrase_hashC = _core.phrase_hash
+    phrase_hitsC = _core.phrase_hits
+    top_k_max_by_labelC = _core.top_k_max_by_label
 else:
     count_tokensC = _missing("count_tokens")
     count_chat_tokensC = _missing("count_chat_tokens")
@@ -78,6 +94,9 @@ else:
     features_dense_dotC = _missing("features_dense_dot")
     top_kC = _missing("top_k")
     max_by_labelC = _missing("max_by_label")
+    phrase_hashC = _missing("phrase_hash")
+    phrase_hitsC = _missing("phrase_hits")
+    top_k_max_by_labelC = _missing("top_k_max_by_label")
 
 _USE_C = HAVE_EXTENSIONS and os.environ.get("ROUTECORE_NO_EXTENSIONS", "") != "1"
 
@@ -88,6 +107,9 @@ if _USE_C:
     features_dense_dot = features_dense_dotC
     top_k = top_kC
     max_by_label = max_by_labelC
+    phrase_hash = phrase_hashC
+    phrase_hits = phrase_hitsC
+    top_k_max_by_label = top_k_max_by_labelC
 else:
     count_tokens = count_tokensPy
     count_chat_tokens = count_chat_tokensPy
@@ -95,3 +117,6 @@ else:
     features_dense_dot = features_dense_dotPy
     top_k = top_kPy
     max_by_label = max_by_labelPy
+    phrase_hash = phrase_hashPy
+    phrase_hits = phrase_hitsPy
+    top_k_max_by_label = top_k_max_by_labelPy

@@ -40,6 +40,12 @@ FAMILY_WEIGHTS = (10, 7, 5)
 CHAR_SEED = 0x91B7584A2265B1F5
 NGRAM_MULTS = (0xCD613E30D8F16ADF,)
 
+# Phrases (phrase_hits / phrase_hash): a word hashes to H(w) = FNV-1a over its
+# lower-cased code points (extract's word hash, before the fmix); a phrase of
+# words w1..wm to h1 = H(w1), h(i) = (h(i-1) * PHRASE_MULT) ^ H(wi) mod 2**64.
+PHRASE_MAX_WORDS = 4
+PHRASE_MULT = 0x9FB21C651E98DF25
+
 SCALAR_NAMES: tuple[str, ...] = (
     "log_chars",  # log1p(number of code points)
     "log_tokens",  # log1p(count_tokens(text))

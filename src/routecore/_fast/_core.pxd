@@ -2,3 +2,4 @@
 include "tokens.pxd"
 include "features.pxd"
 include "knn.pxd"
+include "phrases.pxd"

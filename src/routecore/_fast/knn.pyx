@@ -116,3 +116,68 @@ def max_by_label(const long long[::1] ids, const float[::1] sims, const int[::1]
                 if 0 <= lab < n_labels and sims[i] > o[lab]:
                     o[lab] = sims[i]
     return out
+
+
+cdef inline cnp.ndarray _as_c1d(obj, int type_num, object dtype, str name):
+    """obj as a 1-D C-contiguous array of type_num (no copy when it already is)."""
+    cdef cnp.ndarray a
+    if (type(obj) is np.ndarray and (<cnp.ndarray>obj).descr.type_num == type_num
+            and cnp.PyArray_NDIM(<cnp.ndarray>obj) == 1
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>obj)):
+        return <cnp.ndarray>obj
+    a = np.ascontiguousarray(obj, dtype=dtype)
+    if cnp.PyArray_NDIM(a) != 1:
+        raise ValueError(f"{name} must be one-dimensional")
+    return a
+
+
+def top_k_max_by_label(scores, labels, Py_ssize_t n_labels, Py_ssize_t k):
+    # max_by_label(*top_k(scores, k), labels, n_labels) in one call: no
+    # intermediate arrays, no buffer acquisition (raw ndarray data).
+    if n_labels < 0:
+        raise ValueError("n_labels must be >= 0")
+    cdef cnp.ndarray s = _as_c1d(scores, cnp.NPY_FLOAT32, np.float32, "scores")
+    cdef cnp.ndarray lab = _as_c1d(labels, cnp.NPY_INT32, np.int32, "labels")
+    cdef Py_ssize_t n = cnp.PyArray_DIM(s, 0), i, m
+    if cnp.PyArray_DIM(lab, 0) != n:
+        raise ValueError("scores and labels differ in length")
+    cdef cnp.npy_intp nl = n_labels
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &nl, cnp.NPY_FLOAT32, 0)
+    cdef float* o = <float*>cnp.PyArray_DATA(out)
+    cdef const float* sp = <const float*>cnp.PyArray_DATA(s)
+    cdef const int32_t* lp = <const int32_t*>cnp.PyArray_DATA(lab)
+    cdef long long ids_stack[64]
+    cdef float keys_stack[64]
+    cdef long long* ids = ids_stack
+    cdef float* keys = keys_stack
+    cdef int32_t l
+    cdef float x
+    for i in range(n_labels):
+        o[i] = -1.0
+    if k < 0:
+        k = 0
+    if k >= n:
+        # Every row is a hit: a per-label max over all of them.
+        for i in range(n):
+            l = lp[i]
+            x = sp[i]
+            if 0 <= l < n_labels and x > o[l]:
+                o[l] = x
+        return out
+    if k > 64:
+        ids = <long long*>malloc(k * sizeof(long long))
+        keys = <float*>malloc(k * sizeof(float))
+        if ids == NULL or keys == NULL:
+            free(ids)
+            free(keys)
+            raise MemoryError()
+    m = topk_insert(sp, n, k, ids, keys)
+    for i in range(m):
+        l = lp[ids[i]]
+        x = sp[ids[i]]
+        if 0 <= l < n_labels and x > o[l]:
+            o[l] = x
+    if ids != ids_stack:
+        free(ids)
+        free(keys)
+    return out
