@@ -22,20 +22,30 @@ from .catalog import ExemplarIndex
 from .config import Config
 from .domain import Classification
 from .features import SCALAR_NAMES, FeatureExtractor
+from .phrases import PhraseMatcher
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-# Rules read the head and tail of long prompts: the ask sits there, and it keeps
-# rule matching O(1) in prompt length.
-_HEAD, _TAIL = 600, 300
-# Stems (no closing \b) so "rigorously", "proving", "optimization" count too.
-_HARD_MARKERS = re.compile(
-    r"\b(prov(e|ing)|proof|derive|step[- ]by[- ]step|rigorous|optimi[sz]|trade-?off|"
-    r"design|architect|multi-step|edge case|complexity|analy[sz]|justif|lemma|theorem|"
-    r"induction|concurren|thread-safe|distributed)"
+# Regex rules read the head and tail of long prompts: the ask sits there, and it
+# keeps pattern matching O(1) in prompt length. Phrases are matched by the
+# compiled core over a wider window.
+_HEAD, _TAIL = 400, 200
+_PHRASE_HEAD, _PHRASE_TAIL = 3000, 1000
+# Markers of a hard request, counted as distinct whole-word phrases.
+HARD_PHRASES = (
+    "prove", "proving", "proof", "proofs", "derive", "derivation", "step by step", "rigorous",
+    "rigorously", "optimize", "optimise", "optimization", "optimisation", "trade off",
+    "trade offs", "tradeoff", "tradeoffs", "design", "architecture", "multi step", "edge case",
+    "edge cases", "complexity", "analyze", "analyse", "analysis", "justify", "justifying",
+    "justification", "lemma", "theorem", "induction", "concurrency", "concurrent",
+    "thread safe", "distributed", "formally",
 )
-_EASY_MARKERS = re.compile(r"^\s*(hi|hello|hey|thanks|thank you|what is \d+\s*[-+*/]\s*\d+)\b")
+_EASY_MARKERS = re.compile(
+    r"^\s*(hi|hello|hey|thanks|thank you|what is \d+\s*[-+*/]\s*\d+)\b", re.IGNORECASE)
+
+
+_LOG_20, _LOG_4000 = math.log1p(20), math.log1p(4000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,43 +56,47 @@ class Features:
     scalars: F32
 
 
-def _window(text: str) -> str:
-    if len(text) <= _HEAD + _TAIL:
-        return text.lower()
-    return (text[:_HEAD] + "\n" + text[-_TAIL:]).lower()
+def _window(text: str, head: int = _HEAD, tail: int = _TAIL) -> str:
+    if len(text) <= head + tail:
+        return text
+    return text[:head] + "\n" + text[-tail:]
 
 
 class RuleClassifier:
-    """Keyword and regex votes per category."""
+    """Keyword votes (whole-word phrases, matched by the compiled core) and regex
+    votes per category, plus the hard-request markers used for complexity."""
 
     def __init__(self, config: Config) -> None:
         self.categories = tuple(config.categories)
-        # One alternation over every keyword: a single regex pass finds them all,
-        # then each distinct keyword votes for the categories that list it.
-        owners: dict[str, list[int]] = {}
+        keywords = sorted({kw for c in self.categories for kw in config.categories[c].keywords})
+        # One matcher, one pass: category keywords first, then the hard markers.
+        self._matcher = PhraseMatcher([*keywords, *HARD_PHRASES])
+        self._n_kw = len(keywords)
+        # owners[k, c] = 1 when keyword k votes for category c.
+        self._owners = np.zeros((len(keywords), len(self.categories)))
+        slot = {kw: k for k, kw in enumerate(keywords)}
         for i, c in enumerate(self.categories):
             for kw in config.categories[c].keywords:
-                owners.setdefault(kw, []).append(i)
-        self._owners = owners
-        alternation = "|".join(re.escape(k) for k in sorted(owners, key=len, reverse=True))
-        self._keywords = re.compile(rf"\b(?:{alternation})\b") if owners else None
+                self._owners[slot[kw], i] = 1.0
         self._patterns = [
             (i, re.compile(p, re.IGNORECASE | re.MULTILINE))
             for i, c in enumerate(self.categories) for p in config.categories[c].patterns
         ]
 
-    def scores(self, text: str, window: str | None = None) -> F64:
-        """Per-category evidence in [0, 1]: saturating in the number of hits."""
-        window = _window(text) if window is None else window
-        hits = np.zeros(len(self.categories))
-        if self._keywords is not None:
-            for kw in set(self._keywords.findall(window)):
-                for i in self._owners[kw]:
-                    hits[i] += 1.0
+    def evidence(self, text: str) -> tuple[list[float], int]:
+        """Per-category evidence in [0, 1] (saturating in the number of hits), and the
+        number of distinct hard-request markers."""
+        found = self._matcher.counts(_window(text, _PHRASE_HEAD, _PHRASE_TAIL)) > 0
+        hits = (found[: self._n_kw] @ self._owners).tolist()
+        window = _window(text)
         for i, pat in self._patterns:
             if pat.search(window) is not None:
                 hits[i] += 1.5
-        return 1.0 - np.exp(-0.7 * hits)
+        exp = math.exp
+        return [1.0 - exp(-0.7 * h) for h in hits], int(np.count_nonzero(found[self._n_kw:]))
+
+    def scores(self, text: str) -> list[float]:
+        return self.evidence(text)[0]
 
 
 class EmbeddingClassifier:
@@ -115,59 +129,62 @@ class Classifier:
         self.extractor = extractor
         self._w = cc.embedding_weight if cc.mode == "combined" else (
             1.0 if cc.mode == "embedding" else 0.0)
-        self._rules = RuleClassifier(config) if self._w < 1.0 else None
+        # The rule classifier also counts hard-request markers, so it always exists.
+        self._rules = RuleClassifier(config)
         self._embed = EmbeddingClassifier(config, extractor) if self._w > 0.0 else None
-        self._base = np.array([config.categories[c].complexity for c in self.categories])
-        self._scalar = {name: i for i, name in enumerate(SCALAR_NAMES)}
+        self._base = [config.categories[c].complexity for c in self.categories]
+        self._i_tokens = SCALAR_NAMES.index("log_tokens")
+        self._i_math = SCALAR_NAMES.index("math")
+        self._i_code = SCALAR_NAMES.index("code")
 
     def features(self, text: str) -> Features:
         vec, scalars = self.extractor.extract(text)
         return Features(vec, scalars)
 
     def classify(self, text: str, feats: Features) -> Classification:
+        # Nine-ish categories: plain floats, not a chain of tiny numpy calls.
         n = len(self.categories)
-        combined = np.zeros(n)
+        w = self._w
+        combined = [0.0] * n
         if self._embed is not None:
             # Similarities of hashed n-gram vectors sit well below 1; rescale so the
             # best match carries weight comparable to a strong rule hit.
-            emb = self._embed.scores(feats.vec)
-            top = emb.max()
-            if top > 0:
-                emb = emb / top * min(1.0, 0.5 + top)
-            combined += self._w * emb
-        window = _window(text)
-        if self._rules is not None:
-            combined += (1.0 - self._w) * self._rules.scores(text, window)
-        total = combined.sum()
-        if total <= 0.0:
-            probs = np.full(n, 1.0 / n)
+            emb = self._embed.scores(feats.vec).tolist()
+            top = max(emb)
+            scale = w * min(1.0, 0.5 + top) / top if top > 0 else 0.0
+            combined = [e * scale for e in emb]
+        rules, hard = self._rules.evidence(text)
+        if w < 1.0:
+            combined = [c + (1.0 - w) * r for c, r in zip(combined, rules, strict=True)]
+        if sum(combined) <= 0.0:
+            probs = [1.0 / n] * n
+            confidence = 0.0
         else:
             # Sharpen into a distribution; the temperature keeps a runner-up visible.
-            z = np.exp((combined - combined.max()) / 0.15)
-            probs = z / z.sum()
-        order = np.argsort(-probs)
-        best = int(order[0])
-        margin = float(probs[best] - (probs[order[1]] if n > 1 else 0.0))
-        confidence = float(min(1.0, 0.5 * probs[best] + 0.5 * margin)) if total > 0 else 0.0
-        complexity = self._complexity(window, feats, probs)
-        scores = {self.categories[i]: float(probs[i]) for i in range(n)}
-        return Classification(self.categories[best], complexity, confidence, scores, probs)
+            mx = max(combined)
+            z = [math.exp((c - mx) / 0.15) for c in combined]
+            total = sum(z)
+            probs = [x / total for x in z]
+        order = sorted(range(n), key=probs.__getitem__, reverse=True)
+        best = order[0]
+        if sum(combined) > 0.0:
+            margin = probs[best] - (probs[order[1]] if n > 1 else 0.0)
+            confidence = min(1.0, 0.5 * probs[best] + 0.5 * margin)
+        complexity = self._complexity(text, hard, feats, probs)
+        scores = dict(zip(self.categories, probs, strict=True))
+        return Classification(self.categories[best], complexity, confidence, scores,
+                              np.array(probs))
 
-    def _scalar_value(self, feats: Features, name: str) -> float:
-        i = self._scalar.get(name)
-        return float(feats.scalars[i]) if i is not None else 0.0
-
-    def _complexity(self, window: str, feats: Features, probs: F64) -> float:
-        base = float(probs @ self._base)
-        tokens = self._scalar_value(feats, "log_tokens")  # log1p(tokens)
+    def _complexity(self, text: str, hard: int, feats: Features, probs: list[float]) -> float:
+        base = sum(p * b for p, b in zip(probs, self._base, strict=True))
+        scalars = feats.scalars
+        tokens = float(scalars[self._i_tokens])  # log1p(tokens)
         # Longer prompts are harder up to ~4k tokens, where it saturates.
-        length = min(1.0, max(0.0, (tokens - math.log1p(20)) / (math.log1p(4000) - math.log1p(20))))
-        hard = len({m.group(1) for m in _HARD_MARKERS.finditer(window)})
-        easy = _EASY_MARKERS.search(window) is not None
-        math_s = self._scalar_value(feats, "math")
-        code_s = self._scalar_value(feats, "code")
+        length = min(1.0, max(0.0, (tokens - _LOG_20) / (_LOG_4000 - _LOG_20)))
+        easy = _EASY_MARKERS.match(text) is not None
         c = 0.45 * base + 0.2 * length + 0.3 * min(1.0, hard / 3.0)
-        c += 0.05 * min(1.0, math_s) + 0.03 * min(1.0, code_s)
+        c += 0.05 * min(1.0, float(scalars[self._i_math]))
+        c += 0.03 * min(1.0, float(scalars[self._i_code]))
         if easy:
             c *= 0.5
-        return float(min(1.0, max(0.0, c)))
+        return min(1.0, max(0.0, c))
