@@ -3,12 +3,15 @@
 `FeatureExtractor(dim).extract(text)` walks the text once and returns
 
 * `vec`, float32[dim]: lower-cased word unigrams (weight 1.0) and bigrams
-  (0.7), character 3-grams and 4-grams (0.5 each) of the lower-cased text
-  with whitespace runs collapsed, hashed with 64-bit FNV-1a over code points
-  and a MurmurHash3 finaliser into `dim` buckets with a hash sign bit;
-  1 + log(count) per bucket and family, then L2-normalised (an empty text
-  gives the zero vector). The hash is seedless and platform-independent, so
-  vectors stored on disk stay valid across machines and processes.
+  (0.7) and character 3-grams (0.5) of the lower-cased text with whitespace
+  runs collapsed. Words hash with 64-bit FNV-1a over code points and a
+  MurmurHash3 finaliser; a 3-gram hash combines per-character mixes
+  (rotate/xor) and a multiplier. The low bits pick one of `dim` buckets and
+  the top bit a sign. Each bucket sums its signed weights (exactly, in integer
+  tenths, so the compiled core and its pure-Python twin agree), then
+  sign(x) * log1p(|x|) and L2 normalisation (an empty text gives the zero
+  vector). The hash is seedless and platform-independent, so vectors stored
+  on disk stay valid across machines and processes.
 * `scalars`, float32[len(SCALAR_NAMES)], in SCALAR_NAMES order; see
   `routecore._fast._constants.SCALAR_NAMES` for each one's definition.
 """
