@@ -79,17 +79,30 @@ async def measure(fn: Callable[[], Awaitable[float | None]], n: int, conc: int) 
 
 
 @contextlib.contextmanager
-def spawn(code: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+def spawn(argv: list[str], env: dict[str, str] | None = None,
+          grace: float = 5.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` quietly for the block; terminate it after (kill if it outlives `grace`)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     try:
         yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(5)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def versus(direct: dict[str, float], other: dict[str, float], name: str) -> dict[str, Any]:
+    """Two measurements side by side with what `name` adds over the direct call."""
+    return {"direct_http": direct, name: other,
+            "added_p50_ms": round(other["p50_ms"] - direct["p50_ms"], 3),
+            "added_p99_ms": round(other["p99_ms"] - direct["p99_ms"], 3)}
 
 
 async def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -179,7 +192,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "from routecore.server.app import serve;"
                 f"asyncio.run(serve(load_config({str(svc_cfg)!r}), {HOST!r}, {grpc_port}))")
     chat_url = f"{sim_url}/v1/chat/completions"
-    with spawn(sim_code, env), spawn(srv_code, env):
+    with spawn(python(sim_code), env), spawn(python(srv_code), env):
         await wait_http(f"{sim_url}/health")
         async with grpc.aio.insecure_channel(f"{HOST}:{grpc_port}") as ch:
             await asyncio.wait_for(ch.channel_ready(), 60)
@@ -213,12 +226,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     return await direct_ttft(s, chat_url, model_id)
 
                 for conc, n in ((1, args.n1), (64, args.n64)):
-                    d = await measure(direct, n, conc)
-                    g = await measure(grpc_call, n, conc)
-                    results[f"c{conc}"] = {
-                        "direct_http": d, "routecore_grpc": g,
-                        "added_p50_ms": round(g["p50_ms"] - d["p50_ms"], 3),
-                        "added_p99_ms": round(g["p99_ms"] - d["p99_ms"], 3)}
+                    results[f"c{conc}"] = versus(await measure(direct, n, conc),
+                                                 await measure(grpc_call, n, conc),
+                                                 "routecore_grpc")
                 dt = await measure(d_ttft, args.n_stream, 1)
                 gt = await measure(grpc_ttft, args.n_stream, 1)
                 results["stream_ttft_c1"] = {"direct_http": dt, "routecore_grpc": gt,
@@ -242,38 +252,28 @@ async def bench_litellm(args: argparse.Namespace, tmp: Path, sim_url: str, model
         "litellm_settings": {"telemetry": False, "drop_params": True},
         "general_settings": {"master_key": master}}
     (tmp / "litellm.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([exe, "--config", str(tmp / "litellm.yaml"), "--port", str(port),
-                             "--host", HOST, "--num_workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "LITELLM_LOG": "ERROR"})
+    argv = [exe, "--config", str(tmp / "litellm.yaml"), "--port", str(port), "--host", HOST,
+            "--num_workers", "1"]
     try:
-        await wait_http(f"http://{HOST}:{port}/health/liveliness", timeout=120)
-        url = f"http://{HOST}:{port}/v1/chat/completions"
-        body = {**chat_body("bench")}
-        headers = {"authorization": f"Bearer {master}"}
+        with spawn(argv, {"LITELLM_LOG": "ERROR"}, grace=10.0):
+            await wait_http(f"http://{HOST}:{port}/health/liveliness", timeout=120)
+            url = f"http://{HOST}:{port}/v1/chat/completions"
+            body = {**chat_body("bench")}
+            headers = {"authorization": f"Bearer {master}"}
 
-        async def call() -> None:
-            async with s.post(url, json=body, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"litellm HTTP {r.status}")
+            async def call() -> None:
+                async with s.post(url, json=body, headers=headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"litellm HTTP {r.status}")
 
-        out: dict[str, Any] = {}
-        for conc, n in ((1, args.n1), (64, args.n64)):
-            d = await measure(direct, n, conc)
-            l_ = await measure(call, n, conc)
-            out[f"c{conc}"] = {"direct_http": d, "litellm": l_,
-                               "added_p50_ms": round(l_["p50_ms"] - d["p50_ms"], 3),
-                               "added_p99_ms": round(l_["p99_ms"] - d["p99_ms"], 3)}
-        return out
+            out: dict[str, Any] = {}
+            for conc, n in ((1, args.n1), (64, args.n64)):
+                out[f"c{conc}"] = versus(await measure(direct, n, conc),
+                                         await measure(call, n, conc), "litellm")
+            return out
     except Exception as exc:  # report, do not abort the routecore numbers
         return {"error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def main() -> None:

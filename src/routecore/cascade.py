@@ -32,7 +32,7 @@ from routecore.completion_types import Attempt, CascadeStep, CompletionRequest, 
 from routecore.config import Config, _Reader
 from routecore.deadline import Deadline
 from routecore.domain import Decision, Message
-from routecore.errors import AllProvidersFailed, AttemptError, ResourceExhausted
+from routecore.errors import AllProvidersFailed, ResourceExhausted
 
 if TYPE_CHECKING:
     from routecore.completion import Completer, ModelAnswer
@@ -215,9 +215,7 @@ async def run_cascade(completer: Completer, req: CompletionRequest, decision: De
             best = (conf, ans)
     if chosen is None:
         if best is None:
-            raise AllProvidersFailed([AttemptError(a.model, a.deployment, a.error, a.provider,
-                                                   a.duration_ms, a.retry)
-                                      for a in attempts if a.error])
+            raise completer.all_failed(attempts)
         chosen = best[1]
     usage = Usage(sum(a.usage.input_tokens for a in billed),
                   sum(a.usage.output_tokens for a in billed))

@@ -23,7 +23,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -51,7 +51,7 @@ from routecore.errors import (
     StreamInterrupted,
 )
 from routecore.providers import HttpPool, Provider, ProviderCall, SimEngine, build_providers
-from routecore.providers.base import StreamChunk
+from routecore.providers.base import ProviderResponse, StreamChunk
 from routecore.providers.simulated import validate_sim
 from routecore.resilience import Resilience, ResilienceConfig, parse_resilience
 from routecore.tokens import count_chat_tokens, count_tokens
@@ -59,6 +59,7 @@ from routecore.tokens import count_chat_tokens, count_tokens
 log = structlog.get_logger("routecore.completion")
 RouteFn = Callable[[RouteRequest], "Decision | Awaitable[Decision]"]
 MAX_ENSEMBLE = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,43 +182,36 @@ class Completer:
             return
         decision = await self._decide(req)
         attempts: list[Attempt] = []
-        target, first, chunks = await self._open_stream(self.chain(decision), req, decision,
-                                                        deadline, attempts)
+        target, (first, chunks), reserved = await self._call_chain(
+            self.chain(decision), req, decision, deadline, attempts, _first_chunk)
         rid, model, provider = decision.request_id, target.model, target.spec.provider
         parts: list[str] = []
         end: StreamChunk | None = None
+        chunk: StreamChunk | None = first
         try:
-            if first.delta:
-                parts.append(first.delta)
-                yield StreamEvent(delta=first.delta, model=model, request_id=rid,
-                                  provider=provider)
-            else:
-                end = first
             while end is None:
-                try:
-                    chunk = await self._next_chunk(chunks, deadline)
-                except StopAsyncIteration:
-                    chunk = None
-                except ProviderError as exc:
-                    self.resilience.record_failure(target.key)
-                    attempts.append(Attempt(provider, model, target.key,
-                                            f"stream interrupted: {exc.message}"))
-                    raise StreamInterrupted(
-                        f"stream from {model}@{target.key} interrupted after {len(parts)} "
-                        f"chunks: {exc.message}") from exc
                 if chunk is None:
-                    raise StreamInterrupted(f"stream from {model}@{target.key} ended early")
+                    try:
+                        chunk = await self._next_chunk(chunks, deadline)
+                    except StopAsyncIteration:
+                        cut = ProviderError("stream ended without its end marker",
+                                            kind="stream_cut")
+                        raise self._interrupted(target, attempts, len(parts), cut) from None
+                    except ProviderError as exc:
+                        raise self._interrupted(target, attempts, len(parts), exc) from exc
                 if chunk.delta:
                     parts.append(chunk.delta)
                     yield StreamEvent(delta=chunk.delta, model=model, request_id=rid,
                                       provider=provider)
-                if chunk.finish_reason or chunk.usage is not None:
+                if chunk.finish_reason or chunk.usage is not None or not chunk.delta:
                     end = chunk
+                chunk = None
         finally:
             await _close(chunks)
-        text = "".join(parts)
-        usage = end.usage or Usage(count_chat_tokens(req.messages()), count_tokens(text))
-        self._settle_tokens(target, req, decision, usage)
+            # Settle the rate-limit reservation with what was used, however the stream ended.
+            usage = (end.usage if end is not None else None) or \
+                Usage(count_chat_tokens(req.messages()), count_tokens("".join(parts)))
+            self._settle(model, reserved, usage)
         yield StreamEvent(model=model, done=True, usage=usage,
                           cost_usd=cost_usd(target.spec, usage), attempts=tuple(attempts),
                           request_id=rid, finish_reason=end.finish_reason or "stop",
@@ -254,100 +248,75 @@ class Completer:
                           messages: tuple[Message, ...] | None = None,
                           logprobs: bool = False) -> ModelAnswer:
         """The first answer along `models` (each: deployments by load, retries inside)."""
+        target, resp, reserved = await self._call_chain(
+            models, req, decision, deadline, attempts, _complete, messages=messages,
+            logprobs=logprobs)
+        spec = target.spec
+        msgs = messages if messages is not None else req.messages()
+        usage = resp.usage or Usage(count_chat_tokens(msgs),
+                                    count_tokens(resp.text))
+        self._settle(target.model, reserved, usage)
+        return ModelAnswer(target.model, spec.provider, target.key, resp.text, resp.finish_reason,
+                           usage, cost_usd(spec, usage), resp.logprobs)
+
+    async def _call_chain(self, models: Sequence[str], req: CompletionRequest,
+                          decision: Decision, deadline: Deadline, attempts: list[Attempt],
+                          run: Callable[[Provider, ProviderCall], Callable[[float], Awaitable[T]]],
+                          *, messages: tuple[Message, ...] | None = None,
+                          logprobs: bool = False) -> tuple[_Target, T, int]:
+        """The first success of `run(provider, call)` along the chain: (target, result, reserved).
+
+        `reserved` is the TPM reservation the caller settles with the real usage;
+        a model that does not answer gives its reservation back (and its request
+        slot too when no call reached the upstream).
+        """
         msgs = messages if messages is not None else req.messages()
         for model in models:
             spec = self.config.models.get(model)
             if spec is None:
                 attempts.append(Attempt("", model, "", "unknown model"))
                 continue
-            call = ProviderCall(model=model, model_id=spec.model_id, messages=msgs,
-                                max_output_tokens=self.max_output_tokens(req, spec),
-                                temperature=req.temperature, json_mode=req.json_mode,
-                                logprobs=logprobs, request_id=decision.request_id)
+            max_out = self.max_output_tokens(req, spec)
             n_in = decision.input_tokens if messages is None and decision.input_tokens else \
                 count_chat_tokens(msgs)
-            if not await self._admit(spec, n_in + call.max_output_tokens, deadline, attempts):
+            reserved = n_in + max_out
+            if not await self._admit(spec, reserved, deadline, attempts):
                 continue
-            for target in self._ordered_targets(model):
-                provider = self.providers.get(target.endpoint)
-                if provider is None:
-                    attempts.append(Attempt(spec.provider, model, target.key,
-                                            f"no endpoint named {target.endpoint!r}"))
-                    continue
-                tcall = ProviderCall(model, target.model_id, call.messages, call.max_output_tokens,
-                                     call.temperature, call.json_mode, call.logprobs,
-                                     call.request_id)
+            sent = 0
+            answered = False
+            try:
+                for target in self._ordered_targets(model):
+                    provider = self.providers.get(target.endpoint)
+                    if provider is None:
+                        attempts.append(Attempt(spec.provider, model, target.key,
+                                                f"no endpoint named {target.endpoint!r}"))
+                        continue
+                    fn = run(provider, ProviderCall(model, target.model_id, msgs, max_out,
+                                                    req.temperature, req.json_mode, logprobs,
+                                                    decision.request_id))
 
-                async def once(timeout: float, p: Provider = provider,
-                               c: ProviderCall = tcall) -> Any:
-                    return await p.complete(c, timeout)
+                    async def once(timeout: float, fn: Callable[[float], Awaitable[T]] = fn) -> T:
+                        nonlocal sent
+                        sent += 1
+                        return await fn(timeout)
 
-                try:
-                    resp = await self.resilience.call(
-                        target.key, once, timeout=provider.timeout_s, deadline=deadline,
-                        on_attempt=self._recorder(attempts, spec, target))
-                except DeadlineExceeded as exc:
-                    raise self._deadline_error(attempts) from exc
-                except ProviderError as exc:
-                    log.debug("provider_attempt_failed", model=model, deployment=target.key,
-                              kind=exc.kind)
-                    if exc.kind == "context_overflow":
-                        break  # the same model on another deployment overflows the same way
-                    continue
-                usage = resp.usage or Usage(count_chat_tokens(msgs), count_tokens(resp.text))
-                self.resilience.limits.adjust(
-                    model, usage.input_tokens + usage.output_tokens
-                    - (n_in + call.max_output_tokens))
-                return ModelAnswer(model, spec.provider, target.key, resp.text,
-                                   resp.finish_reason, usage, cost_usd(spec, usage), resp.logprobs)
-        raise self._failure(attempts)
-
-    async def _open_stream(self, models: Sequence[str], req: CompletionRequest,
-                           decision: Decision, deadline: Deadline, attempts: list[Attempt],
-                           ) -> tuple[_Target, StreamChunk, AsyncIterator[StreamChunk]]:
-        """Open a stream along the chain and read its first chunk (failing over until then)."""
-        msgs = req.messages()
-        for model in models:
-            spec = self.config.models.get(model)
-            if spec is None:
-                attempts.append(Attempt("", model, "", "unknown model"))
-                continue
-            max_out = self.max_output_tokens(req, spec)
-            n_in = decision.input_tokens or count_chat_tokens(msgs)
-            if not await self._admit(spec, n_in + max_out, deadline, attempts):
-                continue
-            for target in self._ordered_targets(model):
-                provider = self.providers.get(target.endpoint)
-                if provider is None:
-                    attempts.append(Attempt(spec.provider, model, target.key,
-                                            f"no endpoint named {target.endpoint!r}"))
-                    continue
-                call = ProviderCall(model, target.model_id, msgs, max_out, req.temperature,
-                                    req.json_mode, False, decision.request_id)
-
-                async def first(timeout: float, p: Provider = provider, c: ProviderCall = call,
-                                ) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
-                    it = p.stream(c, timeout)
                     try:
-                        chunk = await anext(it)
-                    except StopAsyncIteration as exc:
-                        raise ProviderError(f"{p.name}: empty stream", kind="stream_cut") from exc
-                    except BaseException:
-                        await _close(it)
-                        raise
-                    return chunk, it
-
-                try:
-                    chunk, it = await self.resilience.call(
-                        target.key, first, timeout=provider.timeout_s, deadline=deadline,
-                        on_attempt=self._recorder(attempts, spec, target))
-                except DeadlineExceeded as exc:
-                    raise self._deadline_error(attempts) from exc
-                except ProviderError as exc:
-                    if exc.kind == "context_overflow":
-                        break
-                    continue
-                return target, chunk, it
+                        result = await self.resilience.call(
+                            target.key, once, timeout=provider.timeout_s, deadline=deadline,
+                            on_attempt=self._recorder(attempts, spec, target))
+                    except DeadlineExceeded as exc:
+                        raise self._deadline_error(attempts) from exc
+                    except ProviderError as exc:
+                        log.debug("provider_attempt_failed", model=model, deployment=target.key,
+                                  kind=exc.kind)
+                        if exc.kind == "context_overflow":
+                            break  # the same model on another deployment overflows the same way
+                        continue
+                    answered = True
+                    return target, result, reserved
+            finally:
+                if not answered:
+                    self.resilience.limits.adjust(model, -reserved, 0 if sent else -1)
         raise self._failure(attempts)
 
     async def _next_chunk(self, it: AsyncIterator[StreamChunk], deadline: Deadline) -> StreamChunk:
@@ -406,27 +375,40 @@ class Completer:
 
     async def _admit(self, spec: ModelSpec, tokens: int, deadline: Deadline,
                      attempts: list[Attempt]) -> bool:
-        """Client-side RPM/TPM: take a request's tokens, wait a little, or skip the model."""
+        """Client-side RPM/TPM: take a request's tokens, wait a little, or skip the model.
+
+        The waits of one admission add up to at most `rate_limit.max_wait_ms`.
+        """
         cfg = self.settings.resilience.rate_limit
         rl = spec.rate_limits
         if not cfg.enabled or (rl.rpm <= 0 and rl.tpm <= 0):
             return True
+        waited = 0.0
         while True:
             wait = self.resilience.limits.try_acquire(spec.name, rl.rpm, rl.tpm, tokens)
             if wait <= 0:
                 return True
             remaining = deadline.remaining()
-            if wait * 1000.0 > cfg.max_wait_ms or (remaining is not None and wait >= remaining):
+            if (waited + wait) * 1000.0 > cfg.max_wait_ms or \
+                    (remaining is not None and wait >= remaining):
                 attempts.append(Attempt(spec.provider, spec.name, "",
                                         f"rate limited (client-side): retry in {wait:.3f}s"))
                 return False
             await self.resilience.sleep(wait)
+            waited += wait
 
-    def _settle_tokens(self, target: _Target, req: CompletionRequest, decision: Decision,
-                       usage: Usage) -> None:
-        est = (decision.input_tokens or count_chat_tokens(req.messages())) + \
-            self.max_output_tokens(req, target.spec)
-        self.resilience.limits.adjust(target.model, usage.input_tokens + usage.output_tokens - est)
+    def _settle(self, model: str, reserved: int, usage: Usage) -> None:
+        """Correct a model's TPM reservation to the tokens really used."""
+        self.resilience.limits.adjust(model, usage.input_tokens + usage.output_tokens - reserved)
+
+    def _interrupted(self, target: _Target, attempts: list[Attempt], chunks: int,
+                     exc: ProviderError) -> StreamInterrupted:
+        """A stream failed after its first chunk: count it against the deployment, log it."""
+        self.resilience.record_failure(target.key)
+        attempts.append(Attempt(target.spec.provider, target.model, target.key,
+                                f"stream interrupted: {exc.message}"))
+        return StreamInterrupted(f"stream from {target.model}@{target.key} interrupted after "
+                                 f"{chunks} chunks: {exc.message}")
 
     @staticmethod
     def _recorder(attempts: list[Attempt], spec: ModelSpec,
@@ -438,20 +420,45 @@ class Completer:
         return record
 
     @staticmethod
-    def _errors(attempts: Sequence[Attempt]) -> list[AttemptError]:
-        return [AttemptError(a.model, a.deployment, a.error, a.provider, a.duration_ms, a.retry)
-                for a in attempts if a.error]
+    def all_failed(attempts: Sequence[Attempt]) -> AllProvidersFailed:
+        """UNAVAILABLE carrying every failed attempt, in order."""
+        return AllProvidersFailed([AttemptError(a.model, a.deployment, a.error, a.provider,
+                                                a.duration_ms, a.retry)
+                                   for a in attempts if a.error])
 
     def _failure(self, attempts: Sequence[Attempt]) -> Exception:
         failed = [a for a in attempts if a.error]
         if failed and all(a.error.startswith("rate limited (client-side)") for a in failed):
             return ResourceExhausted("every candidate model is at its rate limit: "
                                      + "; ".join(f"{a.model}: {a.error}" for a in failed))
-        return AllProvidersFailed(self._errors(attempts))
+        return self.all_failed(attempts)
 
     def _deadline_error(self, attempts: Sequence[Attempt]) -> DeadlineExceeded:
         detail = "; ".join(f"{a.model}@{a.deployment}: {a.error}" for a in attempts if a.error)
         return DeadlineExceeded(f"deadline exceeded after {len(attempts)} attempts ({detail})")
+
+
+def _complete(p: Provider, call: ProviderCall) -> Callable[[float], Awaitable[ProviderResponse]]:
+    """One non-streaming upstream call, for `Resilience.call`."""
+    async def once(timeout: float) -> ProviderResponse:
+        return await p.complete(call, timeout)
+    return once
+
+
+def _first_chunk(p: Provider, call: ProviderCall,
+                 ) -> Callable[[float], Awaitable[tuple[StreamChunk, AsyncIterator[StreamChunk]]]]:
+    """Open a stream and read its first chunk (the part that may still fail over)."""
+    async def first(timeout: float) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
+        it = p.stream(call, timeout)
+        try:
+            chunk = await anext(it)
+        except StopAsyncIteration as exc:
+            raise ProviderError(f"{p.name}: empty stream", kind="stream_cut") from exc
+        except BaseException:
+            await _close(it)
+            raise
+        return chunk, it
+    return first
 
 
 async def _close(it: AsyncIterator[StreamChunk]) -> None:

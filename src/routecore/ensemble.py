@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from routecore.cascade import cheap_checks, judge
 from routecore.completion_types import Attempt, CascadeStep, CompletionRequest, Usage
 from routecore.config import Config, _Reader
 from routecore.deadline import Deadline
 from routecore.domain import Decision
-from routecore.errors import AllProvidersFailed, AttemptError, ResourceExhausted
+from routecore.errors import AllProvidersFailed, ResourceExhausted, RoutecoreError
 
 if TYPE_CHECKING:
     from routecore.completion import Completer, ModelAnswer
 
+T = TypeVar("T")
 SELECTIONS = ("agreement", "judge")
 _WORD = re.compile(r"\w+")
 
@@ -85,6 +87,22 @@ def agreement_scores(texts: list[str]) -> list[float]:
             for i, t in enumerate(texts)]
 
 
+async def all_or_none(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run `coros` concurrently; if one raises, cancel and await the others, then raise.
+
+    No member or judge call is left running (or billed upstream) after the
+    request has failed, and no task's exception goes unretrieved.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def run_ensemble(completer: Completer, req: CompletionRequest, decision: Decision,
                        size: int, deadline: Deadline, attempts: list[Attempt],
                        ) -> tuple[ModelAnswer, tuple[CascadeStep, ...], Usage, float]:
@@ -92,33 +110,38 @@ async def run_ensemble(completer: Completer, req: CompletionRequest, decision: D
     cfg = completer.settings.ensemble
     names = members(completer, decision, size)
     logs: list[list[Attempt]] = [[] for _ in names]
-    results = await asyncio.gather(
-        *(completer.call_models([m], req, decision, deadline, logs[i])
-          for i, m in enumerate(names)), return_exceptions=True)
-    for log in logs:
-        attempts.extend(log)
+
+    async def member(name: str, log: list[Attempt]) -> ModelAnswer | RoutecoreError:
+        try:
+            return await completer.call_models([name], req, decision, deadline, log)
+        except (AllProvidersFailed, ResourceExhausted) as exc:
+            return exc
+
+    try:
+        results = await all_or_none([member(m, logs[i]) for i, m in enumerate(names)])
+    finally:
+        for log in logs:
+            attempts.extend(log)
     answers: list[ModelAnswer] = []
     failed: dict[str, str] = {}
     for name, res in zip(names, results, strict=True):
-        if isinstance(res, AllProvidersFailed | ResourceExhausted):
+        if isinstance(res, RoutecoreError):
             failed[name] = res.message
-        elif isinstance(res, BaseException):
-            raise res
         else:
             answers.append(res)
     if not answers:
-        raise AllProvidersFailed([AttemptError(a.model, a.deployment, a.error, a.provider,
-                                               a.duration_ms, a.retry)
-                                  for a in attempts if a.error])
+        raise completer.all_failed(attempts)
     billed = list(answers)
     ok = [cheap_checks(a.text, a.finish_reason, req.json_mode) is None for a in answers]
     if cfg.selection == "judge" and cfg.judge_model:
         jlogs: list[list[Attempt]] = [[] for _ in answers]
-        graded = await asyncio.gather(*(
-            judge(completer, cfg.judge_model, req, decision, a.text, deadline, jlogs[i])
-            for i, a in enumerate(answers)))
-        for log in jlogs:
-            attempts.extend(log)
+        try:
+            graded = await all_or_none([
+                judge(completer, cfg.judge_model, req, decision, a.text, deadline, jlogs[i])
+                for i, a in enumerate(answers)])
+        finally:
+            for log in jlogs:
+                attempts.extend(log)
         scores = [g if g is not None else 0.0 for g, _ in graded]
         billed.extend(j for _, j in graded if j is not None)
         how = "judge"

@@ -270,10 +270,15 @@ class RateLimiter:
             tok.take(tokens)
         return wait
 
-    def adjust(self, model: str, delta_tokens: int) -> None:
-        """Correct the TPM bucket once the real usage is known (positive: more was used)."""
+    def adjust(self, model: str, delta_tokens: int, delta_requests: int = 0) -> None:
+        """Correct the buckets once the real usage is known (positive: more was used,
+        negative: a refund, e.g. of a request that never reached the upstream)."""
         pair = self._buckets.get(model)
-        if pair is not None and delta_tokens:
+        if pair is None:
+            return
+        if delta_requests:
+            pair[0].take(delta_requests)
+        if delta_tokens:
             pair[1].take(delta_tokens)
 
 
@@ -378,13 +383,17 @@ class Resilience:
             finally:
                 stats.in_flight -= 1
             ms = (self.clock() - started) * 1000.0
+            if error.kind == "timeout" and deadline.expired():
+                if attempt_timeout < timeout:  # the caller's deadline, not the upstream, cut it
+                    breaker.release()
+                else:
+                    breaker.record_failure()
+                on_attempt(retry, DeadlineExceeded("deadline exceeded"), ms)
+                raise DeadlineExceeded(f"deadline exceeded during a call to {key}")
             if error.kind in HEALTH_KINDS:
                 breaker.record_failure()
             else:
                 breaker.record_success()
-            if error.kind == "timeout" and deadline.expired():
-                on_attempt(retry, DeadlineExceeded("deadline exceeded"), ms)
-                raise DeadlineExceeded(f"deadline exceeded during a call to {key}")
             on_attempt(retry, error, ms)
             if error.retry_after is not None:
                 stats.blocked_until = max(stats.blocked_until, self.clock() + error.retry_after)

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest_complete import FAST_RESILIENCE, RecordingSleep, make_config, model, router_for
+from conftest_complete import (
+    FAST_RESILIENCE,
+    FakeClock,
+    RecordingSleep,
+    make_config,
+    model,
+    router_for,
+)
 
 from routecore.completion import Completer
 from routecore.completion_types import CompletionRequest, StreamEvent
@@ -16,7 +23,9 @@ from routecore.config import Config
 from routecore.deadline import Deadline
 from routecore.domain import RouteRequest
 from routecore.errors import AllProvidersFailed, DeadlineExceeded, StreamInterrupted
+from routecore.providers import ProviderCall, SimEngine, StreamChunk
 from routecore.providers.sim_server import SimServer
+from routecore.providers.simulated import SimulatedProvider
 from routecore.resilience import Resilience
 
 REQ = CompletionRequest(RouteRequest(prompt="Summarize the key points of this meeting."))
@@ -42,13 +51,14 @@ async def sim() -> AsyncIterator[SimServer]:
         yield srv
 
 
-def client_config(srv: SimServer, resilience: dict[str, Any] | None = None) -> Config:
+def client_config(srv: SimServer, resilience: dict[str, Any] | None = None,
+                  models: dict[str, dict[str, Any]] = MODELS) -> Config:
     endpoints = {
         "up": {"kind": "openai", "base_url": srv.base_url, "timeout_s": 5},
         "anth": {"kind": "anthropic", "base_url": srv.base_url, "timeout_s": 5},
         "dead": {"kind": "openai", "base_url": "http://127.0.0.1:9", "timeout_s": 1},
     }
-    return make_config(MODELS, endpoints=endpoints, resilience=resilience or FAST_RESILIENCE)
+    return make_config(models, endpoints=endpoints, resilience=resilience or FAST_RESILIENCE)
 
 
 def calls(srv: SimServer, model_id: str) -> int:
@@ -178,4 +188,43 @@ async def test_concurrent_requests_each_answered_once(sim: SimServer) -> None:
     results = await asyncio.gather(*(c.complete(REQ) for _ in range(64)))
     assert all(r.model == "good" and len(r.attempts) == 1 for r in results)
     assert calls(sim, "good") == 64
+    await c.aclose()
+
+
+class _EndsEarly(SimulatedProvider):
+    """A provider whose stream yields two deltas and then simply stops (no end marker)."""
+
+    async def stream(self, call: ProviderCall, timeout: float) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk(delta="half")
+        yield StreamChunk(delta=" an answer")
+
+
+async def test_stream_ending_without_end_marker_is_an_interruption_on_the_breaker() -> None:
+    """A stream that stops after chunks without its end marker raises StreamInterrupted, records
+    the attempt and counts against the deployment's breaker."""
+    cfg = make_config({"m": model("m"), "good": model("good")},
+                      resilience={"breaker": {"failure_threshold": 1, "cooldown_s": 60}})
+    c = Completer(cfg, router_for("m", ["good"]))
+    c.providers["sim"] = _EndsEarly(cfg.endpoints["sim"], SimEngine(cfg))
+    got: list[str] = []
+    with pytest.raises(StreamInterrupted, match="end marker"):
+        async for e in c.stream(REQ):
+            got.append(e.delta)
+    assert got == ["half", " an answer"]
+    assert c.resilience.breaker("sim/m").state == "open"
+    await c.aclose()
+
+
+async def test_stream_cut_over_http_opens_the_breaker_and_settles_tokens(sim: SimServer) -> None:
+    """A mid-stream cut counts against the deployment's breaker and settles the TPM reservation
+    to the tokens actually streamed, not the full output estimate."""
+    models = {**MODELS, "cut_stream": model("cut_stream", endpoint="up", tpm=100_000)}
+    cfg = client_config(sim, {"breaker": {"failure_threshold": 1, "cooldown_s": 60}}, models)
+    c = Completer(cfg, router_for("cut_stream"))
+    c.resilience = Resilience(c.settings.resilience, clock=FakeClock())  # no refill meanwhile
+    with pytest.raises(StreamInterrupted):
+        await _collect(c.stream(REQ, Deadline.after(5)))
+    assert c.resilience.breaker("up/cut_stream").state == "open"
+    tpm = c.resilience.limits._buckets["cut_stream"][1]
+    assert 0 < tpm.capacity - tpm.tokens < 100  # prompt + 3 streamed pieces, not + 512 reserved
     await c.aclose()

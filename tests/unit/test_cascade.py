@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from conftest_complete import decision, make_config, model, router_for
 
+from routecore import ensemble
 from routecore.cascade import cheap_checks, ladder, logprob_confidence, parse_grade
 from routecore.completion import Completer
 from routecore.completion_types import CompletionRequest
 from routecore.domain import Candidate, RouteRequest
-from routecore.errors import ConfigError, InvalidRequest
+from routecore.errors import ConfigError, DeadlineExceeded, InvalidRequest
+from routecore.providers import ProviderCall, ProviderResponse, SimEngine
+from routecore.providers.simulated import REFUSAL, SimulatedProvider
 
 EASY = RouteRequest(prompt="Hello! How are you today?")
 
@@ -135,3 +140,53 @@ def test_cascade_and_ensemble_config_errors_name_exact_paths() -> None:
     assert "cascade.judge_model: unknown model 'nope'" in p
     assert "ensemble.size: must be >= 2" in p
     assert "ensemble.judge_model: is required when selection is judge" in p
+
+
+async def test_ensemble_judge_failure_cancels_the_other_judges(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When one judge call fails (here: the deadline), the other judge calls are cancelled and
+    awaited, not left running after the request has failed."""
+    cancelled: list[str] = []
+
+    async def judge(_c: object, _j: str, _r: object, _d: object, answer: str, *_a: object,
+                    ) -> tuple[float | None, None]:
+        if answer == REFUSAL:
+            raise DeadlineExceeded("deadline exceeded during the judge")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(answer)
+            raise
+        return 1.0, None
+
+    monkeypatch.setattr(ensemble, "judge", judge)
+    cfg = make_config(_models(), ensemble={"selection": "judge", "judge_model": "judge"})
+    c = Completer(cfg, router_for("strong", ["refuse-cheap", "good-b"]))
+    with pytest.raises(DeadlineExceeded):
+        await asyncio.wait_for(c.complete(CompletionRequest(EASY, ensemble_size=3)), 5)
+    assert len(cancelled) == 2
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    await c.aclose()
+
+
+class _Broken(SimulatedProvider):
+    """A provider with a bug: every call raises a plain RuntimeError."""
+
+    async def complete(self, call: ProviderCall, timeout: float) -> ProviderResponse:
+        raise RuntimeError("provider bug")
+
+
+async def test_ensemble_member_failure_cancels_the_other_members() -> None:
+    """A member failing with an unexpected error fails the ensemble at once, and the slower
+    members are cancelled rather than left calling their upstreams."""
+    models = {**_models(), "slow_3000": model("slow_3000"), "bug": model("bug", endpoint="bug")}
+    cfg = make_config(models, endpoints={"sim": {"kind": "simulated", "timeout_s": 5},
+                                         "bug": {"kind": "simulated", "timeout_s": 5}})
+    c = Completer(cfg, router_for("slow_3000", ["bug"]))
+    c.providers["bug"] = _Broken(cfg.endpoints["bug"], SimEngine(cfg))
+    t0 = asyncio.get_running_loop().time()
+    with pytest.raises(RuntimeError, match="provider bug"):
+        await c.complete(CompletionRequest(EASY, ensemble_size=2))
+    assert asyncio.get_running_loop().time() - t0 < 1.0
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    await c.aclose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import structlog
+from aiohttp import web
 from conftest_complete import make_config, model, router_for
 
 from routecore.completion import Completer
@@ -25,6 +27,7 @@ from routecore.providers.base import (
 )
 from routecore.providers.sim_server import SimServer
 from routecore.providers.simulated import REFUSAL, SimulatedProvider, validate_sim
+from routecore.resilience import RetryConfig, RetryPolicy
 
 SECRET = "sk-test-THIS-MUST-NEVER-BE-LOGGED-1234"
 
@@ -185,3 +188,117 @@ async def test_connection_refused_is_a_retryable_connection_error() -> None:
         await p.complete(_call("m"), 1.0)
     assert e.value.kind == "connection" and e.value.retryable
     await pool.aclose()
+
+
+def test_retry_after_edge_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zone-less HTTP date is read as UTC, non-finite numbers are ignored, past dates give 0."""
+    soon = time.time() + 30
+    naive = email.utils.formatdate(soon)  # "... -0000": a date that names no zone
+    assert naive.endswith("-0000")
+    monkeypatch.setenv("TZ", "America/New_York")  # local time must not be assumed
+    time.tzset()
+    try:
+        assert 25 <= (parse_retry_after({"retry-after": naive}) or 0) <= 31
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert parse_retry_after({"retry-after": "inf"}) is None
+    assert parse_retry_after({"retry-after": "nan"}) is None
+    assert parse_retry_after({"retry-after-ms": "inf", "retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": email.utils.formatdate(soon - 600, usegmt=True)}) == 0
+    assert parse_retry_after({"retry-after": "-3"}) == 0.0
+
+
+def test_429_without_retry_after_is_retryable_with_plain_backoff() -> None:
+    """A 429 with no Retry-After header is retryable, carries no wait, and backs off normally."""
+    e = error_from_status(429, "{}", {}, "x")
+    assert (e.kind, e.retryable, e.retry_after) == ("rate_limit", True, None)
+    pol = RetryPolicy(RetryConfig(max_attempts=1, base_delay_ms=100, max_delay_ms=100))
+    delay = pol.delay(0, e)
+    assert delay is not None and 0.0 <= delay <= 0.1
+
+
+@contextlib.asynccontextmanager
+async def _upstream(kind: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                    api_key_env: str = "") -> AsyncIterator[OpenAIProvider | AnthropicProvider]:
+    """A `kind` provider pointed at a one-handler HTTP server on a free port."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/messages", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    pool = HttpPool()
+    ep = Endpoint("up", kind, f"http://127.0.0.1:{runner.addresses[0][1]}", api_key_env, 5.0, 4)
+    try:
+        yield OpenAIProvider(ep, pool) if kind == "openai" else AnthropicProvider(ep, pool)
+    finally:
+        await pool.aclose()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_api_key_echoed_by_the_upstream_is_redacted(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream 401 body that echoes the API key yields an error message with the key masked."""
+    async def reject(request: web.Request) -> web.Response:
+        sent = request.headers.get("authorization", "") or request.headers.get("x-api-key", "")
+        return web.json_response({"error": {"message": f"Incorrect API key provided: {sent}"}},
+                                 status=401)
+
+    monkeypatch.setenv("RC_TEST_KEY", SECRET)
+    async with _upstream(kind, reject, "RC_TEST_KEY") as p:
+        for attempt in (p.complete(_call("m"), 2.0), _drain(p.stream(_call("m"), 2.0))):
+            with pytest.raises(ProviderError) as e:
+                await attempt
+            assert e.value.kind == "auth" and "<redacted>" in e.value.message
+            assert SECRET not in e.value.message and SECRET not in str(e.value)
+
+
+@pytest.mark.parametrize(("kind", "event"), [
+    ("openai", b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: [1, 2]\n\n'),
+    ("openai", b'data: {"choices": [{"delta": "oops"}]}\n\n'),
+    ("anthropic", b'event: message_start\ndata: {"type": "message_start", "message": '
+                  b'{"usage": {"input_tokens": "many"}}}\n\n'),
+    ("anthropic", b'event: content_block_delta\ndata: ["not", "an", "object"]\n\n'),
+])
+async def test_malformed_stream_event_is_a_stream_cut(kind: str, event: bytes) -> None:
+    """A well-formed SSE line carrying a JSON payload of the wrong shape raises
+    ProviderError(kind=stream_cut), never a raw TypeError/AttributeError/ValueError."""
+    async def odd(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(event)
+        await resp.write_eof()
+        return resp
+
+    async with _upstream(kind, odd) as p:
+        with pytest.raises(ProviderError) as e:
+            await _drain(p.stream(_call("m"), 2.0))
+    assert e.value.kind == "stream_cut" and "malformed" in e.value.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_malformed_complete_body_is_a_server_error(kind: str) -> None:
+    """A 200 response whose JSON has the wrong shape (bad usage, logprob) is a retryable
+    ProviderError(kind=server), not a raw exception."""
+    body = ({"choices": [{"message": {"content": "x"}, "logprobs": {"content": [{"logprob": "?"}]}}]}
+            if kind == "openai" else
+            {"content": [{"type": "text", "text": "x"}], "usage": {"input_tokens": "many"}})
+
+    async def odd(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    async with _upstream(kind, odd) as p:
+        with pytest.raises(ProviderError) as e:
+            await p.complete(_call("m", logprobs=True), 2.0)
+    assert (e.value.kind, e.value.retryable) == ("server", True)
+
+
+def test_sim_engine_state_is_bounded() -> None:
+    """The simulated upstream keeps per-model state for at most MAX_MODELS model names."""
+    eng = SimEngine(None)
+    eng.MAX_MODELS = 8
+    for i in range(50):
+        eng.plan(_call(f"client-model-{i}"))
+    assert len(eng._state) == 8 and "client-model-49" in eng._state

@@ -13,7 +13,13 @@ from routecore.completion import Completer
 from routecore.completion_types import CompletionRequest
 from routecore.deadline import Deadline
 from routecore.domain import RouteRequest
-from routecore.errors import ConfigError, DeadlineExceeded, ProviderError, ResourceExhausted
+from routecore.errors import (
+    AllProvidersFailed,
+    ConfigError,
+    DeadlineExceeded,
+    ProviderError,
+    ResourceExhausted,
+)
 from routecore.resilience import (
     BreakerConfig,
     CircuitBreaker,
@@ -247,3 +253,84 @@ def test_resilience_config_errors_name_exact_paths() -> None:
     assert "resilience.retry.max_attempts: must be >= 0" in problems
     assert any(p.startswith("resilience.retry.bogus: unknown field") for p in problems)
     assert "resilience.breaker.cooldown_s: must be >= 0" in problems
+
+
+async def test_timeout_cut_by_the_callers_deadline_is_not_a_deployment_failure() -> None:
+    """An attempt cut by the caller's (shorter) deadline leaves the breaker closed, while one cut
+    by the provider's own timeout counts as a failure."""
+    res = _res(RetryConfig(max_attempts=0), BreakerConfig(failure_threshold=1, cooldown_s=60))
+
+    async def hang(_t: float) -> str:
+        await asyncio.sleep(10)
+        return "late"
+
+    with pytest.raises(DeadlineExceeded):
+        await res.call("d", hang, timeout=30.0, deadline=Deadline.after(0.02),
+                       on_attempt=lambda *a: None)
+    assert res.breaker("d").state == "closed"
+    with pytest.raises(ProviderError) as err:
+        await res.call("d", hang, timeout=0.02, deadline=Deadline.after(30),
+                       on_attempt=lambda *a: None)
+    assert err.value.kind == "timeout" and res.breaker("d").state == "open"
+
+
+async def test_half_open_probe_cut_by_the_deadline_lets_the_next_probe_through() -> None:
+    """A half-open probe cut by the caller's deadline gives the probe slot back."""
+    clock = FakeClock()
+    res = Resilience(ResilienceConfig(retry=RetryConfig(max_attempts=0),
+                                      breaker=BreakerConfig(failure_threshold=1, cooldown_s=5)),
+                     clock=clock, sleep=RecordingSleep())
+    res.breaker("d").record_failure()
+    clock.advance(6)
+
+    async def hang(_t: float) -> str:
+        clock.advance(1.0)  # the deadline passes while the probe hangs
+        raise TimeoutError
+
+    with pytest.raises(DeadlineExceeded):
+        await res.call("d", hang, timeout=30.0, deadline=Deadline.after(0.5, clock),
+                       on_attempt=lambda *a: None)
+    assert res.breaker("d").state == "half_open" and res.breaker("d").allow()
+
+
+async def test_failed_model_gives_back_its_rate_limit_reservation() -> None:
+    """A model that fails returns its TPM reservation (and its RPM slot when no upstream call was
+    made), so a later request is not refused client-side for tokens nobody used."""
+    clock = FakeClock()
+    cfg = make_config({"flaky_1-m": model("flaky_1-m", tpm=600), "other": model("other")},
+                      resilience={"retry": {"max_attempts": 0}})
+    c = Completer(cfg, router_for("flaky_1-m", ["other"]))
+    c.resilience = Resilience(c.settings.resilience, clock=clock, sleep=RecordingSleep())
+    first = await c.complete(REQ)  # the reservation (prompt + 512 output) fits once in 600 TPM
+    assert first.model == "other" and "HTTP 500" in first.attempts[0].error
+    second = await c.complete(REQ)
+    assert second.model == "flaky_1-m", second.attempts
+    rpm = make_config({"m": model("m", rpm=1), "other": model("other")})
+    c2 = Completer(rpm, router_for("m", ["other"]), providers={})  # no upstream reachable
+    with pytest.raises(AllProvidersFailed):
+        await c2.complete(REQ)
+    assert c2.resilience.limits.try_acquire("m", 1, 0, 1) == 0.0  # the RPM slot came back
+    await c.aclose()
+
+
+async def test_rate_limit_waits_add_up_to_at_most_max_wait() -> None:
+    """Successive client-side rate-limit waits for one request stop at max_wait_ms in total."""
+    clock = FakeClock()
+    sleep = RecordingSleep()
+    cfg = make_config({"m": model("m", rpm=60)},
+                      resilience={"rate_limit": {"max_wait_ms": 1500}})
+    c = Completer(cfg, router_for("m"))
+    c.resilience = Resilience(c.settings.resilience, clock=clock, sleep=sleep)
+    for _ in range(60):
+        c.resilience.limits.try_acquire("m", 60, 0, 1)
+
+    async def contended(seconds: float) -> None:  # another request takes each refilled slot
+        await sleep(seconds)
+        clock.advance(seconds)
+        c.resilience.limits.try_acquire("m", 60, 0, 1)
+
+    c.resilience.sleep = contended
+    with pytest.raises(ResourceExhausted):
+        await c.complete(REQ)
+    assert sleep.delays and sum(sleep.delays) <= 1.5
+    await c.aclose()

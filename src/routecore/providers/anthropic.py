@@ -12,21 +12,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from routecore.completion_types import Usage
 from routecore.config import Endpoint
 from routecore.errors import ProviderError
-from routecore.providers.base import (
-    Provider,
-    ProviderCall,
-    ProviderResponse,
-    StreamChunk,
-    client_error,
-    error_from_status,
-    iter_sse,
-    join_url,
-)
+from routecore.providers.base import HttpProvider, ProviderCall, ProviderResponse, StreamChunk
 from routecore.providers.pool import HttpPool
 
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -34,17 +23,13 @@ _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
 JSON_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HttpProvider):
     kind = "anthropic"
+    path = "messages"
 
     def __init__(self, endpoint: Endpoint, pool: HttpPool) -> None:
-        super().__init__(endpoint)
-        self._pool = pool
-        self._url = join_url(endpoint.base_url, "messages")
-        opts = endpoint.options
-        self._headers = {"content-type": "application/json",
-                         "anthropic-version": str(opts.get("version", "2023-06-01")),
-                         **{str(k): str(v) for k, v in dict(opts.get("headers") or {}).items()}}
+        super().__init__(endpoint, pool,
+                         {"anthropic-version": str(endpoint.options.get("version", "2023-06-01"))})
         if self._api_key:
             self._headers["x-api-key"] = self._api_key
 
@@ -63,71 +48,42 @@ class AnthropicProvider(Provider):
             body["stream"] = True
         return body
 
-    async def complete(self, call: ProviderCall, timeout: float) -> ProviderResponse:
-        where = f"{self.name}/{call.model_id}"
-        session = self._pool.session(self.endpoint)
-        try:
-            async with session.post(self._url, json=self._body(call, False), headers=self._headers,
-                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                text = await resp.text()
-                if resp.status >= 400:
-                    raise error_from_status(resp.status, text, resp.headers, where)
-        except ProviderError:
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise client_error(exc, where) from exc
-        try:
-            data = json.loads(text)
-            content = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"{where}: malformed response", kind="server") from exc
+    def _response(self, data: Any) -> ProviderResponse:
+        content = "".join(b.get("text", "") for b in data["content"] if b.get("type") == "text")
         u = data.get("usage") or {}
         usage = Usage(int(u.get("input_tokens") or 0), int(u.get("output_tokens") or 0)) \
             if "input_tokens" in u else None
         return ProviderResponse(content, _STOP.get(str(data.get("stop_reason")), "stop"), usage)
 
-    async def stream(self, call: ProviderCall, timeout: float) -> AsyncIterator[StreamChunk]:
-        where = f"{self.name}/{call.model_id}"
-        session = self._pool.session(self.endpoint)
+    async def _chunks(self, events: AsyncIterator[tuple[str, str]],
+                      where: str) -> AsyncIterator[StreamChunk]:
         n_in = n_out = -1
         finish, done = "", False
-        try:
-            async with session.post(
-                self._url, json=self._body(call, True), headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-            ) as resp:
-                if resp.status >= 400:
-                    raise error_from_status(resp.status, await resp.text(), resp.headers, where)
-                async for event, data in iter_sse(resp.content):
-                    try:
-                        ev = json.loads(data)
-                    except ValueError as exc:
-                        raise ProviderError(f"{where}: malformed event",
-                                            kind="stream_cut") from exc
-                    kind = ev.get("type", event)
-                    if kind == "message_start":
-                        u = (ev.get("message") or {}).get("usage") or {}
-                        n_in = int(u.get("input_tokens", -1))
-                    elif kind == "content_block_delta":
-                        text = (ev.get("delta") or {}).get("text") or ""
-                        if text:
-                            yield StreamChunk(delta=text)
-                    elif kind == "message_delta":
-                        stop = (ev.get("delta") or {}).get("stop_reason")
-                        finish = _STOP.get(str(stop), "stop") if stop else finish
-                        n_out = int((ev.get("usage") or {}).get("output_tokens", n_out))
-                    elif kind == "message_stop":
-                        done = True
-                        break
-                    elif kind == "error":
-                        err = ev.get("error") or {}
-                        overloaded = err.get("type") == "overloaded_error"
-                        raise ProviderError(f"{where}: stream error: {err.get('message', err)}",
-                                            kind="server" if overloaded else "stream_cut")
-        except ProviderError:
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise client_error(exc, where, streaming=True) from exc
+        async for event, data in events:
+            try:
+                ev = json.loads(data)
+            except ValueError as exc:
+                raise ProviderError(f"{where}: malformed event", kind="stream_cut") from exc
+            kind = ev.get("type", event)
+            if kind == "message_start":
+                u = (ev.get("message") or {}).get("usage") or {}
+                n_in = int(u.get("input_tokens", -1))
+            elif kind == "content_block_delta":
+                text = (ev.get("delta") or {}).get("text") or ""
+                if text:
+                    yield StreamChunk(delta=text)
+            elif kind == "message_delta":
+                stop = (ev.get("delta") or {}).get("stop_reason")
+                finish = _STOP.get(str(stop), "stop") if stop else finish
+                n_out = int((ev.get("usage") or {}).get("output_tokens", n_out))
+            elif kind == "message_stop":
+                done = True
+                break
+            elif kind == "error":
+                err = ev.get("error") or {}
+                overloaded = err.get("type") == "overloaded_error"
+                raise ProviderError(f"{where}: stream error: {err.get('message', err)}",
+                                    kind="server" if overloaded else "stream_cut")
         if not done:
             raise ProviderError(f"{where}: stream ended without message_stop", kind="stream_cut")
         usage = Usage(n_in, n_out) if n_in >= 0 and n_out >= 0 else None

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
 
 from routecore.completion_types import Usage
 from routecore.config import Endpoint
 from routecore.domain import Message
 from routecore.errors import ProviderError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from routecore.providers.pool import HttpPool
+
+# What a malformed upstream payload raises while it is picked apart.
+MALFORMED = (ValueError, KeyError, IndexError, TypeError, AttributeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,13 @@ class Provider(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP sessions are owned by the pool)."""
 
+    def redact(self, exc: ProviderError) -> ProviderError:
+        """`exc` with this provider's API key masked (upstreams echo bad keys in error bodies)."""
+        if self._api_key and self._api_key in exc.message:
+            exc.message = exc.message.replace(self._api_key, "<redacted>")
+            exc.args = (exc.message,)
+        return exc
+
     def __repr__(self) -> str:
         key = "set" if self._api_key else "unset"
         return (f"{type(self).__name__}(endpoint={self.name!r}, "
@@ -97,25 +115,37 @@ def join_url(base_url: str, path: str) -> str:
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
+    """Seconds from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date.
+
+    Non-finite numbers ("inf", "nan") are ignored; a date without a zone
+    ("-0000") is UTC, as HTTP dates always are.
+    """
+    ms = _finite(headers.get("retry-after-ms"))
+    if ms is not None:
+        return max(0.0, ms / 1000.0)
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
+
+
+def _finite(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
 
 
 _OVERFLOW_MARKERS = ("context_length_exceeded", "maximum context length", "prompt is too long",
@@ -167,6 +197,86 @@ def client_error(exc: BaseException, where: str, *, streaming: bool = False) -> 
         return ProviderError(f"{where}: connection failed: {type(exc).__name__}: {exc}"[:300],
                              kind="connection")
     return ProviderError(f"{where}: {type(exc).__name__}: {exc}"[:300], kind="error")
+
+
+class HttpProvider(Provider):
+    """A JSON-over-HTTP upstream on the shared pool: posting, SSE, and error mapping.
+
+    Subclasses give the URL path, their headers, `_body`, `_response` (a parsed
+    JSON answer) and `_chunks` (SSE events to StreamChunks, raising
+    stream_cut when the end marker is missing). Transport failures, HTTP error
+    statuses and malformed payloads all become ProviderErrors with the key masked.
+    """
+
+    path = ""
+
+    def __init__(self, endpoint: Endpoint, pool: HttpPool, headers: Mapping[str, str]) -> None:
+        super().__init__(endpoint)
+        self._pool = pool
+        self._url = join_url(endpoint.base_url, self.path)
+        extra = dict(endpoint.options.get("headers") or {})
+        self._headers = {"content-type": "application/json", **headers,
+                         **{str(k): str(v) for k, v in extra.items()}}
+
+    @abstractmethod
+    def _body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
+        """The request body."""
+
+    @abstractmethod
+    def _response(self, data: Any) -> ProviderResponse:
+        """The answer in a parsed JSON response (may raise any of MALFORMED)."""
+
+    @abstractmethod
+    def _chunks(self, events: AsyncIterator[tuple[str, str]],
+                where: str) -> AsyncIterator[StreamChunk]:
+        """The stream's chunks from its SSE events (may raise any of MALFORMED)."""
+
+    @asynccontextmanager
+    async def _post(self, call: ProviderCall, stream: bool, timeout: float,
+                    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        import aiohttp
+
+        t = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout) \
+            if stream else aiohttp.ClientTimeout(total=timeout)
+        async with self._pool.session(self.endpoint).post(
+                self._url, json=self._body(call, stream), headers=self._headers,
+                timeout=t) as resp:
+            if resp.status >= 400:
+                raise error_from_status(resp.status, await resp.text(), resp.headers,
+                                        f"{self.name}/{call.model_id}")
+            yield resp
+
+    async def complete(self, call: ProviderCall, timeout: float) -> ProviderResponse:
+        import aiohttp
+
+        where = f"{self.name}/{call.model_id}"
+        try:
+            async with self._post(call, False, timeout) as resp:
+                text = await resp.text()
+            return self._response(json.loads(text))
+        except ProviderError as exc:
+            self.redact(exc)
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self.redact(client_error(exc, where)) from exc
+        except MALFORMED as exc:
+            raise ProviderError(f"{where}: malformed response", kind="server") from exc
+
+    async def stream(self, call: ProviderCall, timeout: float) -> AsyncIterator[StreamChunk]:
+        import aiohttp
+
+        where = f"{self.name}/{call.model_id}"
+        try:
+            async with self._post(call, True, timeout) as resp:
+                async for chunk in self._chunks(iter_sse(resp.content), where):
+                    yield chunk
+        except ProviderError as exc:
+            self.redact(exc)
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise self.redact(client_error(exc, where, streaming=True)) from exc
+        except MALFORMED as exc:
+            raise ProviderError(f"{where}: malformed stream event", kind="stream_cut") from exc
 
 
 async def iter_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[tuple[str, str]]:

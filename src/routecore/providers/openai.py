@@ -14,36 +14,22 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from routecore.completion_types import Usage
 from routecore.config import Endpoint
 from routecore.errors import ProviderError
-from routecore.providers.base import (
-    Provider,
-    ProviderCall,
-    ProviderResponse,
-    StreamChunk,
-    client_error,
-    error_from_status,
-    iter_sse,
-    join_url,
-)
+from routecore.providers.base import HttpProvider, ProviderCall, ProviderResponse, StreamChunk
 from routecore.providers.pool import HttpPool
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HttpProvider):
     kind = "openai"
+    path = "chat/completions"
 
     def __init__(self, endpoint: Endpoint, pool: HttpPool) -> None:
-        super().__init__(endpoint)
-        self._pool = pool
-        self._url = join_url(endpoint.base_url, "chat/completions")
-        opts = endpoint.options
-        self._headers = {"content-type": "application/json",
-                         **{str(k): str(v) for k, v in dict(opts.get("headers") or {}).items()}}
+        super().__init__(endpoint, pool, {})
         if self._api_key:
             self._headers["authorization"] = f"Bearer {self._api_key}"
+        opts = endpoint.options
         self._max_tokens_field = str(opts.get("max_tokens_field", "max_tokens"))
         self._logprobs_ok = bool(opts.get("logprobs", True))
         self._usage_in_stream = bool(opts.get("usage_in_stream", True))
@@ -66,25 +52,9 @@ class OpenAIProvider(Provider):
                 body["stream_options"] = {"include_usage": True}
         return body
 
-    async def complete(self, call: ProviderCall, timeout: float) -> ProviderResponse:
-        where = f"{self.name}/{call.model_id}"
-        session = self._pool.session(self.endpoint)
-        try:
-            async with session.post(self._url, json=self._body(call, False), headers=self._headers,
-                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                text = await resp.text()
-                if resp.status >= 400:
-                    raise error_from_status(resp.status, text, resp.headers, where)
-        except ProviderError:
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise client_error(exc, where) from exc
-        try:
-            data = json.loads(text)
-            choice = data["choices"][0]
-            content = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"{where}: malformed response", kind="server") from exc
+    def _response(self, data: Any) -> ProviderResponse:
+        choice = data["choices"][0]
+        content = choice["message"].get("content") or ""
         lps = None
         lp = choice.get("logprobs")
         if isinstance(lp, dict) and isinstance(lp.get("content"), list):
@@ -92,40 +62,26 @@ class OpenAIProvider(Provider):
         return ProviderResponse(content, _finish(choice.get("finish_reason")),
                                 _usage(data.get("usage")), lps)
 
-    async def stream(self, call: ProviderCall, timeout: float) -> AsyncIterator[StreamChunk]:
-        where = f"{self.name}/{call.model_id}"
-        session = self._pool.session(self.endpoint)
+    async def _chunks(self, events: AsyncIterator[tuple[str, str]],
+                      where: str) -> AsyncIterator[StreamChunk]:
         finish, usage, done = "", None, False
-        try:
-            async with session.post(
-                self._url, json=self._body(call, True), headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-            ) as resp:
-                if resp.status >= 400:
-                    raise error_from_status(resp.status, await resp.text(), resp.headers, where)
-                async for _event, data in iter_sse(resp.content):
-                    if data.strip() == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError as exc:
-                        raise ProviderError(f"{where}: malformed stream chunk",
-                                            kind="stream_cut") from exc
-                    if "error" in chunk:
-                        raise ProviderError(f"{where}: stream error: {chunk['error']}"[:300],
-                                            kind="server")
-                    usage = _usage(chunk.get("usage")) or usage
-                    for choice in chunk.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content") or ""
-                        if choice.get("finish_reason"):
-                            finish = _finish(choice["finish_reason"])
-                        if delta:
-                            yield StreamChunk(delta=delta)
-        except ProviderError:
-            raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise client_error(exc, where, streaming=True) from exc
+        async for _event, data in events:
+            if data.strip() == "[DONE]":
+                done = True
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError as exc:
+                raise ProviderError(f"{where}: malformed stream chunk", kind="stream_cut") from exc
+            if "error" in chunk:
+                raise ProviderError(f"{where}: stream error: {chunk['error']}"[:300], kind="server")
+            usage = _usage(chunk.get("usage")) or usage
+            for choice in chunk.get("choices") or ():
+                delta = (choice.get("delta") or {}).get("content") or ""
+                if choice.get("finish_reason"):
+                    finish = _finish(choice["finish_reason"])
+                if delta:
+                    yield StreamChunk(delta=delta)
         if not done and not finish:
             raise ProviderError(f"{where}: stream ended without [DONE]", kind="stream_cut")
         yield StreamChunk(finish_reason=finish or "stop", usage=usage)

@@ -16,6 +16,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -151,15 +152,33 @@ def _error(status: int, message: str, etype: str, anthropic: bool,
                              status=status)
 
 
-async def _chat(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE_KEY]
+async def _prepare(request: web.Request, anthropic: bool,
+                   ) -> tuple[dict[str, Any], ProviderCall, SimPlan, web.StreamResponse | None]:
+    """Read the request and plan it: (body, call, plan, the failure response or None)."""
     body = await request.json()
-    call = _call(body, anthropic=False)
-    plan = engine.plan(call)
+    call = _call(body, anthropic)
+    plan = request.app[ENGINE_KEY].plan(call)
     if plan.fault == "drop":
         _drop(request)
-        return web.Response(status=500)
-    failed = await _fault(request, plan, anthropic=False)
+        return body, call, plan, web.Response(status=500)
+    return body, call, plan, await _fault(request, plan, anthropic)
+
+
+async def _send_pieces(request: web.Request, plan: SimPlan,
+                       send: Callable[[str], Awaitable[None]]) -> bool:
+    """Send each answer piece at the planned pace; False when the plan cuts the stream."""
+    for i, piece in enumerate(plan.answer.pieces):
+        if i == plan.cut_after:
+            _drop(request)
+            return False
+        if i and plan.piece_delay_s:
+            await asyncio.sleep(plan.piece_delay_s)
+        await send(piece)
+    return True
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    body, call, plan, failed = await _prepare(request, anthropic=False)
     if failed is not None:
         return failed
     a = plan.answer
@@ -184,14 +203,12 @@ async def _chat(request: web.Request) -> web.StreamResponse:
              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         return b"data: " + json.dumps(c).encode() + b"\n\n"
 
+    async def piece(text: str) -> None:
+        await resp.write(chunk({"content": text}))
+
     await resp.write(chunk({"role": "assistant", "content": ""}))
-    for i, piece in enumerate(a.pieces):
-        if i == plan.cut_after:
-            _drop(request)
-            return resp
-        if i and plan.piece_delay_s:
-            await asyncio.sleep(plan.piece_delay_s)
-        await resp.write(chunk({"content": piece}))
+    if not await _send_pieces(request, plan, piece):
+        return resp
     await resp.write(chunk({}, a.finish_reason))
     if (body.get("stream_options") or {}).get("include_usage"):
         u = {"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -206,14 +223,7 @@ _ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
 
 
 async def _messages(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE_KEY]
-    body = await request.json()
-    call = _call(body, anthropic=True)
-    plan = engine.plan(call)
-    if plan.fault == "drop":
-        _drop(request)
-        return web.Response(status=500)
-    failed = await _fault(request, plan, anthropic=True)
+    body, call, plan, failed = await _prepare(request, anthropic=True)
     if failed is not None:
         return failed
     a = plan.answer
@@ -230,19 +240,17 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     async def event(name: str, data: dict[str, Any]) -> None:
         await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
+    async def piece(text: str) -> None:
+        await event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": text}})
+
     await event("message_start", {"type": "message_start", "message": {
         "id": mid, "type": "message", "role": "assistant", "model": call.model_id, "content": [],
         "usage": {"input_tokens": a.input_tokens, "output_tokens": 1}}})
     await event("content_block_start", {"type": "content_block_start", "index": 0,
                                         "content_block": {"type": "text", "text": ""}})
-    for i, piece in enumerate(a.pieces):
-        if i == plan.cut_after:
-            _drop(request)
-            return resp
-        if i and plan.piece_delay_s:
-            await asyncio.sleep(plan.piece_delay_s)
-        await event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": piece}})
+    if not await _send_pieces(request, plan, piece):
+        return resp
     await event("content_block_stop", {"type": "content_block_stop", "index": 0})
     await event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop},
                                   "usage": {"output_tokens": len(a.pieces)}})

@@ -146,7 +146,14 @@ def approx_tokens(text: str) -> int:
 
 
 class SimEngine:
-    """Decides each simulated call; deterministic for a given config, seed and call order."""
+    """Decides each simulated call; deterministic for a given config, seed and call order.
+
+    Per-model state (call count, failure draws) is kept for at most
+    `MAX_MODELS` model names, the oldest dropped first: an HTTP client sending
+    ever new model names cannot grow the server without bound.
+    """
+
+    MAX_MODELS = 4096
 
     def __init__(self, config: Config | None = None, seed: int = 0) -> None:
         self._config = config
@@ -178,6 +185,8 @@ class SimEngine:
         sim: Mapping[str, Any] = spec.sim if spec else {}
         state = self._state.get(key)
         if state is None:
+            if len(self._state) >= self.MAX_MODELS:
+                del self._state[next(iter(self._state))]
             state = _ModelState(rng=random.Random(f"{self._seed}:{sim.get('seed', 0)}:{key}"))
             self._state[key] = state
         state.calls += 1
