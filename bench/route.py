@@ -154,8 +154,12 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-async def _client(port: int, concurrency: int, seconds: float, prompt: str) -> dict[str, Any]:
+async def _client(port: int, concurrency: int, seconds: float, prompt: str,
+                  method: str = "route") -> dict[str, Any]:
+    """Load one RPC: Route, or the health Check (an empty handler on the same server:
+    the floor that gRPC itself costs on this machine)."""
     import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from routecore.v1 import router_pb2 as pb
     from routecore.v1 import router_pb2_grpc
@@ -163,10 +167,12 @@ async def _client(port: int, concurrency: int, seconds: float, prompt: str) -> d
     lat: list[float] = []
     errors = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        stub = router_pb2_grpc.RouterStub(ch)
-        req = pb.RouteRequest(prompt=prompt)
+        if method == "route":
+            call, req = router_pb2_grpc.RouterStub(ch).Route, pb.RouteRequest(prompt=prompt)
+        else:
+            call, req = health_pb2_grpc.HealthStub(ch).Check, health_pb2.HealthCheckRequest()
         for _ in range(50):
-            await stub.Route(req)
+            await call(req)
         deadline = time.perf_counter() + seconds
 
         async def worker() -> None:
@@ -174,7 +180,7 @@ async def _client(port: int, concurrency: int, seconds: float, prompt: str) -> d
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter_ns()
                 try:
-                    await stub.Route(req, timeout=10)
+                    await call(req, timeout=10)
                 except grpc.aio.AioRpcError:
                     errors += 1
                     continue
@@ -186,8 +192,8 @@ async def _client(port: int, concurrency: int, seconds: float, prompt: str) -> d
     return {"n": len(lat), "errors": errors, "elapsed_s": elapsed, "lat_us": lat}
 
 
-def client_proc(port: int, concurrency: int, seconds: float, prompt: str) -> None:
-    res = asyncio.run(_client(port, concurrency, seconds, prompt))
+def client_proc(port: int, concurrency: int, seconds: float, prompt: str, method: str) -> None:
+    res = asyncio.run(_client(port, concurrency, seconds, prompt, method))
     print(json.dumps(res))
 
 
@@ -202,23 +208,32 @@ def rpc_bench(workers: int, seconds: float, client_procs: int) -> dict[str, Any]
         _wait_ready(port)
         time.sleep(1.0 if workers > 1 else 0.2)
         prompt = make_prompt(2_000, 7)
-        c1 = asyncio.run(_client(port, 1, seconds, prompt))
-        procs = [subprocess.Popen([sys.executable, __file__, "--_client", str(port),
-                                   str(64 // client_procs), str(seconds)],
-                                  stdout=subprocess.PIPE, text=True) for _ in range(client_procs)]
-        results = [json.loads(p.communicate()[0]) for p in procs]
-        total = sum(r["n"] for r in results)
-        elapsed = max(r["elapsed_s"] for r in results)
-        lat64 = [x for r in results for x in r["lat_us"]]
+        out: dict[str, Any] = {"workers": workers}
+        for method in ("route", "health"):
+            c1 = asyncio.run(_client(port, 1, seconds, prompt, method))
+            procs = [subprocess.Popen([sys.executable, __file__, "--_client", str(port),
+                                       str(64 // client_procs), str(seconds), method],
+                                      stdout=subprocess.PIPE, text=True)
+                     for _ in range(client_procs)]
+            results = [json.loads(p.communicate()[0]) for p in procs]
+            total = sum(r["n"] for r in results)
+            elapsed = max(r["elapsed_s"] for r in results)
+            lat64 = [x for r in results for x in r["lat_us"]]
+            out[method] = {
+                "concurrency_1": {**summarize(c1["lat_us"]), "errors": c1["errors"],
+                                  "per_s": round(c1["n"] / c1["elapsed_s"], 1)},
+                "concurrency_64": {**summarize(lat64),
+                                   "errors": sum(r["errors"] for r in results),
+                                   "per_s": round(total / elapsed, 1),
+                                   "client_procs": client_procs},
+            }
         pids = [server.pid, *children(server.pid)]
-        return {
-            "workers": workers,
-            "concurrency_1": {**summarize(c1["lat_us"]), "errors": c1["errors"],
-                              "per_s": round(c1["n"] / c1["elapsed_s"], 1)},
-            "concurrency_64": {**summarize(lat64), "errors": sum(r["errors"] for r in results),
-                               "per_s": round(total / elapsed, 1), "client_procs": client_procs},
-            "rss_mb": {str(p): round(rss_mb(p), 1) for p in pids},
-        }
+        out["rss_mb"] = {str(p): round(rss_mb(p), 1) for p in pids}
+        out["route_over_health_c1_p50"] = round(
+            out["route"]["concurrency_1"]["p50_us"] / out["health"]["concurrency_1"]["p50_us"], 2)
+        out["route_over_health_c64_throughput"] = round(
+            out["route"]["concurrency_64"]["per_s"] / out["health"]["concurrency_64"]["per_s"], 2)
+        return out
     finally:
         server.terminate()
         try:
@@ -246,7 +261,7 @@ def _wait_ready(port: int) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--_client":
         client_proc(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]),
-                    make_prompt(2_000, 7))
+                    make_prompt(2_000, 7), sys.argv[5])
         return
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true")
@@ -308,12 +323,16 @@ def main() -> None:
         print(f"speedup {size:>6} chars: features x{r['features_p50_speedup']}, "
               f"decision x{r['decision_p50_speedup']}")
     for key in ("rpc", "rpc_single_worker"):
-        if key in report:
-            r = report[key]
-            c1, c64 = r["concurrency_1"], r["concurrency_64"]
-            print(f"{key} ({r['workers']} workers): c=1 p50 {c1['p50_us']:.0f} us p99 "
-                  f"{c1['p99_us']:.0f} us; c=64 {c64['per_s']:.0f}/s p50 {c64['p50_us']:.0f} us "
-                  f"p99 {c64['p99_us']:.0f} us errors {c64['errors']}; RSS MB {r['rss_mb']}")
+        if key not in report:
+            continue
+        r = report[key]
+        for method in ("route", "health"):
+            c1, c64 = r[method]["concurrency_1"], r[method]["concurrency_64"]
+            print(f"{key} ({r['workers']} workers) {method:6}: c=1 p50 {c1['p50_us']:.0f} us "
+                  f"p99 {c1['p99_us']:.0f} us; c=64 {c64['per_s']:.0f}/s p50 "
+                  f"{c64['p50_us']:.0f} us p99 {c64['p99_us']:.0f} us errors {c64['errors']}")
+        print(f"  route/health: c=1 p50 x{r['route_over_health_c1_p50']}, c=64 throughput "
+              f"x{r['route_over_health_c64_throughput']}; RSS MB {r['rss_mb']}")
 
 
 if __name__ == "__main__":
