@@ -187,12 +187,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sim_code = ("from routecore.config import load_config;"
                 "from routecore.providers.sim_server import run_sim_server;"
                 f"run_sim_server({HOST!r}, {sim_port}, load_config({str(sim_cfg)!r}))")
-    srv_code = ("import asyncio, logging;"
-                "from routecore.config import load_config;"
-                "from routecore.server.app import serve;"
-                f"asyncio.run(serve(load_config({str(svc_cfg)!r}), {HOST!r}, {grpc_port}))")
+    # The service runs exactly as `routecore serve` does (uvloop, structlog configured);
+    # warning level turns the per-request access line off, as LiteLLM's is at ERROR.
+    srv_argv = [sys.executable, "-m", "routecore.cli", "serve", "--config", str(svc_cfg),
+                "--host", HOST, "--port", str(grpc_port), "--log-level", "warning"]
     chat_url = f"{sim_url}/v1/chat/completions"
-    with spawn(python(sim_code), env), spawn(python(srv_code), env):
+    with spawn(python(sim_code), env), spawn(srv_argv, env):
         await wait_http(f"{sim_url}/health")
         async with grpc.aio.insecure_channel(f"{HOST}:{grpc_port}") as ch:
             await asyncio.wait_for(ch.channel_ready(), 60)
@@ -225,7 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 async def d_ttft() -> float:
                     return await direct_ttft(s, chat_url, model_id)
 
-                for conc, n in ((1, args.n1), (64, args.n64)):
+                for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
                     results[f"c{conc}"] = versus(await measure(direct, n, conc),
                                                  await measure(grpc_call, n, conc),
                                                  "routecore_grpc")
@@ -268,7 +268,7 @@ async def bench_litellm(args: argparse.Namespace, tmp: Path, sim_url: str, model
                         raise RuntimeError(f"litellm HTTP {r.status}")
 
             out: dict[str, Any] = {}
-            for conc, n in ((1, args.n1), (64, args.n64)):
+            for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
                 out[f"c{conc}"] = versus(await measure(direct, n, conc),
                                          await measure(call, n, conc), "litellm")
             return out
@@ -280,6 +280,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--n1", type=int, default=200, help="requests at concurrency 1")
+    ap.add_argument("--n16", type=int, default=640, help="requests at concurrency 16")
     ap.add_argument("--n64", type=int, default=1280, help="requests at concurrency 64")
     ap.add_argument("--n-clients", type=int, default=800, help="requests per HTTP client")
     ap.add_argument("--n-stream", type=int, default=100, help="streams for TTFT")
@@ -295,7 +296,7 @@ def main() -> None:
     print(f"HTTP client @16: aiohttp {cl['aiohttp']['rps']} rps p50 {cl['aiohttp']['p50_ms']} ms"
           f" | httpx {cl['httpx']['rps']} rps p50 {cl['httpx']['p50_ms']} ms"
           f" | aiohttp x{cl['aiohttp_speedup']}")
-    for c in ("c1", "c64"):
+    for c in ("c1", "c16", "c64"):
         r = res[c]
         d, g = r["direct_http"], r["routecore_grpc"]
         print(f"{c}: direct p50 {d['p50_ms']} p99 {d['p99_ms']} ({d['rps']} rps) | routecore "
