@@ -5,7 +5,9 @@
 Methods, all scored with the same 51 knob settings per fold:
 
 * `learned`: the shipped `routecore.learned` router (task posteriors x per-task
-  quality, per-task linear cost, calibrated knob), via `predict`/`choose`;
+  quality + per-prompt logistic correction on the final question, per-task
+  linear cost, calibrated knob), via `predict_x`/`choose_batch`;
+* `learned_task`: the same without the per-prompt correction (task level only);
 * `knn_tfidf`: the data README's reference, kNN (k=40, cosine) over TF-IDF,
   quality = neighbours' mean score, cost = neighbours' mean cost, argmax
   quality - lambda*cost over a geometric lambda sweep;
@@ -35,7 +37,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from routecore.learned.data import Dataset, default_data_dir, load_records  # noqa: E402
 from routecore.learned.evaluate import score_choices, settings_grid  # noqa: E402
-from routecore.learned.train import DEFAULT_DIM, featurize, train_dataset  # noqa: E402
+from routecore.learned.train import (  # noqa: E402
+    DEFAULT_DIM,
+    featurize,
+    featurize_questions,
+    train_dataset,
+)
 
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
@@ -82,6 +89,7 @@ def sweep_choices(q: np.ndarray, c: np.ndarray, cost_ref: float, n: int) -> np.n
 
 def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -> dict[str, Any]:
     X = featurize(ds.prompts, dim)
+    V, S = featurize_questions(ds.prompts, dim)
     n_chars = np.array([float(len(p)) for p in ds.prompts])
     perm = np.random.default_rng(seed).permutation(len(ds))
     parts = np.array_split(perm, folds)
@@ -93,12 +101,16 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
         train, test = ds.subset(tr), ds.subset(te)
         cost_ref = float(train.costs.mean(axis=0).max())
         t0 = time.perf_counter()
-        router = train_dataset(train, dim=dim, X=X[tr])
-        q, c = router.predict_x(X[te], n_chars[te])
+        router = train_dataset(train, dim=dim, X=X[tr], Xq=(V[tr], S[tr]))
+        q, c = router.predict_x(X[te], n_chars[te], router.question_z(V[te], S[te]))
         ch = np.stack([router.choose_batch(q, c, w) for w in grid])
         res = score_choices(ch, grid, test, train)
         res["train_s"] = time.perf_counter() - t0
         per.setdefault("learned", []).append(res)
+        base = train_dataset(train, dim=dim, X=X[tr], per_prompt=False)
+        q0, c0 = base.predict_x(X[te], n_chars[te])
+        ch0 = np.stack([base.choose_batch(q0, c0, w) for w in grid])
+        per.setdefault("learned_task", []).append(score_choices(ch0, grid, test, train))
         # README reference: kNN over TF-IDF, k=40
         a, b = tfidf(list(train.prompts), list(test.prompts))
         sims = (b @ a.T).toarray()
@@ -123,12 +135,18 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
         reached = [x for x in crab if x is not None]
         out[method] = {
             "aiq": float(np.mean([r["aiq"] for r in rs])),
+            "aiq_std": float(np.std([r["aiq"] for r in rs])),
+            "cost_ratio_std": float(np.std(reached)) if reached else None,
             "aiq_folds": [round(r["aiq"], 4) for r in rs],
             "quality_max": float(np.mean([r["quality_max"] for r in rs])),
             "cost_ratio_at_best": float(np.mean(reached)) if reached else None,
             "cost_ratio_reached": f"{len(reached)}/{len(rs)}",
         }
     out["learned"]["aiq_minus_knn_tfidf"] = out["learned"]["aiq"] - out["knn_tfidf"]["aiq"]
+    # paired per-fold differences vs the task-level router: the noise that matters
+    d = [a["aiq"] - b["aiq"] for a, b in zip(per["learned"], per["learned_task"], strict=True)]
+    out["learned"]["aiq_minus_task_level"] = float(np.mean(d))
+    out["learned"]["aiq_minus_task_level_std"] = float(np.std(d))
     return out
 
 

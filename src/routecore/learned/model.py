@@ -6,10 +6,16 @@ What it predicts for a prompt (all vectorized, no loop over training rows):
   regression trained on prompt -> `source` (the task family is a training
   label only; serving sees just the prompt); ``x`` is the prompt's hashed
   feature vector from `routecore.features` (the same one the classifier uses);
-* quality ``q = P @ Q + x @ B``: ``Q[t, m]`` is model m's mean score on task t
-  (shrunk toward its global mean; online outcomes update it), ``B`` an
-  optional ridge correction of per-prompt residuals (zero when CV says it does
-  not pay);
+* quality ``q = P @ Q + x @ B + sum_t P_t * (sigmoid(o_t + z @ R_t) - sigmoid(o_t))``:
+  ``Q[t, m]`` is model m's mean score on task t (shrunk toward its global mean;
+  online outcomes update it), ``B`` an optional ridge correction of per-prompt
+  residuals (zero when CV says it does not pay); the last term is a per-prompt
+  logistic model per task and model (``R``, strongly L2-regularised, fitted
+  with the task mean as offset ``o_t = logit(Q[t])``) over ``z``, the hashed
+  features and scalar cues of the prompt's final question (the text after its
+  last blank line: few-shot prompts end with the real question), so per-prompt
+  evidence moves quality away from the task mean only as far as it earned in
+  training;
 * cost ``c = P @ A + n_chars * (P @ S)``: per task and model, cost is linear
   in the prompt's length.
 
@@ -42,6 +48,30 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _ARRAYS = ("W", "b", "q_sum", "q_cnt", "q_prior", "cost_a", "cost_s", "cost_floor", "B",
            "knob_w", "knob_loglam")
+# optional (absent in older artifacts: then no per-prompt term): the per-prompt logistic
+# weights R [dim + n_scalars, tasks * models] and the scalar cues' centre and scale
+_OPTIONAL = ("R", "z_mu", "z_scale")
+ACTIVE_P = 1e-4  # tasks with a smaller posterior skip their per-prompt term,
+MAX_ACTIVE = 3  # and so do all but the 3 likeliest (bounded latency; posteriors are peaked)
+LOGIT_CLIP = 0.01
+
+
+def final_question(text: str) -> str:
+    """The prompt's last paragraph: the real question after any few-shot examples."""
+    s = text.rstrip()
+    i = s.rfind("\n\n")
+    return s[i + 2:] if i >= 0 else s
+
+
+def logit_clipped(q: F64) -> F64:
+    p = np.clip(q, LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    out: F64 = np.log(p / (1.0 - p))
+    return out
+
+
+def sigmoid(z: F64) -> F64:
+    out: F64 = 1.0 / (1.0 + np.exp(-z))
+    return out
 
 
 class Featurizer:
@@ -57,6 +87,11 @@ class Featurizer:
         if vec is None or vec.shape != (self.dim,):
             vec, _ = self._fx.extract(text)
         return np.asarray(vec, dtype=np.float32)
+
+    def question(self, text: str) -> tuple[F32, F32]:
+        """Hashed features and scalar cues of the prompt's final question."""
+        vec, sc = self._fx.extract(final_question(text))
+        return np.asarray(vec, dtype=np.float32), np.asarray(sc, dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +149,20 @@ class LearnedRouter:
         self.B: F32 | None = np.ascontiguousarray(B) if B.size and np.any(B) else None
         self.knob = Knob(np.asarray(arrays["knob_w"], dtype=np.float64),
                          np.asarray(arrays["knob_loglam"], dtype=np.float64))
+        R = np.asarray(arrays.get("R", np.zeros((0, 0))), dtype=np.float32)
+        self.R: F32 | None = np.ascontiguousarray(R) if R.size and np.any(R) else None
+        # [tasks * models, dim + k]: one task's weights are a contiguous block (a small gemv)
+        self._RT: F32 | None = None if self.R is None else np.ascontiguousarray(self.R.T)
+        self.z_mu = np.asarray(arrays.get("z_mu", np.zeros(0)), dtype=np.float32)
+        self.z_scale = np.asarray(arrays.get("z_scale", np.zeros(0)), dtype=np.float32)
+        if self.R is not None and (self.R.shape != (dim + len(self.z_mu), len(tasks) * len(models))
+                                   or self.z_scale.shape != self.z_mu.shape):
+            raise InvalidRequest(f"learned router: per-prompt weights R {self.R.shape} do not fit "
+                                 f"dim {dim}, {len(tasks)} tasks, {len(models)} models")
         self._lock = threading.Lock()
         self._Q = self._task_quality()
+        off = logit_clipped(self._Q)
+        self._OS = (off, sigmoid(off))  # offsets and their sigmoids, swapped together
         self._QAS = np.hstack([self._Q, self.cost_a, self.cost_s])
         self._featurizer: Featurizer | None = None
         self.n_online = 0
@@ -142,18 +189,61 @@ class LearnedRouter:
         z = self._WT @ x if x.ndim == 1 else x @ self.W
         return softmax(z.astype(np.float64) + self.b)
 
-    def predict_x(self, x: F32, n_chars: float | F64) -> tuple[F64, F64]:
-        """Quality and cost from features; batched when `x` is 2-D (then `n_chars` is 1-D)."""
+    def question_features(self, text: str) -> F32:
+        """``z``: the final question's hashed features and centred, scaled scalar cues."""
+        v, sc = self.featurizer.question(text)
+        return self.question_z(v, sc)
+
+    def question_z(self, v: F32, sc: F32) -> F32:
+        """``z`` from the final question's hashed vector(s) and scalar cues (or batches)."""
+        zs = (sc - self.z_mu) * self.z_scale
+        return np.concatenate([v, zs.astype(np.float32)], axis=-1)
+
+    def _delta_one(self, p: F64, z: F32) -> F64:
+        """Per-prompt quality correction for one prompt (only tasks with a real posterior)."""
+        RT = self._RT
+        assert RT is not None
+        m = len(self.models)
+        top = np.argsort(p)[-MAX_ACTIVE:]
+        act = top[p[top] > ACTIVE_P]
+        s = np.stack([RT[t * m:(t + 1) * m] @ z for t in act]).astype(np.float64)
+        off_all, soff_all = self._OS
+        off, soff = off_all[act], soff_all[act]
+        out: F64 = p[act] @ (sigmoid(off + s) - soff)
+        return out
+
+    def _delta_batch(self, p: F64, z: F32) -> F64:
+        assert self.R is not None
+        n, t, m = len(p), len(self.tasks), len(self.models)
+        s = (z @ self.R).astype(np.float64).reshape(n, t, m)
+        off, soff = self._OS
+        # the same tasks as `_delta_one`: the MAX_ACTIVE likeliest with p > ACTIVE_P
+        keep = np.zeros_like(p, dtype=bool)
+        np.put_along_axis(keep, np.argsort(p, axis=1)[:, -MAX_ACTIVE:], True, axis=1)
+        pa = np.where(keep & (p > ACTIVE_P), p, 0.0)
+        out: F64 = np.einsum("nt,ntm->nm", pa, sigmoid(off + s) - soff)
+        return out
+
+    def predict_x(self, x: F32, n_chars: float | F64, z: F32 | None = None
+                  ) -> tuple[F64, F64]:
+        """Quality and cost from features; batched when `x` is 2-D (then `n_chars` is 1-D).
+
+        `z`: `question_features` of the prompt(s); without it, no per-prompt term.
+        """
         p = self.posteriors(x)
         if x.ndim == 1 and self.B is None:
             m = len(self.models)
             qc = p @ self._QAS  # one small product for quality, cost intercept and slope
             q1 = qc[:m]
+            if z is not None and self.R is not None:
+                q1 = q1 + self._delta_one(p, z)
             c1 = qc[m:2 * m] + float(n_chars) * qc[2 * m:]
             return np.clip(q1, 0.0, 1.0), np.maximum(c1, self.cost_floor)
         q = p @ self._Q
         if self.B is not None:
             q = q + (x @ self.B).astype(np.float64)
+        if z is not None and self.R is not None:
+            q = q + (self._delta_batch(p, z) if x.ndim == 2 else self._delta_one(p, z))
         n = np.asarray(n_chars, dtype=np.float64)
         if n.ndim:
             n = n[:, None]
@@ -163,7 +253,8 @@ class LearnedRouter:
     def predict(self, text: str, vec: npt.NDArray[np.float32] | None = None
                 ) -> tuple[F64, F64]:
         """Predicted quality in [0, 1] and cost in USD for each of `self.models`."""
-        return self.predict_x(self.features(text, vec), float(len(text)))
+        z = self.question_features(text) if self.R is not None else None
+        return self.predict_x(self.features(text, vec), float(len(text)), z)
 
     def choose(self, quality: F64, cost: F64, willingness_to_pay: float,
                eligible: BoolArr | None = None) -> int:
@@ -214,8 +305,10 @@ class LearnedRouter:
             q_cnt[:, j] += p
             self.q_sum, self.q_cnt = q_sum, q_cnt
             Q = self._task_quality()
+            off = logit_clipped(Q)
             # each swapped in by one assignment: a reader never sees a half-written array
             self._QAS = np.hstack([Q, self.cost_a, self.cost_s])
+            self._OS = (off, sigmoid(off))
             self._Q = Q
             self.n_online += 1
 
@@ -228,6 +321,8 @@ class LearnedRouter:
             "cost_floor": self.cost_floor,
             "B": self.B if self.B is not None else np.zeros((0, 0), dtype=np.float32),
             "knob_w": self.knob.w, "knob_loglam": self.knob.loglam,
+            "R": self.R if self.R is not None else np.zeros((0, 0), dtype=np.float32),
+            "z_mu": self.z_mu, "z_scale": self.z_scale,
         }
 
     def save(self, out_dir: str | Path) -> Path:
@@ -263,6 +358,10 @@ class LearnedRouter:
             if not f.is_file():
                 raise NotFound(f"{root}: missing array {f.name}")
             arrays[name] = np.load(f, allow_pickle=False)
+        for name in _OPTIONAL:
+            f = root / f"{name}.npy"
+            if f.is_file():
+                arrays[name] = np.load(f, allow_pickle=False)
         return cls(models=tuple(manifest["models"]), tasks=tuple(manifest["tasks"]),
                    dim=int(manifest["feature_dim"]), arrays=arrays, manifest=manifest)
 

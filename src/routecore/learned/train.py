@@ -2,7 +2,10 @@
 
 Steps (tqdm bars on the long ones): featurize every prompt; fit the task
 classifier (multinomial logistic regression, prompt -> `source`); per-task
-model quality with shrinkage toward each model's global mean; per-task,
+model quality with shrinkage toward each model's global mean; a per-prompt
+logistic correction per task and model over the final question's features
+(offset: the task mean; strong L2, so it moves quality only where CV showed
+per-prompt signal); per-task,
 per-model linear cost in prompt length; calibrate the willingness_to_pay knob
 so equal knob steps are roughly equal steps of mean training cost.
 """
@@ -19,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .data import DataError, Dataset, data_sha256, load_records
-from .model import FORMAT_VERSION, Featurizer, LearnedRouter, softmax
+from .model import FORMAT_VERSION, Featurizer, LearnedRouter, logit_clipped, sigmoid, softmax
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -27,6 +30,9 @@ F64 = npt.NDArray[np.float64]
 DEFAULT_DIM = 4096
 KNOB_SETTINGS = 101
 DEFAULT_TASK = "default"
+QUESTION_L2 = 4.0  # L2 of the per-prompt logistic model (5-fold CV on both data sets)
+SCALAR_WEIGHT = 0.3  # standardised scalar cues next to the unit-norm hashed vector
+QUESTION_ITERS = 200
 
 
 def _bar(total: int, desc: str, progress: bool) -> Any:
@@ -44,6 +50,62 @@ def featurize(prompts: Sequence[str], dim: int, progress: bool = False) -> F32:
             X[i] = fz(p)
             bar.update(1)
     return X
+
+
+def featurize_questions(prompts: Sequence[str], dim: int, progress: bool = False
+                        ) -> tuple[F32, F32]:
+    """Hashed vectors [n, dim] and scalar cues [n, k] of each prompt's final question."""
+    fz = Featurizer(dim)
+    V = np.empty((len(prompts), dim), dtype=np.float32)
+    rows = []
+    with _bar(len(prompts), "question features", progress) as bar:
+        for i, p in enumerate(prompts):
+            V[i], sc = fz.question(p)
+            rows.append(sc)
+            bar.update(1)
+    k = len(rows[0]) if rows else 0
+    S = np.asarray(rows, dtype=np.float32).reshape(len(prompts), k)
+    return V, S
+
+
+def fit_question_model(Z: F32, y: npt.NDArray[np.int64], n_tasks: int, scores: F64, Q: F64, *,
+                       l2: float = QUESTION_L2, iters: int = QUESTION_ITERS,
+                       progress: bool = False) -> F32:
+    """Per task t and model m: P(score) = sigmoid(logit(Q[t, m]) + z @ R[:, t*M + m]).
+
+    Cross-entropy (fractional scores allowed, unobserved ones skipped) + l2/2 |R|^2,
+    by L-BFGS, one task at a time (all its models jointly).
+    """
+    from scipy.optimize import minimize  # type: ignore[import-untyped]
+
+    d = Z.shape[1]
+    m = scores.shape[1]
+    R = np.zeros((d, n_tasks * m), dtype=np.float32)
+    seen = ~np.isnan(scores)
+    Y = np.where(seen, scores, 0.0)
+    with _bar(n_tasks, "per-prompt model", progress) as bar:
+        for t in range(n_tasks):
+            rows = np.flatnonzero(y == t)
+            bar.update(1)
+            if len(rows) < 10:
+                continue
+            Zt = Z[rows].astype(np.float64)
+            Yt, St = Y[rows], seen[rows].astype(np.float64)
+            off = logit_clipped(Q[t])
+
+            def f(w: F64, Zt: F64 = Zt, Yt: F64 = Yt, St: F64 = St, off: F64 = off
+                  ) -> tuple[float, F64]:
+                Wt = w.reshape(d, m)
+                zz = Zt @ Wt + off
+                # log(1 + e^z) - y z, stably
+                loss = float((St * (np.logaddexp(0.0, zz) - Yt * zz)).sum())
+                g = Zt.T @ (St * (sigmoid(zz) - Yt)) + l2 * Wt
+                return loss + 0.5 * l2 * float((Wt * Wt).sum()), g.ravel()
+
+            res = minimize(f, np.zeros(d * m), jac=True, method="L-BFGS-B",
+                           options={"maxiter": iters})
+            R[:, t * m:(t + 1) * m] = res.x.reshape(d, m)
+    return R
 
 
 def fit_task_classifier(X: F32, y: npt.NDArray[np.int64], n_tasks: int, *, l2: float = 1e-4,
@@ -113,9 +175,9 @@ def _cost_model(y: npt.NDArray[np.int64], n_tasks: int, n_chars: F64, costs: F64
 
 
 def calibrate_knob(router: LearnedRouter, X: F32, n_chars: F64, scores: F64, costs: F64,
-                   settings: int = KNOB_SETTINGS) -> tuple[F64, F64]:
+                   settings: int = KNOB_SETTINGS, z: F32 | None = None) -> tuple[F64, F64]:
     """Knob table: w_i -> log lambda_i so mean training cost steps evenly from cheapest to best."""
-    q, c = router.predict_x(X, n_chars)
+    q, c = router.predict_x(X, n_chars, z)
     truth = np.where(np.isnan(costs), c, costs)
     lams = np.geomspace(1e-5, 1e5, 400)
     mean_cost = np.empty(len(lams))
@@ -141,8 +203,13 @@ def calibrate_knob(router: LearnedRouter, X: F32, n_chars: F64, scores: F64, cos
 
 def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False,
                   manifest_extra: dict[str, Any] | None = None,
-                  X: F32 | None = None) -> LearnedRouter:
-    """Train from an in-memory `Dataset` (`X`: precomputed `featurize` output, optional)."""
+                  X: F32 | None = None, Xq: tuple[F32, F32] | None = None,
+                  per_prompt: bool = True) -> LearnedRouter:
+    """Train from an in-memory `Dataset`.
+
+    `X`, `Xq`: precomputed `featurize` / `featurize_questions` output (optional);
+    `per_prompt=False` leaves out the per-prompt logistic correction.
+    """
     if len(ds) == 0:
         raise DataError("train: no records")
     tasks = tuple(sorted({s or DEFAULT_TASK for s in ds.sources}))
@@ -155,10 +222,23 @@ def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False
     cost_a, cost_s, cost_floor = _cost_model(y, len(tasks), n_chars, ds.costs)
     mean_cost = np.nanmean(ds.costs, axis=0)
     cost_ref = float(np.nanmax(mean_cost)) if np.isfinite(mean_cost).any() else 1.0
+    Q = (q_sum + 5.0 * q_prior) / (q_cnt + 5.0)
+    z: F32 | None = None
+    if per_prompt:
+        V, Sc = Xq if Xq is not None else featurize_questions(ds.prompts, dim, progress)
+        z_mu = Sc.mean(axis=0)
+        sd = Sc.std(axis=0)
+        z_scale = np.where(sd > 1e-6, SCALAR_WEIGHT / np.maximum(sd, 1e-6), 0.0).astype(np.float32)
+        z = np.hstack([V, ((Sc - z_mu) * z_scale).astype(np.float32)])
+        R = fit_question_model(z, y, len(tasks), ds.scores, Q, progress=progress)
+    else:
+        R = np.zeros((0, 0), dtype=np.float32)
+        z_mu = z_scale = np.zeros(0, dtype=np.float32)
     manifest: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "method": "task-posterior x per-task quality; per-task linear cost",
+        "method": "task-posterior x per-task quality + per-prompt logistic correction on the "
+                  "final question; per-task linear cost",
         "prior_strength": 5.0,
         "cost_ref": cost_ref if cost_ref > 0 else 1.0,
         "n_train": len(ds),
@@ -174,10 +254,11 @@ def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False
         "cost_a": cost_a, "cost_s": cost_s, "cost_floor": cost_floor,
         "B": np.zeros((0, 0), dtype=np.float32),
         "knob_w": np.array([0.0, 1.0]), "knob_loglam": np.array([0.0, 0.0]),
+        "R": R, "z_mu": z_mu.astype(np.float32), "z_scale": z_scale,
     }
     router = LearnedRouter(models=ds.models, tasks=tasks, dim=dim, arrays=arrays,
                            manifest=manifest)
-    kw, kl = calibrate_knob(router, X, n_chars, ds.scores, ds.costs)
+    kw, kl = calibrate_knob(router, X, n_chars, ds.scores, ds.costs, z=z)
     arrays["knob_w"], arrays["knob_loglam"] = kw, kl
     return LearnedRouter(models=ds.models, tasks=tasks, dim=dim, arrays=arrays,
                          manifest=manifest)
