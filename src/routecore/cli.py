@@ -221,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `routecore route ... | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
     return code
 
 
