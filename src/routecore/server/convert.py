@@ -23,7 +23,8 @@ def _limit(value: float) -> float | None:
     return None if value == 0 else value
 
 
-def route_request(msg: pb.RouteRequest) -> RouteRequest:
+def route_request(msg: pb.RouteRequest, request_id: str = "") -> RouteRequest:
+    """The domain request; `request_id` (from call metadata) fills an empty one."""
     c = msg.constraints
     constraints = Constraints(
         max_cost_usd=_limit(c.max_cost_usd),
@@ -45,7 +46,7 @@ def route_request(msg: pb.RouteRequest) -> RouteRequest:
         user=msg.user,
         strategy=msg.strategy,
         constraints=constraints,
-        request_id=msg.request_id,
+        request_id=msg.request_id or request_id,
         willingness_to_pay=msg.willingness_to_pay if msg.HasField("willingness_to_pay") else None,
         weights=weights,
     )
@@ -97,11 +98,7 @@ def model_info(spec: ModelSpec) -> pb.ModelInfo:
 
 
 def completion_request(msg: pb.CompleteRequest, request_id: str) -> CompletionRequest:
-    route = route_request(msg.route)
-    if not route.request_id and request_id:
-        from dataclasses import replace
-
-        route = replace(route, request_id=request_id)
+    route = route_request(msg.route, request_id)
     return CompletionRequest(
         route=route, max_output_tokens=msg.max_output_tokens, temperature=msg.temperature,
         cascade=msg.cascade, cascade_threshold=msg.cascade_threshold,

@@ -25,9 +25,7 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         self.outcomes = outcomes
 
     async def Route(self, request: pb.RouteRequest, context: Any) -> pb.RouteDecision:
-        req = convert.route_request(request)
-        if not req.request_id:
-            req = _with_request_id(req, request_id_var.get())
+        req = convert.route_request(request, request_id_var.get())
         decision = self.router.route(req)
         self.outcomes.record(decision, req.text())
         log_fields_var.get({}).update(model=decision.model, category=decision.category,
@@ -68,8 +66,3 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         log_fields_var.get({}).update(model=request.model, learned=result.learned)
         return pb.FeedbackResponse(feedback_id=result.feedback_id, learned=result.learned)
 
-
-def _with_request_id(req: Any, rid: str) -> Any:
-    from dataclasses import replace
-
-    return replace(req, request_id=rid)
