@@ -1,9 +1,11 @@
 """The routing policy: constraints, strategies, and a decision that explains itself.
 
 Constraints reject (each rejected candidate says why); the strategy orders the
-rest; the best is chosen and the next ones become fallbacks. A registry holds
-tens of models, so per-model arithmetic runs on plain Python floats: at that
-size a list comprehension beats a chain of small numpy calls (each ~1 us).
+rest; the best is chosen and the next ones become fallbacks. The per-model
+arithmetic (estimates, constraint checks, strategy scores, the ranking) is one
+call into the compiled core, `score_models` (its pure-Python twin when the
+core is off); Python keeps the name checks (sets), formats reason strings only
+for rejected models, and runs the learned router.
 
 Predicted quality is the model's per-category quality, mixed by the
 classifier's category probabilities, with its error rate scaled by
@@ -23,6 +25,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from . import _fast
+from ._fast import _constants as K
 from .config import Config
 from .domain import CandidateTable, Classification, Constraints, Weights
 from .errors import NoModelAvailable
@@ -32,10 +36,15 @@ F64 = npt.NDArray[np.float64]
 BoolArr = npt.NDArray[np.bool_]
 
 # Strategies cost / latency accept models within this much of the best quality.
-QUALITY_TOLERANCE = 0.05
+QUALITY_TOLERANCE = K.QUALITY_TOLERANCE
 # Multi-objective: a 10x cost (or latency) difference is worth this much quality
 # at weight 1.
-DECADE_VALUE = 0.2
+DECADE_VALUE = K.DECADE_VALUE
+
+_SCORE_CODE = {"quality": K.SCORE_QUALITY, "cost": K.SCORE_COST, "latency": K.SCORE_LATENCY,
+               "complexity": K.SCORE_COMPLEXITY, "domain": K.SCORE_DOMAIN,
+               "multi_objective": K.SCORE_MULTI}
+_NAN = math.nan
 
 
 class QualityModel(Protocol):
@@ -76,9 +85,6 @@ class PolicyResult:
     estimated_latency_ms: float
 
 
-Floats = list[float]
-
-
 def _fmt_usd(x: float) -> str:
     return f"${x:.6f}" if x < 0.01 else f"${x:.4f}"
 
@@ -91,154 +97,120 @@ class Policy:
         self.registry = registry
         self.routing = config.routing
         self.learned = learned
+        n = len(registry)
         # The learned router's model i answers as registry model learned_index[i].
         self.learned_index: list[int] = (
             [registry.index[m] for m in learned.models] if learned is not None else [])
         self._tiers = [(t.max_complexity, [registry.index[m] for m in t.models])
                        for t in config.routing.complexity_tiers]
-        self._domains = {c: [registry.index[m] for m in ms]
-                         for c, ms in config.routing.domains.items()}
-        n = len(registry)
-        self._prices = [(float(registry.price_in[i]), float(registry.price_out[i]))
-                        for i in range(n)]
-        self._speed = [(float(registry.p50_ms[i]), float(registry.tokens_per_s[i]))
-                       for i in range(n)]
-        self._limits = [(float(registry.context_window[i]), float(registry.max_output[i]))
-                        for i in range(n)]
-        self._caps = [int(m) for m in registry.cap_mask]
-
-    # -- estimates -----------------------------------------------------------
-
-    def _quality(self, cls: Classification) -> Floats:
-        reg = self.registry
-        if reg.categories:
-            probs = cls.probs
-            if probs is None:
-                probs = np.array([cls.scores.get(c, 0.0) for c in reg.categories])
-            total = float(probs.sum())
-            base = (reg.quality @ (probs / total) if total > 0 else reg.default_quality).tolist()
-        else:
-            base = reg.default_quality.tolist()
-        c = cls.complexity
-        f = 0.1 + 3.0 * c * c
-        q = [1.0 - (1.0 - x) * f for x in base]
-        return [x if 0.0 <= x <= 1.0 else (0.0 if x < 0.0 else 1.0) for x in q]
-
-    def _cost(self, input_tokens: int, output_tokens: int) -> Floats:
-        return [input_tokens * pi + output_tokens * po for pi, po in self._prices]
-
-    def _latency(self, input_tokens: int, output_tokens: int) -> Floats:
-        # p50 is for a typical ~512-token answer; scale by the output length and
-        # add prefill at ~20x the decode rate.
-        out = []
-        for p50, tps in self._speed:
-            t = p50 + (output_tokens - 512) / tps * 1000.0
-            floor = 0.2 * p50
-            out.append((t if t > floor else floor) + input_tokens * 50.0 / tps)
-        return out
+        # Strategy boosts (NaN: none). Complexity, per matching tier: the matching
+        # tier first, then higher tiers (safer), then lower ones; models in no tier
+        # rank by quality, below every tier.
+        self._tier_boost: list[F64] = []
+        for chosen in range(len(self._tiers)):
+            boost = np.full(n, -math.inf)
+            order = [chosen, *range(chosen + 1, len(self._tiers)), *range(chosen - 1, -1, -1)]
+            for rank, t in enumerate(order):
+                for pos, m in enumerate(self._tiers[t][1]):
+                    boost[m] = max(boost[m], 100.0 - 10.0 * rank - 0.01 * pos)
+            boost[np.isinf(boost)] = np.nan
+            self._tier_boost.append(boost)
+        # Domain: the category's preferred models score 100, 99, ... (an empty
+        # list falls back to "default").
+        self._domain_boost: dict[str, F64] = {}
+        for cat, models in config.routing.domains.items():
+            if models:
+                boost = np.full(n, np.nan)
+                for pos, name in enumerate(models):
+                    boost[registry.index[name]] = 100.0 - pos
+                self._domain_boost[cat] = boost
+        self._domain_default = self._domain_boost.get("default")
+        # One row per model: the columns score_models reads, then quality per category.
+        cols = [registry.price_in, registry.price_out, registry.p50_ms, registry.tokens_per_s,
+                registry.context_window, registry.max_output,
+                registry.cap_mask.astype(np.float64), registry.default_quality]
+        assert len(cols) == K.N_MODEL_COLS
+        self._table: F64 = np.ascontiguousarray(
+            np.column_stack([*cols, registry.quality.reshape(n, -1)]), dtype=np.float64)
+        self._table.flags.writeable = False
 
     # -- constraints ---------------------------------------------------------
 
-    def _reject(self, inp: PolicyInput, q: Floats, cost: Floats, lat: Floats,
-                unhealthy: Mapping[str, str]) -> list[str]:
-        """Each model's rejection reason ("" when eligible), first failing check wins."""
+    def _name_codes(self, c: Constraints, unhealthy: Mapping[str, str]) -> npt.NDArray[np.int8]:
+        """The checks by name (deny, allow, health) as score_models codes."""
+        codes = np.zeros(len(self.registry), dtype=np.int8)
+        allow = c.allow_models
+        for i, name in enumerate(self.registry.names):
+            if name in c.deny_models:
+                codes[i] = K.FAIL_DENIED
+            elif allow and name not in allow:
+                codes[i] = K.FAIL_NOT_ALLOWED
+            elif name in unhealthy:
+                codes[i] = K.FAIL_UNHEALTHY
+        return codes
+
+    def _why(self, code: int, i: int, inp: PolicyInput, q: float, cost: float, lat: float,
+             unhealthy: Mapping[str, str]) -> str:
+        """The rejection reason for a score_models fail code."""
         reg, c = self.registry, inp.constraints
         it, ot = inp.input_tokens, inp.output_tokens
-        need = capability_mask(c.required_capabilities) if c.required_capabilities else 0
-        reasons = [""] * len(reg)
-        for i, name in enumerate(reg.names):
-            ctx, max_out = self._limits[i]
-            if name in c.deny_models:
-                reasons[i] = "denied by deny_models"
-            elif c.allow_models and name not in c.allow_models:
-                reasons[i] = "not in allow_models"
-            elif need and (self._caps[i] & need) != need:
-                missing = sorted(c.required_capabilities - reg.specs[name].capabilities)
-                reasons[i] = f"lacks capability: {', '.join(missing)}"
-            elif it + ot > ctx:
-                reasons[i] = f"context: {it} prompt + {ot} output tokens > {int(ctx)} window"
-            elif ot > max_out:
-                reasons[i] = f"max output {ot} tokens > model limit {int(max_out)}"
-            elif name in unhealthy:
-                reasons[i] = f"unhealthy: {unhealthy[name]}"
-            elif c.max_cost_usd is not None and cost[i] > c.max_cost_usd:
-                reasons[i] = (f"estimated cost {_fmt_usd(cost[i])} > max_cost_usd "
-                              f"{_fmt_usd(c.max_cost_usd)}")
-            elif c.max_latency_ms is not None and lat[i] > c.max_latency_ms:
-                reasons[i] = (f"estimated latency {lat[i]:.0f} ms > max_latency_ms "
-                              f"{c.max_latency_ms:.0f}")
-            elif c.min_quality is not None and q[i] < c.min_quality:
-                reasons[i] = f"predicted quality {q[i]:.3f} < min_quality {c.min_quality:.3f}"
-        return reasons
+        name = reg.names[i]
+        if code == K.FAIL_DENIED:
+            return "denied by deny_models"
+        if code == K.FAIL_NOT_ALLOWED:
+            return "not in allow_models"
+        if code == K.FAIL_CAPABILITY:
+            missing = sorted(c.required_capabilities - reg.specs[name].capabilities)
+            return f"lacks capability: {', '.join(missing)}"
+        if code == K.FAIL_CONTEXT:
+            ctx = int(self._table[i, K.COL_CONTEXT])
+            return f"context: {it} prompt + {ot} output tokens > {ctx} window"
+        if code == K.FAIL_MAX_OUTPUT:
+            return f"max output {ot} tokens > model limit {int(self._table[i, K.COL_MAX_OUTPUT])}"
+        if code == K.FAIL_UNHEALTHY:
+            return f"unhealthy: {unhealthy[name]}"
+        if code == K.FAIL_COST:
+            assert c.max_cost_usd is not None
+            return f"estimated cost {_fmt_usd(cost)} > max_cost_usd {_fmt_usd(c.max_cost_usd)}"
+        if code == K.FAIL_LATENCY:
+            assert c.max_latency_ms is not None
+            return f"estimated latency {lat:.0f} ms > max_latency_ms {c.max_latency_ms:.0f}"
+        assert code == K.FAIL_QUALITY and c.min_quality is not None
+        return f"predicted quality {q:.3f} < min_quality {c.min_quality:.3f}"
 
-    # -- strategies: each returns a score per model (higher is better) --------
+    # -- strategies ------------------------------------------------------------
 
-    def _score(self, inp: PolicyInput, q: Floats, cost: Floats, lat: Floats,
-               ok: list[int]) -> tuple[Floats, str]:
+    def _boost(self, strategy: str, cls: Classification) -> F64 | None:
+        if strategy == "complexity":
+            if not self._tiers:
+                return None
+            chosen = next((i for i, (mc, _) in enumerate(self._tiers) if cls.complexity <= mc),
+                          len(self._tiers) - 1)
+            return self._tier_boost[chosen]
+        if strategy == "domain":
+            boost = self._domain_boost.get(cls.category)
+            return self._domain_default if boost is None else boost
+        return None
+
+    def _note(self, inp: PolicyInput, target: float) -> str:
         s = inp.strategy
         if s == "quality":
-            top = max(max(cost[i] for i in ok), 1e-12)
-            return [x - 1e-6 * c / top for x, c in zip(q, cost, strict=True)], (
-                "highest predicted quality")
+            return "highest predicted quality"
         if s in ("cost", "latency"):
-            target = inp.constraints.min_quality
-            if target is None:
-                target = max(q[i] for i in ok) - QUALITY_TOLERANCE
-            key = cost if s == "cost" else lat
-            top = max(max(key[i] for i in ok), 1e-12)
-            # Models meeting the target rank first, cheapest (fastest) first; the
-            # rest follow by quality.
-            rank = [2.0 - k / top if x >= target - 1e-12 else x
-                    for x, k in zip(q, key, strict=True)]
             what = "cheapest" if s == "cost" else "fastest"
-            return rank, f"{what} model with predicted quality >= {target:.3f}"
+            return f"{what} model with predicted quality >= {target:.3f}"
         if s == "complexity":
-            return self._tier_score(inp.classification.complexity, q), (
-                f"complexity tier for {inp.classification.complexity:.2f}")
+            return f"complexity tier for {inp.classification.complexity:.2f}"
         if s == "domain":
-            return self._domain_score(inp, q, cost, lat, ok), (
-                f"preferred for category {inp.classification.category}")
-        return self._multi(inp.weights, q, cost, lat, ok), (
-            f"best weighted score (quality {inp.weights.quality:g}, cost {inp.weights.cost:g}, "
-            f"latency {inp.weights.latency:g})")
+            return f"preferred for category {inp.classification.category}"
+        w = inp.weights
+        return (f"best weighted score (quality {w.quality:g}, cost {w.cost:g}, "
+                f"latency {w.latency:g})")
 
-    def _multi(self, w: Weights, q: Floats, cost: Floats, lat: Floats, ok: list[int]) -> Floats:
-        # Scores in log10 units relative to the cheapest / fastest eligible model;
-        # the floors keep a free or instant model finite.
-        log10 = math.log10
-        lc = [log10(c if c > 1e-12 else 1e-12) for c in cost]
-        ll = [log10(t if t > 1e-3 else 1e-3) for t in lat]
-        cmin = min([lc[i] for i in ok])
-        lmin = min([ll[i] for i in ok])
-        wq, wc, wl = w.quality, w.cost * DECADE_VALUE, w.latency * DECADE_VALUE
-        return [wq * x - wc * (c - cmin) - wl * (t - lmin) for x, c, t in zip(q, lc, ll, strict=True)]
-
-    def _tier_score(self, complexity: float, q: Floats) -> Floats:
-        score = list(q)  # models in no tier rank by quality, below every tier
-        if not self._tiers:
-            return score
-        chosen = next((i for i, (mc, _) in enumerate(self._tiers) if complexity <= mc),
-                      len(self._tiers) - 1)
-        # The matching tier first, then higher tiers (safer), then lower ones.
-        order = [chosen, *range(chosen + 1, len(self._tiers)), *range(chosen - 1, -1, -1)]
-        for rank, t in enumerate(order):
-            for pos, m in enumerate(self._tiers[t][1]):
-                score[m] = max(score[m], 100.0 - 10.0 * rank - 0.01 * pos)
-        return score
-
-    def _domain_score(self, inp: PolicyInput, q: Floats, cost: Floats, lat: Floats,
-                      ok: list[int]) -> Floats:
-        score = self._multi(inp.weights, q, cost, lat, ok)
-        prefs = self._domains.get(inp.classification.category) or self._domains.get("default", [])
-        for pos, m in enumerate(prefs):
-            score[m] = 100.0 - pos
-        return score
-
-    def _pareto_dominated(self, q: Floats, cost: Floats, lat: Floats,
-                          ok: list[int]) -> dict[int, int]:
+    def _pareto_dominated(self, q: F64, cost: F64, lat: F64, ok: list[int]) -> dict[int, int]:
         """Eligible model -> an eligible model that dominates it on all three axes."""
         idx = np.array(ok)
-        qq, cc, ll = np.array(q)[idx], np.array(cost)[idx], np.array(lat)[idx]
+        qq, cc, ll = q[idx], cost[idx], lat[idx]
         ge = (qq[:, None] >= qq[None, :]) & (cc[:, None] <= cc[None, :]) & (ll[:, None] <= ll[None, :])
         gt = (qq[:, None] > qq[None, :]) | (cc[:, None] < cc[None, :]) | (ll[:, None] < ll[None, :])
         dom = ge & gt  # dom[a, b]: a dominates b
@@ -251,59 +223,84 @@ class Policy:
 
     def decide(self, inp: PolicyInput, unhealthy: Mapping[str, str] | None = None) -> PolicyResult:
         reg = self.registry
-        q = self._quality(inp.classification)
-        cost = self._cost(inp.input_tokens, inp.output_tokens)
-        lat = self._latency(inp.input_tokens, inp.output_tokens)
-        learned = self.learned if inp.strategy == "learned" else None
+        c, cls, strategy = inp.constraints, inp.classification, inp.strategy
+        unhealthy = unhealthy or {}
+        codes = (self._name_codes(c, unhealthy)
+                 if c.deny_models or c.allow_models or unhealthy else None)
+        probs = None
+        if reg.categories:
+            probs = cls.probs
+            if probs is None:
+                probs = np.array([cls.scores.get(x, 0.0) for x in reg.categories])
+        code = _SCORE_CODE.get(strategy, K.SCORE_MULTI)
+        learned = self.learned if strategy == "learned" else None
+        overrides = None
         if learned is not None:
             lq, lc = learned.predict(inp.text, inp.vec)
-            for j, i in enumerate(self.learned_index):
-                q[i], cost[i] = float(lq[j]), float(lc[j])
-        reasons = self._reject(inp, q, cost, lat, unhealthy or {})
-        if learned is not None:
-            in_artifact = set(self.learned_index)
-            for i in range(len(reg)):
-                if i not in in_artifact and not reasons[i]:
-                    reasons[i] = "not in the learned router's artifact"
-        ok = [i for i, r in enumerate(reasons) if not r]
-        if not ok:
-            raise NoModelAvailable(dict(zip(reg.names, reasons, strict=True)))
+            overrides = np.full((2, len(reg)), np.nan)
+            overrides[0, self.learned_index] = lq
+            overrides[1, self.learned_index] = lc
+            code = K.SCORE_NONE
+        w = inp.weights
+        q, cost, lat, score, fail, order, target = _fast.score_models(
+            self._table, probs, codes, self._boost(strategy, cls), overrides, cls.complexity,
+            capability_mask(c.required_capabilities) if c.required_capabilities else 0,
+            inp.input_tokens, inp.output_tokens,
+            _NAN if c.max_cost_usd is None else c.max_cost_usd,
+            _NAN if c.max_latency_ms is None else c.max_latency_ms,
+            _NAN if c.min_quality is None else c.min_quality,
+            code, w.quality, w.cost, w.latency)
+        n = len(reg)
+        reasons = [""] * n
+        if len(order) < n:
+            for i in np.flatnonzero(fail).tolist():
+                reasons[i] = self._why(int(fail[i]), i, inp, float(q[i]), float(cost[i]),
+                                       float(lat[i]), unhealthy)
 
         if learned is not None:
+            in_artifact = set(self.learned_index)
+            for i in range(n):
+                if i not in in_artifact and not reasons[i]:
+                    reasons[i] = "not in the learned router's artifact"
+            ok = [i for i, r in enumerate(reasons) if not r]
+            if not ok:
+                raise NoModelAvailable(dict(zip(reg.names, reasons, strict=True)))
             li = self.learned_index
             elig = np.array([not reasons[i] for i in li], dtype=bool)
-            pick = li[learned.choose(np.array([q[i] for i in li]), np.array([cost[i] for i in li]),
-                                     inp.willingness_to_pay, elig)]
-            score = list(q)
+            pick = li[learned.choose(q[li], cost[li], inp.willingness_to_pay, elig)]
+            score = q.copy()
             score[pick] = 2.0  # above any quality: the learned router's choice
+            ranked = sorted(ok, key=lambda i: -score[i])  # stable: ties keep registry order
             strategy_note = f"learned router at willingness_to_pay {inp.willingness_to_pay:.3f}"
         else:
-            score, strategy_note = self._score(inp, q, cost, lat, ok)
-        ranked = sorted(ok, key=lambda i: -score[i])  # stable: ties keep registry order
+            ranked = order.tolist()
+            if not ranked:
+                raise NoModelAvailable(dict(zip(reg.names, reasons, strict=True)))
+            strategy_note = self._note(inp, target)
         best = ranked[0]
         fallbacks = self._fallbacks(best, ranked, reasons)
         annotate = None
-        if inp.strategy == "multi_objective":
+        if strategy == "multi_objective":
             # With positive weights the weighted-sum winner is never dominated, so the
             # Pareto filter only explains the others: computed when candidates are read.
             def annotate(rs: list[str]) -> None:
+                ok = [i for i in range(n) if not rs[i]]
                 for b, a in self._pareto_dominated(q, cost, lat, ok).items():
                     if b != best:
                         rs[b] = f"pareto-dominated by {reg.names[a]}"
 
         candidates = CandidateTable(reg.names, reg.providers, q, cost, lat, score, reasons,
                                     annotate)
-        cls = inp.classification
+        qb, cb, lb = float(q[best]), float(cost[best]), float(lat[best])
         runner = f"; runner-up {reg.names[ranked[1]]}" if len(ranked) > 1 else ""
-        rejected = len(reg) - len(ok)
-        reason = (f"{inp.strategy}: {strategy_note}; category {cls.category} "
+        reason = (f"{strategy}: {strategy_note}; category {cls.category} "
                   f"(confidence {cls.confidence:.2f}), complexity {cls.complexity:.2f}; chose "
-                  f"{reg.names[best]} (quality {q[best]:.3f}, {_fmt_usd(cost[best])}, "
-                  f"{lat[best]:.0f} ms){runner}; {rejected} of {len(reg)} candidates fail the "
+                  f"{reg.names[best]} (quality {qb:.3f}, {_fmt_usd(cb)}, "
+                  f"{lb:.0f} ms){runner}; {n - len(ranked)} of {n} candidates fail the "
                   f"constraints")
         return PolicyResult(model=reg.names[best], fallbacks=fallbacks, candidates=candidates,
-                            reason=reason, predicted_quality=q[best],
-                            estimated_cost_usd=cost[best], estimated_latency_ms=lat[best])
+                            reason=reason, predicted_quality=qb,
+                            estimated_cost_usd=cb, estimated_latency_ms=lb)
 
     def _fallbacks(self, best: int, ranked: list[int], reasons: list[str]) -> tuple[str, ...]:
         """The chosen model's configured fallbacks that pass the constraints, then the

@@ -198,3 +198,72 @@ def test_top_k_max_by_label_agrees(values: list[float], k: int, seed: int) -> No
         got = fn(scores, labels, 6, k)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------ policy kernel
+
+_finite = st.floats(0, 1e4, allow_nan=False)
+_limit = st.one_of(st.just(float("nan")), st.floats(0, 2e4, allow_nan=False))
+
+
+@st.composite
+def _policy_args(draw: st.DrawFn) -> tuple:  # type: ignore[type-arg]
+    m = draw(st.integers(1, 24))
+    nc = draw(st.integers(0, 10))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    table = np.empty((m, _fast._constants.N_MODEL_COLS + nc))
+    table[:, 0] = rng.choice([0.0, 1e-7, 1e-6, 5e-6], m) * rng.uniform(0.5, 2, m)
+    table[:, 1] = rng.choice([0.0, 1e-6, 1e-5, 6e-5], m) * rng.uniform(0.5, 2, m)
+    table[:, 2] = rng.choice([0.0, 200.0, 1500.0, 8000.0], m)
+    table[:, 3] = rng.uniform(20, 400, m)
+    table[:, 4] = rng.choice([8e3, 128e3, 1e6], m)
+    table[:, 5] = rng.choice([4096.0, 16384.0, 65536.0], m)
+    table[:, 6] = rng.integers(0, 16, m)
+    table[:, 7:] = rng.uniform(-0.2, 1.2, (m, 1 + nc))
+    probs = None if draw(st.booleans()) else rng.choice([0.0, 0.3, 1.0, 1e-300], nc) * rng.random(nc)
+    codes = None if draw(st.booleans()) else rng.choice([0, 0, 1, 2, 6], m).astype(np.int8)
+    boost = None
+    if draw(st.booleans()):
+        boost = np.where(rng.random(m) < 0.5, np.nan, rng.uniform(0, 100, m))
+    overrides = None
+    if draw(st.booleans()):
+        overrides = np.where(rng.random((2, m)) < 0.5, np.nan, rng.uniform(0, 0.01, (2, m)))
+    scalars = (
+        draw(st.sampled_from([0.0, 1.0]) | st.floats(0, 1)),  # complexity
+        draw(st.integers(0, 15)),  # need
+        draw(st.integers(0, 200_000)), draw(st.integers(0, 100_000)),  # tokens
+        draw(st.one_of(st.just(float("nan")), st.floats(0, 0.05))),  # max cost
+        draw(_limit),  # max latency
+        draw(st.one_of(st.just(float("nan")), st.floats(0, 1))),  # min quality
+        draw(st.integers(0, 6)),  # strategy
+        draw(_finite), draw(_finite), draw(_finite),  # weights
+    )
+    return (table, probs, codes, boost, overrides, *scalars)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_policy_args())
+def test_score_models_agree(args: tuple) -> None:  # type: ignore[type-arg]
+    """The policy kernel gives bit-equal estimates, codes, scores and order, C vs Python."""
+    got_c = _fast.score_modelsC(*args)
+    got_py = _fast.score_modelsPy(*args)
+    for a, b, dtype in zip(got_c[:6], got_py[:6], (np.float64,) * 4 + (np.int8, np.int64),
+                           strict=True):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    assert got_c[6] == got_py[6] or (np.isnan(got_c[6]) and np.isnan(got_py[6]))
+
+
+def test_score_models_rejects_bad_shapes() -> None:
+    """Both twins refuse mis-shaped inputs with ValueError."""
+    table = np.zeros((3, _fast._constants.N_MODEL_COLS + 2))
+    table[:, 3:6] = (1.0, 1e6, 1e6)  # tokens/s, context, max output
+    ok = (table, np.ones(2), None, None, None, 0.5, 0, 10, 10, np.nan, np.nan, np.nan, 5, 1.0, 1.0, 1.0)
+    for fn in (_fast.score_modelsC, _fast.score_modelsPy):
+        assert len(fn(*ok)[5]) == 3
+        for i, bad in ((0, np.zeros((3, 4))), (1, np.ones(3)), (2, np.zeros(2, np.int8)),
+                       (3, np.zeros(4)), (4, np.zeros((2, 2))), (12, 9)):
+            args = list(ok)
+            args[i] = bad
+            with pytest.raises(ValueError):
+                fn(*args)

@@ -43,6 +43,9 @@ __all__ = [
     "phrase_hits",
     "phrase_hitsC",
     "phrase_hitsPy",
+    "score_models",
+    "score_modelsC",
+    "score_modelsPy",
     "top_k",
     "top_kC",
     "top_kPy",
@@ -60,6 +63,7 @@ max_by_labelPy = _pure.max_by_label
 phrase_hashPy = _pure.phrase_hash
 phrase_hitsPy = _pure.phrase_hits
 top_k_max_by_labelPy = _pure.top_k_max_by_label
+score_modelsPy = _pure.score_models
 
 _core: Any
 try:
@@ -87,6 +91,7 @@ if _core is not None:
     phrase_hashC = _core.phrase_hash
     phrase_hitsC = _core.phrase_hits
     top_k_max_by_labelC = _core.top_k_max_by_label
+    score_modelsC = _core.score_models
 else:
     count_tokensC = _missing("count_tokens")
     count_chat_tokensC = _missing("count_chat_tokens")
@@ -97,6 +102,7 @@ else:
     phrase_hashC = _missing("phrase_hash")
     phrase_hitsC = _missing("phrase_hits")
     top_k_max_by_labelC = _missing("top_k_max_by_label")
+    score_modelsC = _missing("score_models")
 
 _USE_C = HAVE_EXTENSIONS and os.environ.get("ROUTECORE_NO_EXTENSIONS", "") != "1"
 
@@ -110,6 +116,7 @@ if _USE_C:
     phrase_hash = phrase_hashC
     phrase_hits = phrase_hitsC
     top_k_max_by_label = top_k_max_by_labelC
+    score_models = score_modelsC
 else:
     count_tokens = count_tokensPy
     count_chat_tokens = count_chat_tokensPy
@@ -120,3 +127,4 @@ else:
     phrase_hash = phrase_hashPy
     phrase_hits = phrase_hitsPy
     top_k_max_by_label = top_k_max_by_labelPy
+    score_models = score_modelsPy

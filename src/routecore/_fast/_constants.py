@@ -173,3 +173,37 @@ WH_WORDS = (
     "would",
     "will",
 )
+
+# score_models (the policy kernel): strategy codes ...
+SCORE_QUALITY = 0
+SCORE_COST = 1
+SCORE_LATENCY = 2
+SCORE_COMPLEXITY = 3  # quality, raised to the tier boost
+SCORE_DOMAIN = 4  # multi-objective, overwritten by the domain boost
+SCORE_MULTI = 5
+SCORE_NONE = 6  # score = quality (the learned router ranks by itself)
+# ... and rejection codes, in the order the checks run (the first failing one wins).
+FAIL_OK = 0
+FAIL_DENIED = 1
+FAIL_NOT_ALLOWED = 2
+FAIL_CAPABILITY = 3
+FAIL_CONTEXT = 4
+FAIL_MAX_OUTPUT = 5
+FAIL_UNHEALTHY = 6
+FAIL_COST = 7
+FAIL_LATENCY = 8
+FAIL_QUALITY = 9
+# Columns of score_models' per-model table; the quality matrix follows them.
+COL_PRICE_IN = 0
+COL_PRICE_OUT = 1
+COL_P50 = 2
+COL_TPS = 3
+COL_CONTEXT = 4
+COL_MAX_OUTPUT = 5
+COL_CAPS = 6
+COL_DEFAULT_Q = 7
+N_MODEL_COLS = 8
+# Quality tolerance of the cost / latency strategies, and the multi-objective
+# value of a 10x cost or latency difference at weight 1.
+QUALITY_TOLERANCE = 0.05
+DECADE_VALUE = 0.2

@@ -29,3 +29,29 @@ def phrase_hits(text: str, table: npt.ArrayLike, n_max: int) -> npt.NDArray[np.i
 def top_k_max_by_label(
     scores: npt.NDArray[np.float32], labels: npt.NDArray[np.int32], n_labels: int, k: int
 ) -> npt.NDArray[np.float32]: ...
+def score_models(
+    table: npt.ArrayLike,
+    probs: npt.ArrayLike | None,
+    codes: npt.ArrayLike | None,
+    boost: npt.ArrayLike | None,
+    overrides: npt.ArrayLike | None,
+    complexity: float,
+    need: int,
+    in_tokens: int,
+    out_tokens: int,
+    max_cost: float,
+    max_latency: float,
+    min_quality: float,
+    strategy: int,
+    wq: float,
+    wc: float,
+    wl: float,
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int8],
+    npt.NDArray[np.int64],
+    float,
+]: ...

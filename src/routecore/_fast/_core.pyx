@@ -1,12 +1,13 @@
 # cython: language_level=3
-"""routecore's compiled core: token estimate, features, brute-force kNN, phrases.
+"""routecore's compiled core: token estimate, features, brute-force kNN, phrases,
+the policy kernel.
 
 One extension module: this file includes its parts so they call each other
 as plain C. Application code goes through routecore.tokens / features /
 catalog, never through this module.
 """
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.stdint cimport int8_t, uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 from libc.math cimport log, log1p, sqrt, INFINITY
@@ -18,5 +19,6 @@ include "tokens.pyx"
 include "features.pyx"
 include "knn.pyx"
 include "phrases.pyx"
+include "policy.pyx"
 
 assert len(SCALAR_NAMES) == N_SCALARS, "constants and features.pxd disagree"
