@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .catalog import ExemplarIndex
+from . import _fast
+from .catalog import BRUTE_FORCE_MAX_ROWS, ExemplarIndex
 from .config import Config
 from .domain import Classification
 from .features import SCALAR_NAMES, FeatureExtractor
@@ -70,7 +71,8 @@ class RuleClassifier:
         self.categories = tuple(config.categories)
         keywords = sorted({kw for c in self.categories for kw in config.categories[c].keywords})
         # One matcher, one pass: category keywords first, then the hard markers.
-        self._matcher = PhraseMatcher([*keywords, *HARD_PHRASES])
+        phrases = [*keywords, *HARD_PHRASES]
+        self._matcher = PhraseMatcher(phrases)
         self._n_kw = len(keywords)
         # owners[k, c] = 1 when keyword k votes for category c.
         self._owners = np.zeros((len(keywords), len(self.categories)))
@@ -78,10 +80,39 @@ class RuleClassifier:
         for i, c in enumerate(self.categories):
             for kw in config.categories[c].keywords:
                 self._owners[slot[kw], i] = 1.0
+        # The same, per slot of the matcher's hash table (phrases with the same
+        # words share a slot), for the core's combine_categories: the hot path
+        # reads phrase_hits over the table directly.
+        hashes = np.array([_fast.phrase_hash(p) for p in phrases], dtype=np.uint64)
+        table, where = np.unique(hashes, return_inverse=True)
+        where = where.reshape(-1)
+        self._table: npt.NDArray[np.uint64] = np.ascontiguousarray(table, dtype=np.uint64)
+        self._n_max = max((len(_fast._pure.word_hashes(p)) for p in phrases), default=1)
+        self._slot_owners: F64 = np.zeros((len(table), len(self.categories)))
+        np.add.at(self._slot_owners, where[: self._n_kw], self._owners)
+        self._slot_hard: F64 = np.zeros(len(table))
+        np.add.at(self._slot_hard, where[self._n_kw:], 1.0)
         self._patterns = [
             (i, re.compile(p, re.IGNORECASE | re.MULTILINE))
             for i, c in enumerate(self.categories) for p in config.categories[c].patterns
         ]
+
+    def phrase_hits(self, text: str) -> npt.NDArray[np.int32]:
+        """Occurrences per slot of the phrase table (keywords and hard markers)."""
+        hits: npt.NDArray[np.int32] = _fast.phrase_hits(
+            _window(text, _PHRASE_HEAD, _PHRASE_TAIL), self._table, self._n_max)
+        return hits
+
+    def pattern_hits(self, text: str) -> list[float] | None:
+        """Matching patterns per category, or None when none matches."""
+        window = _window(text)
+        counts = [0.0] * len(self.categories)
+        found = False
+        for i, pat in self._patterns:
+            if pat.search(window) is not None:
+                counts[i] += 1.0
+                found = True
+        return counts if found else None
 
     def evidence(self, text: str) -> tuple[list[float], int]:
         """Per-category evidence in [0, 1] (saturating in the number of hits), and the
@@ -110,8 +141,21 @@ class EmbeddingClassifier:
             for ex in config.categories[name].exemplars:
                 vecs.append(extractor.extract(ex)[0])
                 labels.append(label)
-        self._index.add(np.stack(vecs).astype(np.float32), labels)
+        rows = np.ascontiguousarray(np.stack(vecs), dtype=np.float32)
+        self._index.add(rows, labels)
         self._k = min(len(labels), 16)
+        # A small index is searched here directly (BLAS scores, then the core's
+        # fused top-k + per-label max), as ExemplarIndex does, minus its checks.
+        self._rows = rows if len(rows) <= BRUTE_FORCE_MAX_ROWS else None
+        self._labels = np.ascontiguousarray(labels, dtype=np.int32)
+        self._n = len(self.categories)
+
+    def sims(self, vec: F32) -> F32:
+        """Per-category max cosine similarity among the nearest exemplars (-1: none)."""
+        if self._rows is None:
+            return self._index.nearest_labels(vec, self._n, self._k)
+        out: F32 = _fast.top_k_max_by_label(self._rows @ vec, self._labels, self._n, self._k)
+        return out
 
     def scores(self, vec: F32) -> F64:
         """Per-category max cosine similarity among the nearest exemplars (>= 0)."""
@@ -133,6 +177,7 @@ class Classifier:
         self._rules = RuleClassifier(config)
         self._embed = EmbeddingClassifier(config, extractor) if self._w > 0.0 else None
         self._base = [config.categories[c].complexity for c in self.categories]
+        self._base_arr: F64 = np.array(self._base, dtype=np.float64)
         self._i_tokens = SCALAR_NAMES.index("log_tokens")
         self._i_math = SCALAR_NAMES.index("math")
         self._i_code = SCALAR_NAMES.index("code")
@@ -142,49 +187,16 @@ class Classifier:
         return Features(vec, scalars)
 
     def classify(self, text: str, feats: Features) -> Classification:
-        # Nine-ish categories: plain floats, not a chain of tiny numpy calls.
-        n = len(self.categories)
-        w = self._w
-        combined = [0.0] * n
-        if self._embed is not None:
-            # Similarities of hashed n-gram vectors sit well below 1; rescale so the
-            # best match carries weight comparable to a strong rule hit.
-            emb = self._embed.scores(feats.vec).tolist()
-            top = max(emb)
-            scale = w * min(1.0, 0.5 + top) / top if top > 0 else 0.0
-            combined = [e * scale for e in emb]
-        rules, hard = self._rules.evidence(text)
-        if w < 1.0:
-            combined = [c + (1.0 - w) * r for c, r in zip(combined, rules, strict=True)]
-        if sum(combined) <= 0.0:
-            probs = [1.0 / n] * n
-            confidence = 0.0
-        else:
-            # Sharpen into a distribution; the temperature keeps a runner-up visible.
-            mx = max(combined)
-            z = [math.exp((c - mx) / 0.15) for c in combined]
-            total = sum(z)
-            probs = [x / total for x in z]
-        order = sorted(range(n), key=probs.__getitem__, reverse=True)
-        best = order[0]
-        if sum(combined) > 0.0:
-            margin = probs[best] - (probs[order[1]] if n > 1 else 0.0)
-            confidence = min(1.0, 0.5 * probs[best] + 0.5 * margin)
-        complexity = self._complexity(text, hard, feats, probs)
-        scores = dict(zip(self.categories, probs, strict=True))
-        return Classification(self.categories[best], complexity, confidence, scores,
-                              np.array(probs))
-
-    def _complexity(self, text: str, hard: int, feats: Features, probs: list[float]) -> float:
-        base = sum(p * b for p, b in zip(probs, self._base, strict=True))
+        # Evidence from the matchers, then one core call for the category
+        # distribution, confidence and complexity (see _fast.combine_categories).
+        rules = self._rules
         scalars = feats.scalars
-        tokens = float(scalars[self._i_tokens])  # log1p(tokens)
-        # Longer prompts are harder up to ~4k tokens, where it saturates.
-        length = min(1.0, max(0.0, (tokens - _LOG_20) / (_LOG_4000 - _LOG_20)))
-        easy = _EASY_MARKERS.match(text) is not None
-        c = 0.45 * base + 0.2 * length + 0.3 * min(1.0, hard / 3.0)
-        c += 0.05 * min(1.0, float(scalars[self._i_math]))
-        c += 0.03 * min(1.0, float(scalars[self._i_code]))
-        if easy:
-            c *= 0.5
-        return min(1.0, max(0.0, c))
+        best, confidence, complexity, probs = _fast.combine_categories(
+            self._embed.sims(feats.vec) if self._embed is not None else None, self._w,
+            rules.phrase_hits(text), rules._slot_owners, rules._slot_hard,
+            rules.pattern_hits(text), self._base_arr, float(scalars[self._i_tokens]),
+            float(scalars[self._i_math]), float(scalars[self._i_code]),
+            _EASY_MARKERS.match(text) is not None)
+        cats = self.categories
+        return Classification(cats[best], complexity, confidence,
+                              dict(zip(cats, probs.tolist(), strict=True)), probs)

@@ -17,6 +17,7 @@ at 0.9).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,6 +84,11 @@ class PolicyResult:
     predicted_quality: float
     estimated_cost_usd: float
     estimated_latency_ms: float
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_note(quality: float, cost: float, latency: float) -> str:
+    return f"best weighted score (quality {quality:g}, cost {cost:g}, latency {latency:g})"
 
 
 def _fmt_usd(x: float) -> str:
@@ -204,8 +210,7 @@ class Policy:
         if s == "domain":
             return f"preferred for category {inp.classification.category}"
         w = inp.weights
-        return (f"best weighted score (quality {w.quality:g}, cost {w.cost:g}, "
-                f"latency {w.latency:g})")
+        return _multi_note(w.quality, w.cost, w.latency)
 
     def _pareto_dominated(self, q: F64, cost: F64, lat: F64, ok: list[int]) -> dict[int, int]:
         """Eligible model -> an eligible model that dominates it on all three axes."""
@@ -311,7 +316,10 @@ class Policy:
         for name in reg.specs[reg.names[best]].fallbacks:
             if not reasons[reg.index[name]] and name not in out:
                 out.append(name)
+        names = reg.names
         for i in ranked[1:]:
-            if reg.names[i] not in out:
-                out.append(reg.names[i])
+            if len(out) >= limit:
+                break
+            if names[i] not in out:
+                out.append(names[i])
         return tuple(out[:limit])

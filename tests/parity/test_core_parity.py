@@ -267,3 +267,53 @@ def test_score_models_rejects_bad_shapes() -> None:
             args[i] = bad
             with pytest.raises(ValueError):
                 fn(*args)
+
+
+# ------------------------------------------------------------------ classifier combination
+
+
+@st.composite
+def _combine_args(draw: st.DrawFn) -> tuple:  # type: ignore[type-arg]
+    n = draw(st.integers(1, 12))
+    nt = draw(st.integers(0, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    sims = None
+    if draw(st.booleans()):
+        sims = rng.choice([-1.0, 0.0, 0.2, 0.7, 1.0, 1.3], n).astype(np.float32)
+        sims *= rng.uniform(0.5, 1.0, n).astype(np.float32)
+    w = draw(st.sampled_from([0.0, 0.6, 1.0]) | st.floats(0, 1))
+    hits = rng.choice([0, 0, 0, 1, 3], nt).astype(np.int32)
+    owners = rng.choice([0.0, 0.0, 1.0, 2.0], (nt, n))
+    hard = rng.choice([0.0, 0.0, 1.0, 2.0], nt)
+    regex = None if draw(st.booleans()) else rng.choice([0.0, 0.0, 1.0, 2.0], n)
+    base = rng.uniform(0, 1, n)
+    scalars = (draw(st.floats(0, 15)), draw(st.floats(0, 3)), draw(st.floats(0, 3)),
+               draw(st.booleans()))
+    return (sims, w, hits, owners, hard, regex, base, *scalars)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_combine_args())
+def test_combine_categories_agree(args: tuple) -> None:  # type: ignore[type-arg]
+    """The classifier's combination step is bit-equal, C vs Python."""
+    bc, cc, xc, pc = _fast.combine_categoriesC(*args)
+    bp, cp, xp, pp = _fast.combine_categoriesPy(*args)
+    assert (bc, cc, xc) == (bp, cp, xp)
+    assert pc.dtype == pp.dtype == np.float64
+    np.testing.assert_array_equal(pc, pp)
+    assert 0.0 <= xc <= 1.0 and 0.0 <= cc <= 1.0
+    assert abs(float(pc.sum()) - 1.0) < 1e-9
+
+
+def test_combine_categories_rejects_bad_shapes() -> None:
+    """Both twins refuse mis-shaped inputs with ValueError."""
+    ok = (np.zeros(3, np.float32), 0.5, np.zeros(2, np.int32), np.zeros((2, 3)), np.zeros(2),
+          None, np.zeros(3), 1.0, 0.0, 0.0, False)
+    for fn in (_fast.combine_categoriesC, _fast.combine_categoriesPy):
+        assert fn(*ok)[0] == 0
+        for i, bad in ((0, np.zeros(2, np.float32)), (3, np.zeros((3, 3))), (4, np.zeros(3)),
+                       (5, np.zeros(2)), (6, np.zeros(0))):
+            args = list(ok)
+            args[i] = bad
+            with pytest.raises(ValueError):
+                fn(*args)

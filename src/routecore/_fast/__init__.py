@@ -22,6 +22,9 @@ __all__ = [
     "HAVE_EXTENSIONS",
     "PHRASE_MAX_WORDS",
     "SCALAR_NAMES",
+    "combine_categories",
+    "combine_categoriesC",
+    "combine_categoriesPy",
     "count_chat_tokens",
     "count_chat_tokensC",
     "count_chat_tokensPy",
@@ -64,6 +67,7 @@ phrase_hashPy = _pure.phrase_hash
 phrase_hitsPy = _pure.phrase_hits
 top_k_max_by_labelPy = _pure.top_k_max_by_label
 score_modelsPy = _pure.score_models
+combine_categoriesPy = _pure.combine_categories
 
 _core: Any
 try:
@@ -92,6 +96,7 @@ if _core is not None:
     phrase_hitsC = _core.phrase_hits
     top_k_max_by_labelC = _core.top_k_max_by_label
     score_modelsC = _core.score_models
+    combine_categoriesC = _core.combine_categories
 else:
     count_tokensC = _missing("count_tokens")
     count_chat_tokensC = _missing("count_chat_tokens")
@@ -103,6 +108,7 @@ else:
     phrase_hitsC = _missing("phrase_hits")
     top_k_max_by_labelC = _missing("top_k_max_by_label")
     score_modelsC = _missing("score_models")
+    combine_categoriesC = _missing("combine_categories")
 
 _USE_C = HAVE_EXTENSIONS and os.environ.get("ROUTECORE_NO_EXTENSIONS", "") != "1"
 
@@ -117,6 +123,7 @@ if _USE_C:
     phrase_hits = phrase_hitsC
     top_k_max_by_label = top_k_max_by_labelC
     score_models = score_modelsC
+    combine_categories = combine_categoriesC
 else:
     count_tokens = count_tokensPy
     count_chat_tokens = count_chat_tokensPy
@@ -128,3 +135,4 @@ else:
     phrase_hits = phrase_hitsPy
     top_k_max_by_label = top_k_max_by_labelPy
     score_models = score_modelsPy
+    combine_categories = combine_categoriesPy

@@ -55,3 +55,16 @@ def score_models(
     npt.NDArray[np.int64],
     float,
 ]: ...
+def combine_categories(
+    sims: npt.ArrayLike | None,
+    w: float,
+    hits: npt.ArrayLike,
+    owners: npt.ArrayLike,
+    hard_weight: npt.ArrayLike,
+    regex: npt.ArrayLike | None,
+    base: npt.ArrayLike,
+    log_tokens: float,
+    math_score: float,
+    code_score: float,
+    easy: bool,
+) -> tuple[int, float, float, npt.NDArray[np.float64]]: ...

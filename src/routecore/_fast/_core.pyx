@@ -1,6 +1,6 @@
 # cython: language_level=3
 """routecore's compiled core: token estimate, features, brute-force kNN, phrases,
-the policy kernel.
+the policy kernel and the classifier's combination step.
 
 One extension module: this file includes its parts so they call each other
 as plain C. Application code goes through routecore.tokens / features /
@@ -20,5 +20,6 @@ include "features.pyx"
 include "knn.pyx"
 include "phrases.pyx"
 include "policy.pyx"
+include "classify.pyx"
 
 assert len(SCALAR_NAMES) == N_SCALARS, "constants and features.pxd disagree"
