@@ -31,7 +31,7 @@ F64 = npt.NDArray[np.float64]
 # Regex rules read the head and tail of long prompts: the ask sits there, and it
 # keeps pattern matching O(1) in prompt length. Phrases are matched by the
 # compiled core over a wider window.
-_HEAD, _TAIL = 400, 200
+_HEAD, _TAIL = 200, 100
 _PHRASE_HEAD, _PHRASE_TAIL = 3000, 1000
 # Markers of a hard request, counted as distinct whole-word phrases.
 HARD_PHRASES = (

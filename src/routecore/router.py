@@ -11,6 +11,7 @@ lookup in the compiled core, then the vectorised policy.
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import time
@@ -22,6 +23,7 @@ from .classifier import Classifier
 from .config import Config, load_config
 from .domain import (
     CAPABILITIES,
+    NO_CONSTRAINTS,
     ROLES,
     STRATEGIES,
     Constraints,
@@ -38,6 +40,7 @@ from .registry import Registry
 from .tokens import count_chat_tokens, count_tokens
 
 MAX_PROMPT_CHARS = 4_000_000
+_KNOWN_CAPS = frozenset(CAPABILITIES)
 
 
 def _check_limit(value: float | None, field: str) -> None:
@@ -64,6 +67,8 @@ class Router:
         self.candidate_policy = Policy(config, self.registry, candidate) if candidate else None
         if self.ab is not None and not self.ab.candidate_is_strategy and candidate is None:
             raise ConfigError([f"ab.candidate.artifact: {self.ab.candidate!r} was not loaded"])
+        self._id_prefix = secrets.token_hex(6) + "-"
+        self._id_counter = itertools.count(1)
         # Set by the completion layer: model -> why it is unhealthy (open breaker).
         self.health_source: Callable[[], Mapping[str, str]] | None = None
 
@@ -79,6 +84,11 @@ class Router:
         if ab is not None and not ab.candidate_is_strategy:
             candidate = _load_learned(cfg, ab.candidate, "ab.candidate.artifact")
         return cls(cfg, learned, candidate)
+
+    def _new_request_id(self) -> str:
+        # A random per-process prefix plus a counter: unique across replicas without
+        # a syscall per request (secrets.token_hex reads /dev/urandom each time).
+        return f"{self._id_prefix}{next(self._id_counter):x}"
 
     # -- request validation (the edge of the domain) -------------------------
 
@@ -100,19 +110,6 @@ class Router:
         if req.strategy == "learned" and self.learned is None and self.candidate is None:
             raise InvalidRequest(
                 "strategy: 'learned' needs a trained router (config routing.learned.artifact)")
-        c = req.constraints
-        _check_limit(c.max_cost_usd, "max_cost_usd")
-        _check_limit(c.max_latency_ms, "max_latency_ms")
-        _check_limit(c.min_quality, "min_quality")
-        if c.min_quality is not None and c.min_quality > 1:
-            raise InvalidRequest(f"constraints.min_quality: must be <= 1, got {c.min_quality}")
-        unknown_caps = sorted(c.required_capabilities - set(CAPABILITIES))
-        if unknown_caps:
-            raise InvalidRequest(
-                f"constraints.required_capabilities: unknown {', '.join(unknown_caps)} "
-                f"(known: {', '.join(CAPABILITIES)})")
-        self.registry.check_known(c.allow_models, "constraints.allow_models")
-        self.registry.check_known(c.deny_models, "constraints.deny_models")
         w = req.willingness_to_pay
         if w is not None and not (0.0 <= w <= 1.0):
             raise InvalidRequest(f"willingness_to_pay: must be in [0, 1], got {w}")
@@ -121,6 +118,23 @@ class Router:
                 v = getattr(req.weights, name)
                 if math.isnan(v) or v < 0:
                     raise InvalidRequest(f"weights.{name}: must be >= 0, got {v}")
+        c = req.constraints
+        if c is NO_CONSTRAINTS:
+            return
+        _check_limit(c.max_cost_usd, "max_cost_usd")
+        _check_limit(c.max_latency_ms, "max_latency_ms")
+        _check_limit(c.min_quality, "min_quality")
+        if c.min_quality is not None and c.min_quality > 1:
+            raise InvalidRequest(f"constraints.min_quality: must be <= 1, got {c.min_quality}")
+        if not c.required_capabilities <= _KNOWN_CAPS:
+            unknown = sorted(c.required_capabilities - _KNOWN_CAPS)
+            raise InvalidRequest(
+                f"constraints.required_capabilities: unknown {', '.join(unknown)} "
+                f"(known: {', '.join(CAPABILITIES)})")
+        if c.allow_models:
+            self.registry.check_known(c.allow_models, "constraints.allow_models")
+        if c.deny_models:
+            self.registry.check_known(c.deny_models, "constraints.deny_models")
 
     # -- routing -------------------------------------------------------------
 
@@ -145,7 +159,7 @@ class Router:
                                                                    str(m.get("content", "")))
                          for m in (messages or ()))
             req = RouteRequest(prompt=request or "", messages=msgs, tenant=tenant, user=user,
-                               strategy=strategy, constraints=constraints or Constraints(),
+                               strategy=strategy, constraints=constraints or NO_CONSTRAINTS,
                                request_id=request_id, willingness_to_pay=willingness_to_pay,
                                weights=weights)
         return self._route(req)
@@ -161,7 +175,7 @@ class Router:
         output_tokens = req.constraints.max_output_tokens or routing.default_output_tokens
         strategy = req.strategy or routing.default_strategy
         policy, variant = self.policy, ""
-        request_id = req.request_id or secrets.token_hex(8)
+        request_id = req.request_id or self._new_request_id()
         if self.ab is not None:
             variant = assign(self.ab, user=req.user, tenant=req.tenant, request_id=request_id)
             # The candidate decides unless the caller pinned a strategy.

@@ -13,7 +13,7 @@ from ..completion_types import (
     Usage,
 )
 from ..config import ModelSpec
-from ..domain import Constraints, Decision, Message, RouteRequest, Weights
+from ..domain import NO_CONSTRAINTS, Constraints, Decision, Message, RouteRequest, Weights
 from ..v1 import router_pb2 as pb
 
 
@@ -26,7 +26,7 @@ def _limit(value: float) -> float | None:
 def route_request(msg: pb.RouteRequest, request_id: str = "") -> RouteRequest:
     """The domain request; `request_id` (from call metadata) fills an empty one."""
     c = msg.constraints
-    constraints = Constraints(
+    constraints = NO_CONSTRAINTS if not msg.HasField("constraints") else Constraints(
         max_cost_usd=_limit(c.max_cost_usd),
         max_latency_ms=_limit(c.max_latency_ms),
         min_quality=_limit(c.min_quality),
