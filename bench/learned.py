@@ -1,12 +1,16 @@
 """5-fold CV of learned routers on the shared routing data (README scoring).
 
     python bench/learned.py [--folds 5] [--datasets routerbench llmrouter] [--json]
+    python bench/learned.py --latency [--json]
 
 Methods, all scored with the same 51 knob settings per fold:
 
 * `learned`: the shipped `routecore.learned` router (task posteriors x per-task
-  quality + per-prompt logistic correction on the final question, per-task
-  linear cost, calibrated knob), via `predict_x`/`choose_batch`;
+  quality + per-prompt logistic correction on the final question, kept per task
+  and model only where an inner CV on the training rows says it lowers held-out
+  cross-entropy; per-task linear cost, calibrated knob), via
+  `predict_x`/`choose_batch`;
+* `learned_ungated`: the same with the per-prompt term kept everywhere (052e465);
 * `learned_task`: the same without the per-prompt correction (task level only);
 * `knn_tfidf`: the data README's reference, kNN (k=40, cosine) over TF-IDF,
   quality = neighbours' mean score, cost = neighbours' mean cost, argmax
@@ -15,6 +19,15 @@ Methods, all scored with the same 51 knob settings per fold:
   per-task mean quality and cost (the README's strong simple baseline).
 
 Data is read by path from $ROUTECORE_DATA_DIR or ../shared/data/routing.
+
+`--latency`: predict+choose p50/p99 (thread CPU time, so a loaded box's
+preemptions do not count; the quietest of 5 rounds of 1,000 calls) for
+2,000-char prompts on a router of the size trained on 10,000 prompts of 13
+tasks for 11 models at dim 4096 (array shapes do not depend on the row count;
+weights are random): per-prompt term kept for every task (the worst case) or
+dropped for all (what the gate often leaves), with and without a precomputed
+`vec`, for a prompt that is its own final question and for a few-shot one.
+Speed is measured here, never asserted in tests.
 """
 
 from __future__ import annotations
@@ -106,7 +119,14 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
         ch = np.stack([router.choose_batch(q, c, w) for w in grid])
         res = score_choices(ch, grid, test, train)
         res["train_s"] = time.perf_counter() - t0
+        kept = router.manifest.get("per_prompt_kept", {})
+        res["kept"] = sum(len(v) for v in kept.values())
+        res["kept_of"] = len(router.tasks) * len(router.models)
         per.setdefault("learned", []).append(res)
+        ung = train_dataset(train, dim=dim, X=X[tr], Xq=(V[tr], S[tr]), gate=False)
+        qu, cu = ung.predict_x(X[te], n_chars[te], ung.question_z(V[te], S[te]))
+        chu = np.stack([ung.choose_batch(qu, cu, w) for w in grid])
+        per.setdefault("learned_ungated", []).append(score_choices(chu, grid, test, train))
         base = train_dataset(train, dim=dim, X=X[tr], per_prompt=False)
         q0, c0 = base.predict_x(X[te], n_chars[te])
         ch0 = np.stack([base.choose_batch(q0, c0, w) for w in grid])
@@ -139,14 +159,75 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
             "cost_ratio_std": float(np.std(reached)) if reached else None,
             "aiq_folds": [round(r["aiq"], 4) for r in rs],
             "quality_max": float(np.mean([r["quality_max"] for r in rs])),
+            "quality_max_std": float(np.std([r["quality_max"] for r in rs])),
+            "best_single_quality": float(np.mean(
+                [r["baselines"]["best_single"]["quality"] for r in rs])),
             "cost_ratio_at_best": float(np.mean(reached)) if reached else None,
             "cost_ratio_reached": f"{len(reached)}/{len(rs)}",
         }
-    out["learned"]["aiq_minus_knn_tfidf"] = out["learned"]["aiq"] - out["knn_tfidf"]["aiq"]
-    # paired per-fold differences vs the task-level router: the noise that matters
-    d = [a["aiq"] - b["aiq"] for a, b in zip(per["learned"], per["learned_task"], strict=True)]
-    out["learned"]["aiq_minus_task_level"] = float(np.mean(d))
-    out["learned"]["aiq_minus_task_level_std"] = float(np.std(d))
+    out["learned"]["kept_terms"] = [f"{r['kept']}/{r['kept_of']}" for r in per["learned"]]
+    for method in ("learned", "learned_ungated"):
+        out[method]["aiq_minus_knn_tfidf"] = out[method]["aiq"] - out["knn_tfidf"]["aiq"]
+        # paired per-fold differences vs the task-level router: the noise that matters
+        d = [a["aiq"] - b["aiq"] for a, b in zip(per[method], per["learned_task"], strict=True)]
+        out[method]["aiq_minus_task_level"] = float(np.mean(d))
+        out[method]["aiq_minus_task_level_std"] = float(np.std(d))
+    return out
+
+
+def latency(dim: int = DEFAULT_DIM, rounds: int = 5, calls: int = 1000) -> dict[str, Any]:
+    """predict+choose p50/p99 in microseconds of thread CPU time (see the module doc)."""
+    from routecore.learned.model import LearnedRouter
+
+    rng = np.random.default_rng(0)
+    tasks, models, k = 13, 11, 11
+    arrays: dict[str, Any] = {
+        "W": rng.normal(size=(dim, tasks)).astype(np.float32), "b": np.zeros(tasks),
+        "q_sum": rng.random((tasks, models)) * 700, "q_cnt": np.full((tasks, models), 770.0),
+        "q_prior": rng.random(models), "cost_a": rng.random((tasks, models)) * 1e-4,
+        "cost_s": rng.random((tasks, models)) * 1e-8, "cost_floor": np.full(models, 1e-6),
+        "B": np.zeros((0, 0), np.float32), "knob_w": np.linspace(0, 1, 101),
+        "knob_loglam": np.linspace(10, -10, 101),
+        "R": (rng.normal(size=(dim + k, tasks * models)) * 0.1).astype(np.float32),
+        "z_mu": np.zeros(k, np.float32), "z_scale": np.full(k, 0.1, np.float32),
+    }
+    words = ("the quick brown fox jumps over a lazy dog while 42 cats watch what is "
+             "answer").split()
+
+    def prose(n: int) -> str:
+        return " ".join(rng.choice(words, n))[:n]
+
+    texts = {"own question": prose(2000), "few-shot": prose(1700) + "\n\n" + prose(298)}
+    names = (tuple(f"m{i}" for i in range(models)), tuple(f"t{i}" for i in range(tasks)))
+    routers = {
+        "term kept (all tasks)": LearnedRouter(models=names[0], tasks=names[1], dim=dim,
+                                               arrays=arrays, manifest={"cost_ref": 1e-3,
+                                                                        "n_train": 10_000}),
+        "term dropped (all tasks)": LearnedRouter(models=names[0], tasks=names[1], dim=dim,
+                                                  arrays={**arrays, "R": np.zeros((0, 0))},
+                                                  manifest={"cost_ref": 1e-3,
+                                                            "n_train": 10_000}),
+    }
+    ok = np.ones(models, dtype=bool)
+    out: dict[str, Any] = {}
+    for rname, r in routers.items():
+        for tname, text in texts.items():
+            vec = r.features(text)
+            for vname, v in (("vec given", vec), ("no vec", None)):
+                best: tuple[float, float] | None = None
+                for _ in range(rounds):
+                    ts = np.empty(calls)
+                    for i in range(calls):
+                        t0 = time.thread_time_ns()
+                        q, c = r.predict(text, v)
+                        r.choose(q, c, (i % 51) / 50, ok)
+                        ts[i] = time.thread_time_ns() - t0
+                    p50, p99 = (float(x) / 1000 for x in np.percentile(ts, [50, 99]))
+                    if best is None or p99 < best[1]:
+                        best = (p50, p99)
+                assert best is not None
+                out[f"{rname}, {tname}, {vname}"] = {"p50_us": round(best[0], 1),
+                                                     "p99_us": round(best[1], 1)}
     return out
 
 
@@ -159,7 +240,17 @@ def main() -> int:
     ap.add_argument("--settings", type=int, default=51)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--latency", action="store_true",
+                    help="predict+choose p50/p99 for a 2,000-char prompt instead of the CV")
     ns = ap.parse_args()
+    if ns.latency:
+        lat = latency(ns.dim)
+        if ns.json:
+            print(json.dumps({"latency_us": lat}, indent=2))
+        else:
+            for case, r in lat.items():
+                print(f"{case:52s} p50 {r['p50_us']:6.1f} us  p99 {r['p99_us']:6.1f} us")
+        return 0
     data_dir = Path(ns.data_dir) if ns.data_dir else default_data_dir(ROOT)
     results: dict[str, Any] = {}
     for name in ns.datasets:

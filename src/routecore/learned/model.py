@@ -15,7 +15,11 @@ What it predicts for a prompt (all vectorized, no loop over training rows):
   features and scalar cues of the prompt's final question (the text after its
   last blank line: few-shot prompts end with the real question), so per-prompt
   evidence moves quality away from the task mean only as far as it earned in
-  training;
+  training; training keeps a (task, model) term only where an inner CV on the
+  training rows showed it lowers held-out cross-entropy (elsewhere ``R`` is 0),
+  and `predict` extracts the final question's features only when one of the
+  prompt's likely tasks kept a term (reusing the prompt's own features when the
+  prompt is its own final question);
 * cost ``c = P @ A + n_chars * (P @ S)``: per task and model, cost is linear
   in the prompt's length.
 
@@ -78,20 +82,29 @@ class Featurizer:
     """Prompt -> the router's input: routecore.features' hashed vector of the prompt."""
 
     def __init__(self, dim: int) -> None:
-        from ..features import FeatureExtractor  # the project's one feature extractor
+        from ..features import MIN_DIM, FeatureExtractor  # the project's one feature extractor
 
         self.dim = dim
         self._fx = FeatureExtractor(dim)
+        self._fx_small = FeatureExtractor(MIN_DIM)  # scalar cues only: skips most bucket work
 
     def __call__(self, text: str, vec: npt.NDArray[np.float32] | None = None) -> F32:
         if vec is None or vec.shape != (self.dim,):
             vec, _ = self._fx.extract(text)
         return np.asarray(vec, dtype=np.float32)
 
+    def extract(self, text: str) -> tuple[F32, F32]:
+        """Hashed vector and scalar cues of `text` (one pass)."""
+        vec, sc = self._fx.extract(text)
+        return np.asarray(vec, dtype=np.float32), np.asarray(sc, dtype=np.float32)
+
+    def scalars(self, text: str) -> F32:
+        """Scalar cues of `text` (they do not depend on the hashed vector's size)."""
+        return np.asarray(self._fx_small.extract(text)[1], dtype=np.float32)
+
     def question(self, text: str) -> tuple[F32, F32]:
         """Hashed features and scalar cues of the prompt's final question."""
-        vec, sc = self._fx.extract(final_question(text))
-        return np.asarray(vec, dtype=np.float32), np.asarray(sc, dtype=np.float32)
+        return self.extract(final_question(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +166,10 @@ class LearnedRouter:
         self.R: F32 | None = np.ascontiguousarray(R) if R.size and np.any(R) else None
         # [tasks * models, dim + k]: one task's weights are a contiguous block (a small gemv)
         self._RT: F32 | None = None if self.R is None else np.ascontiguousarray(self.R.T)
+        # tasks that kept a per-prompt term (training drops it where an inner CV says it
+        # does not help); a prompt whose likely tasks all dropped it needs no question features
+        self._task_on: BoolArr = (np.zeros(len(tasks), dtype=bool) if self.R is None else
+                                  np.any(self.R != 0, axis=0).reshape(len(tasks), -1).any(axis=1))
         self.z_mu = np.asarray(arrays.get("z_mu", np.zeros(0)), dtype=np.float32)
         self.z_scale = np.asarray(arrays.get("z_scale", np.zeros(0)), dtype=np.float32)
         if self.R is not None and (self.R.shape != (dim + len(self.z_mu), len(tasks) * len(models))
@@ -199,13 +216,21 @@ class LearnedRouter:
         zs = (sc - self.z_mu) * self.z_scale
         return np.concatenate([v, zs.astype(np.float32)], axis=-1)
 
+    def _active(self, p: F64) -> npt.NDArray[np.intp]:
+        """Tasks whose per-prompt term applies: among the MAX_ACTIVE likeliest with
+        p > ACTIVE_P, those that kept a term (the others' term is zero anyway)."""
+        top = np.argsort(p)[-MAX_ACTIVE:]
+        act: npt.NDArray[np.intp] = top[(p[top] > ACTIVE_P) & self._task_on[top]]
+        return act
+
     def _delta_one(self, p: F64, z: F32) -> F64:
         """Per-prompt quality correction for one prompt (only tasks with a real posterior)."""
         RT = self._RT
         assert RT is not None
         m = len(self.models)
-        top = np.argsort(p)[-MAX_ACTIVE:]
-        act = top[p[top] > ACTIVE_P]
+        act = self._active(p)
+        if not len(act):
+            return np.zeros(m)
         s = np.stack([RT[t * m:(t + 1) * m] @ z for t in act]).astype(np.float64)
         off_all, soff_all = self._OS
         off, soff = off_all[act], soff_all[act]
@@ -230,7 +255,10 @@ class LearnedRouter:
 
         `z`: `question_features` of the prompt(s); without it, no per-prompt term.
         """
-        p = self.posteriors(x)
+        return self._predict_p(self.posteriors(x), x, n_chars, z)
+
+    def _predict_p(self, p: F64, x: F32, n_chars: float | F64, z: F32 | None
+                   ) -> tuple[F64, F64]:
         if x.ndim == 1 and self.B is None:
             m = len(self.models)
             qc = p @ self._QAS  # one small product for quality, cost intercept and slope
@@ -252,9 +280,26 @@ class LearnedRouter:
 
     def predict(self, text: str, vec: npt.NDArray[np.float32] | None = None
                 ) -> tuple[F64, F64]:
-        """Predicted quality in [0, 1] and cost in USD for each of `self.models`."""
-        z = self.question_features(text) if self.R is not None else None
-        return self.predict_x(self.features(text, vec), float(len(text)), z)
+        """Predicted quality in [0, 1] and cost in USD for each of `self.models`.
+
+        The final question's features are extracted only when one of the prompt's likely
+        tasks kept a per-prompt term; when the prompt is its own final question (no blank
+        line, no trailing whitespace) the prompt's hashed vector is reused for it.
+        """
+        fz = self.featurizer
+        sc: F32 | None = None
+        if vec is None or vec.shape != (self.dim,):
+            x, sc = fz.extract(text)
+        else:
+            x = np.asarray(vec, dtype=np.float32)
+        p = self.posteriors(x)
+        z: F32 | None = None
+        if self.R is not None and len(self._active(p)):
+            if len(final_question(text)) == len(text):  # the whole prompt is the question
+                z = self.question_z(x, fz.scalars(text) if sc is None else sc)
+            else:
+                z = self.question_z(*fz.question(text))
+        return self._predict_p(p, x, float(len(text)), z)
 
     def choose(self, quality: F64, cost: F64, willingness_to_pay: float,
                eligible: BoolArr | None = None) -> int:

@@ -4,9 +4,10 @@ Steps (tqdm bars on the long ones): featurize every prompt; fit the task
 classifier (multinomial logistic regression, prompt -> `source`); per-task
 model quality with shrinkage toward each model's global mean; a per-prompt
 logistic correction per task and model over the final question's features
-(offset: the task mean; strong L2, so it moves quality only where CV showed
-per-prompt signal); per-task,
-per-model linear cost in prompt length; calibrate the willingness_to_pay knob
+(offset: the task mean; strong L2), kept for a (task, model) only where an
+inner 5-fold CV on that task's training rows shows it lowers held-out
+cross-entropy against the task mean alone (no knob: the comparison decides);
+per-task, per-model linear cost in prompt length; calibrate the willingness_to_pay knob
 so equal knob steps are roughly equal steps of mean training cost.
 """
 
@@ -33,6 +34,8 @@ DEFAULT_TASK = "default"
 QUESTION_L2 = 4.0  # L2 of the per-prompt logistic model (5-fold CV on both data sets)
 SCALAR_WEIGHT = 0.3  # standardised scalar cues next to the unit-norm hashed vector
 QUESTION_ITERS = 200
+GATE_FOLDS = 5  # inner CV that decides, per task and model, whether the per-prompt term stays
+PRIOR_STRENGTH = 5.0  # task means shrink toward each model's global mean by this many rows
 
 
 def _bar(total: int, desc: str, progress: bool) -> Any:
@@ -68,19 +71,65 @@ def featurize_questions(prompts: Sequence[str], dim: int, progress: bool = False
     return V, S
 
 
+def _fit_logistic(F: F64, Y: F64, S: F64, off: F64, l2: float, iters: int) -> F64:
+    """argmin_B sum S * (log(1 + e^z) - Y z) + l2/2 |B|^2, z = off + F @ B (L-BFGS)."""
+    from scipy.optimize import minimize  # type: ignore[import-untyped]
+
+    r, m = F.shape[1], Y.shape[1]
+
+    def f(w: F64) -> tuple[float, F64]:
+        Bt = w.reshape(r, m)
+        zz = F @ Bt + off
+        # log(1 + e^z) - y z, stably
+        loss = float((S * (np.logaddexp(0.0, zz) - Y * zz)).sum())
+        g = F.T @ (S * (sigmoid(zz) - Y)) + l2 * Bt
+        return loss + 0.5 * l2 * float((Bt * Bt).sum()), g.ravel()
+
+    res = minimize(f, np.zeros(r * m), jac=True, method="L-BFGS-B", options={"maxiter": iters})
+    out: F64 = res.x.reshape(r, m)
+    return out
+
+
+def _fit_kernel(K: F64, Y: F64, S: F64, off: F64, l2: float, iters: int) -> F64:
+    """The same fit from the rows' Gram matrix K = Z Z^T: returns A with W = Z^T A.
+
+    The L2 optimum lies in the rows' span, and with K = U L U^T the problem over
+    F = U L^(1/2) is the primal problem rotated (same iterates, same optimum), but
+    of width n (rows) instead of d (features): cheap enough to refit in inner folds.
+    """
+    lam, U = np.linalg.eigh(K)
+    ok = lam > max(float(lam[-1]), 1e-300) * 1e-9
+    U, lam = U[:, ok], lam[ok]
+    B = _fit_logistic(U * np.sqrt(lam), Y, S, off, l2, iters)
+    A: F64 = (U / np.sqrt(lam)) @ B
+    return A
+
+
+def _xent(zz: F64, Y: F64, S: F64) -> F64:
+    """Per-model held-out cross-entropy (summed over rows)."""
+    out: F64 = (S * (np.logaddexp(0.0, zz) - Y * zz)).sum(axis=0)
+    return out
+
+
 def fit_question_model(Z: F32, y: npt.NDArray[np.int64], n_tasks: int, scores: F64, Q: F64, *,
                        l2: float = QUESTION_L2, iters: int = QUESTION_ITERS,
-                       progress: bool = False) -> F32:
+                       prior: F64 | None = None, gate: bool = True, progress: bool = False
+                       ) -> tuple[F32, npt.NDArray[np.bool_]]:
     """Per task t and model m: P(score) = sigmoid(logit(Q[t, m]) + z @ R[:, t*M + m]).
 
     Cross-entropy (fractional scores allowed, unobserved ones skipped) + l2/2 |R|^2,
-    by L-BFGS, one task at a time (all its models jointly).
-    """
-    from scipy.optimize import minimize  # type: ignore[import-untyped]
+    by L-BFGS, one task at a time (all its models jointly, in the rows' span).
 
+    `gate`: nested check, no extra knob: for each (task, model), a GATE_FOLDS-fold
+    CV over that task's training rows compares the held-out cross-entropy of the task
+    mean alone (shrunk toward `prior` as in training) with the task mean plus the
+    per-prompt term; the term is kept (its column of R non-zero) only where it wins.
+    Returns R [d, tasks * models] and the kept mask [tasks, models].
+    """
     d = Z.shape[1]
     m = scores.shape[1]
     R = np.zeros((d, n_tasks * m), dtype=np.float32)
+    kept = np.zeros((n_tasks, m), dtype=bool)
     seen = ~np.isnan(scores)
     Y = np.where(seen, scores, 0.0)
     with _bar(n_tasks, "per-prompt model", progress) as bar:
@@ -90,22 +139,39 @@ def fit_question_model(Z: F32, y: npt.NDArray[np.int64], n_tasks: int, scores: F
             if len(rows) < 10:
                 continue
             Zt = Z[rows].astype(np.float64)
+            K = Zt @ Zt.T
             Yt, St = Y[rows], seen[rows].astype(np.float64)
-            off = logit_clipped(Q[t])
+            keep = np.ones(m, dtype=bool)
+            if gate:
+                keep = _gate(K, Yt, St, Q[t] if prior is None else prior, l2, iters, seed=t)
+            kept[t] = keep
+            if not keep.any():
+                continue
+            A = _fit_kernel(K, Yt, St, logit_clipped(Q[t]), l2, iters)
+            Wt = Zt.T @ A
+            Wt[:, ~keep] = 0.0
+            R[:, t * m:(t + 1) * m] = Wt
+    return R, kept
 
-            def f(w: F64, Zt: F64 = Zt, Yt: F64 = Yt, St: F64 = St, off: F64 = off
-                  ) -> tuple[float, F64]:
-                Wt = w.reshape(d, m)
-                zz = Zt @ Wt + off
-                # log(1 + e^z) - y z, stably
-                loss = float((St * (np.logaddexp(0.0, zz) - Yt * zz)).sum())
-                g = Zt.T @ (St * (sigmoid(zz) - Yt)) + l2 * Wt
-                return loss + 0.5 * l2 * float((Wt * Wt).sum()), g.ravel()
 
-            res = minimize(f, np.zeros(d * m), jac=True, method="L-BFGS-B",
-                           options={"maxiter": iters})
-            R[:, t * m:(t + 1) * m] = res.x.reshape(d, m)
-    return R
+def _gate(K: F64, Y: F64, S: F64, prior: F64, l2: float, iters: int, seed: int
+          ) -> npt.NDArray[np.bool_]:
+    """Which models' per-prompt term lowers held-out cross-entropy in an inner CV."""
+    n = len(K)
+    parts = np.array_split(np.random.default_rng(seed).permutation(n), min(GATE_FOLDS, n))
+    with_term = np.zeros(Y.shape[1])
+    mean_only = np.zeros(Y.shape[1])
+    for k, te in enumerate(parts):
+        tr = np.concatenate([p for j, p in enumerate(parts) if j != k])
+        q = ((Y[tr] * S[tr]).sum(axis=0) + PRIOR_STRENGTH * prior) / (
+            S[tr].sum(axis=0) + PRIOR_STRENGTH)
+        off = logit_clipped(q)
+        A = _fit_kernel(K[np.ix_(tr, tr)], Y[tr], S[tr], off, l2, iters)
+        zz = off + K[np.ix_(te, tr)] @ A
+        with_term += _xent(zz, Y[te], S[te])
+        mean_only += _xent(np.broadcast_to(off, zz.shape), Y[te], S[te])
+    out: npt.NDArray[np.bool_] = with_term < mean_only
+    return out
 
 
 def fit_task_classifier(X: F32, y: npt.NDArray[np.int64], n_tasks: int, *, l2: float = 1e-4,
@@ -204,11 +270,12 @@ def calibrate_knob(router: LearnedRouter, X: F32, n_chars: F64, scores: F64, cos
 def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False,
                   manifest_extra: dict[str, Any] | None = None,
                   X: F32 | None = None, Xq: tuple[F32, F32] | None = None,
-                  per_prompt: bool = True) -> LearnedRouter:
+                  per_prompt: bool = True, gate: bool = True) -> LearnedRouter:
     """Train from an in-memory `Dataset`.
 
     `X`, `Xq`: precomputed `featurize` / `featurize_questions` output (optional);
-    `per_prompt=False` leaves out the per-prompt logistic correction.
+    `per_prompt=False` leaves out the per-prompt logistic correction; `gate=False`
+    keeps it for every task and model instead of only where an inner CV says it helps.
     """
     if len(ds) == 0:
         raise DataError("train: no records")
@@ -222,7 +289,7 @@ def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False
     cost_a, cost_s, cost_floor = _cost_model(y, len(tasks), n_chars, ds.costs)
     mean_cost = np.nanmean(ds.costs, axis=0)
     cost_ref = float(np.nanmax(mean_cost)) if np.isfinite(mean_cost).any() else 1.0
-    Q = (q_sum + 5.0 * q_prior) / (q_cnt + 5.0)
+    Q = (q_sum + PRIOR_STRENGTH * q_prior) / (q_cnt + PRIOR_STRENGTH)
     z: F32 | None = None
     if per_prompt:
         V, Sc = Xq if Xq is not None else featurize_questions(ds.prompts, dim, progress)
@@ -230,16 +297,22 @@ def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False
         sd = Sc.std(axis=0)
         z_scale = np.where(sd > 1e-6, SCALAR_WEIGHT / np.maximum(sd, 1e-6), 0.0).astype(np.float32)
         z = np.hstack([V, ((Sc - z_mu) * z_scale).astype(np.float32)])
-        R = fit_question_model(z, y, len(tasks), ds.scores, Q, progress=progress)
+        R, kept = fit_question_model(z, y, len(tasks), ds.scores, Q, prior=q_prior, gate=gate,
+                                     progress=progress)
+        if not kept.any():  # nothing earned its place: a task-level artifact
+            R = np.zeros((0, 0), dtype=np.float32)
     else:
         R = np.zeros((0, 0), dtype=np.float32)
+        kept = np.zeros((len(tasks), len(ds.models)), dtype=bool)
         z_mu = z_scale = np.zeros(0, dtype=np.float32)
     manifest: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "method": "task-posterior x per-task quality + per-prompt logistic correction on the "
                   "final question; per-task linear cost",
-        "prior_strength": 5.0,
+        "prior_strength": PRIOR_STRENGTH,
+        "per_prompt_kept": {t: [m for m, k in zip(ds.models, kept[i], strict=True) if k]
+                            for i, t in enumerate(tasks) if kept[i].any()},
         "cost_ref": cost_ref if cost_ref > 0 else 1.0,
         "n_train": len(ds),
         "knob": {"name": "willingness_to_pay", "range": [0.0, 1.0],
