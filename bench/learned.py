@@ -5,13 +5,14 @@
 
 Methods, all scored with the same 51 knob settings per fold:
 
-* `learned`: the shipped `routecore.learned` router (task posteriors x per-task
-  quality + per-prompt logistic correction on the final question, kept per task
-  and model only where an inner CV on the training rows says it lowers held-out
-  cross-entropy; per-task linear cost, calibrated knob), via
-  `predict_x`/`choose_batch`;
-* `learned_ungated`: the same with the per-prompt term kept everywhere (052e465);
-* `learned_task`: the same without the per-prompt correction (task level only);
+* `learned`: the shipped `routecore.learned` router with its training defaults
+  (task posteriors x per-task quality, per-task linear cost, calibrated knob;
+  today task level, see train.PER_PROMPT_DEFAULT), via `predict_x`/`choose_batch`;
+* `learned_gated`: plus the per-prompt logistic correction on the final
+  question, kept per task and model only where an inner CV on the training rows
+  says it lowers held-out cross-entropy (`per_prompt=True`);
+* `learned_ungated`: the per-prompt term kept everywhere (052e465);
+* `learned_task`: no per-prompt correction (task level only), the paired reference;
 * `knn_tfidf`: the data README's reference, kNN (k=40, cosine) over TF-IDF,
   quality = neighbours' mean score, cost = neighbours' mean cost, argmax
   quality - lambda*cost over a geometric lambda sweep;
@@ -52,6 +53,7 @@ from routecore.learned.data import Dataset, default_data_dir, load_records  # no
 from routecore.learned.evaluate import score_choices, settings_grid  # noqa: E402
 from routecore.learned.train import (  # noqa: E402
     DEFAULT_DIM,
+    PER_PROMPT_DEFAULT,
     featurize,
     featurize_questions,
     train_dataset,
@@ -113,20 +115,21 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
         tr = np.concatenate([parts[g] for g in range(folds) if g != f])
         train, test = ds.subset(tr), ds.subset(te)
         cost_ref = float(train.costs.mean(axis=0).max())
-        t0 = time.perf_counter()
-        router = train_dataset(train, dim=dim, X=X[tr], Xq=(V[tr], S[tr]))
-        q, c = router.predict_x(X[te], n_chars[te], router.question_z(V[te], S[te]))
-        ch = np.stack([router.choose_batch(q, c, w) for w in grid])
-        res = score_choices(ch, grid, test, train)
-        res["train_s"] = time.perf_counter() - t0
-        kept = router.manifest.get("per_prompt_kept", {})
-        res["kept"] = sum(len(v) for v in kept.values())
-        res["kept_of"] = len(router.tasks) * len(router.models)
-        per.setdefault("learned", []).append(res)
-        ung = train_dataset(train, dim=dim, X=X[tr], Xq=(V[tr], S[tr]), gate=False)
-        qu, cu = ung.predict_x(X[te], n_chars[te], ung.question_z(V[te], S[te]))
-        chu = np.stack([ung.choose_batch(qu, cu, w) for w in grid])
-        per.setdefault("learned_ungated", []).append(score_choices(chu, grid, test, train))
+        variants = (("learned", PER_PROMPT_DEFAULT, True), ("learned_gated", True, True),
+                    ("learned_ungated", True, False))
+        for method, per_prompt, gate in variants:
+            t0 = time.perf_counter()
+            router = train_dataset(train, dim=dim, X=X[tr], Xq=(V[tr], S[tr]),
+                                   per_prompt=per_prompt, gate=gate)
+            z = router.question_z(V[te], S[te]) if router.R is not None else None
+            q, c = router.predict_x(X[te], n_chars[te], z)
+            ch = np.stack([router.choose_batch(q, c, w) for w in grid])
+            res = score_choices(ch, grid, test, train)
+            res["train_s"] = time.perf_counter() - t0
+            kept = router.manifest.get("per_prompt_kept", {})
+            res["kept"] = sum(len(v) for v in kept.values())
+            res["kept_of"] = len(router.tasks) * len(router.models)
+            per.setdefault(method, []).append(res)
         base = train_dataset(train, dim=dim, X=X[tr], per_prompt=False)
         q0, c0 = base.predict_x(X[te], n_chars[te])
         ch0 = np.stack([base.choose_batch(q0, c0, w) for w in grid])
@@ -165,8 +168,8 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
             "cost_ratio_at_best": float(np.mean(reached)) if reached else None,
             "cost_ratio_reached": f"{len(reached)}/{len(rs)}",
         }
-    out["learned"]["kept_terms"] = [f"{r['kept']}/{r['kept_of']}" for r in per["learned"]]
-    for method in ("learned", "learned_ungated"):
+    for method in ("learned", "learned_gated", "learned_ungated"):
+        out[method]["kept_terms"] = [f"{r['kept']}/{r['kept_of']}" for r in per[method]]
         out[method]["aiq_minus_knn_tfidf"] = out[method]["aiq"] - out["knn_tfidf"]["aiq"]
         # paired per-fold differences vs the task-level router: the noise that matters
         d = [a["aiq"] - b["aiq"] for a, b in zip(per[method], per["learned_task"], strict=True)]

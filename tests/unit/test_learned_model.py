@@ -92,7 +92,8 @@ def test_learn_shifts_quality_without_restart(tmp_path: Path) -> None:
 
 def test_per_prompt_term_round_trips_and_old_artifacts_load(tmp_path: Path) -> None:
     """R is saved and reloaded; an artifact without it (older format) still loads, task-level."""
-    r = train_dataset(synthetic(), dim=256, gate=False)
+    assert train_dataset(synthetic(), dim=256).R is None  # the shipped default: task level
+    r = train_dataset(synthetic(), dim=256, per_prompt=True, gate=False)
     assert r.R is not None and r.R.shape == (256 + len(r.z_mu), len(r.tasks) * len(MODELS))
     r.save(tmp_path / "art")
     text = "Examples first.\n\nWrite a python function def h(x): return the sorted list"
@@ -115,7 +116,7 @@ def test_per_prompt_term_round_trips_and_old_artifacts_load(tmp_path: Path) -> N
 
 def test_per_prompt_term_round_trips_when_kept(tmp_path: Path) -> None:
     """An ungated per-prompt term survives save/load and agrees across predict paths."""
-    r = train_dataset(synthetic(), dim=256, gate=False)
+    r = train_dataset(synthetic(), dim=256, per_prompt=True, gate=False)
     assert r.R is not None and r.R.shape == (256 + len(r.z_mu), len(r.tasks) * len(MODELS))
     r.save(tmp_path / "art")
     again = LearnedRouter.load(tmp_path / "art")
@@ -156,7 +157,7 @@ def test_gate_keeps_the_term_only_where_it_predicts() -> None:
 def test_predict_skips_question_features_when_no_likely_task_kept_a_term() -> None:
     """Without a kept term for the prompt's likely tasks, predict never extracts the
     final question; with one, it does (once) for a few-shot prompt."""
-    r = train_dataset(synthetic(), dim=256, gate=False)
+    r = train_dataset(synthetic(), dim=256, per_prompt=True, gate=False)
     assert r.R is not None
     calls: list[str] = []
     fz = r.featurizer
