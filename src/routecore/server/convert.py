@@ -56,7 +56,9 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else 0.0
 
 
-def decision(d: Decision) -> pb.RouteDecision:
+def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
+    """The decision; `with_candidates=False` leaves out the per-candidate explanation
+    (Complete responses: building it costs more than the rest of the message)."""
     return pb.RouteDecision(
         model=d.model,
         provider=d.provider,
@@ -73,7 +75,7 @@ def decision(d: Decision) -> pb.RouteDecision:
                          estimated_cost_usd=c.estimated_cost_usd,
                          estimated_latency_ms=c.estimated_latency_ms, score=_finite(c.score),
                          rejected_reason=c.rejected_reason)
-            for c in d.candidates
+            for c in (d.candidates if with_candidates else ())
         ],
         router_version=d.router_version,
         decision_micros=d.decision_micros,
@@ -125,7 +127,7 @@ def completion_result(r: CompletionResult) -> pb.CompleteResponse:
         text=r.text, model=r.model, usage=_usage(r.usage), cost_usd=r.cost_usd,
         latency_ms=r.latency_ms, attempts=_attempts(r.attempts),
         cascade_steps=_steps(r.cascade_steps),
-        decision=decision(r.decision) if r.decision is not None else None,
+        decision=decision(r.decision, with_candidates=False) if r.decision is not None else None,
         request_id=r.request_id, provider=r.provider, finish_reason=r.finish_reason)
 
 
