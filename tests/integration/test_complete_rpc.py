@@ -106,3 +106,32 @@ async def test_graceful_shutdown_drains_in_flight_calls(slow_app: App) -> None:
         await slow_app.stop(3.0)
         results = await asyncio.gather(*calls)
     assert all(r.text for r in results)
+
+
+async def test_cascade_and_ensemble_over_rpc(stub: router_pb2_grpc.RouterStub) -> None:
+    """cascade=true reports its steps and ensemble_size=3 reports three members, over gRPC."""
+    prompt = pb.RouteRequest(prompt="Prove that the sum of two even numbers is even.")
+    res = await stub.Complete(pb.CompleteRequest(route=prompt, cascade=True), timeout=20)
+    assert res.text and res.cascade_steps
+    assert all(0.0 <= s.confidence <= 1.0 for s in res.cascade_steps)
+    assert res.cascade_steps[-1].model == res.model and not res.cascade_steps[-1].escalated
+    ens = await stub.Complete(pb.CompleteRequest(route=prompt, ensemble_size=3), timeout=20)
+    assert ens.text and len({s.model for s in ens.cascade_steps}) == 3
+
+
+async def test_stream_cut_after_first_chunk_is_an_error_status() -> None:
+    """A stream cut after its first chunk ends with UNAVAILABLE, never a done chunk."""
+    app = await _serve(_config({"cut_stream_rate": 1.0}))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = router_pb2_grpc.RouterStub(ch)
+            got: list[pb.CompleteChunk] = []
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for chunk in stub.CompleteStream(pb.CompleteRequest(
+                        route=pb.RouteRequest(prompt="Write a long story about a lighthouse.")),
+                        timeout=20):
+                    got.append(chunk)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert got and not any(c.done for c in got)
+    finally:
+        await app.stop(0.5)
