@@ -107,6 +107,8 @@ class Policy:
         # The learned router's model i answers as registry model learned_index[i].
         self.learned_index: list[int] = (
             [registry.index[m] for m in learned.models] if learned is not None else [])
+        self._li = np.array(self.learned_index, dtype=np.int64)
+        self._outside = [i for i in range(len(registry)) if i not in set(self.learned_index)]
         self._tiers = [(t.max_complexity, [registry.index[m] for m in t.models])
                        for t in config.routing.complexity_tiers]
         # Strategy boosts (NaN: none). Complexity, per matching tier: the matching
@@ -246,8 +248,8 @@ class Policy:
         if learned is not None:
             lq, lc = learned.predict(inp.text, inp.vec)
             overrides = np.full((2, len(reg)), np.nan)
-            overrides[0, self.learned_index] = lq
-            overrides[1, self.learned_index] = lc
+            overrides[0, self._li] = lq
+            overrides[1, self._li] = lc
             code = K.SCORE_NONE
         w = inp.weights
         q, cost, lat, score, fail, order, target = _fast.score_models(
@@ -266,19 +268,20 @@ class Policy:
                                        float(lat[i]), unhealthy)
 
         if learned is not None:
-            in_artifact = set(self.learned_index)
-            for i in range(n):
-                if i not in in_artifact and not reasons[i]:
+            for i in self._outside:
+                if not reasons[i]:
                     reasons[i] = "not in the learned router's artifact"
             ok = [i for i, r in enumerate(reasons) if not r]
             if not ok:
                 raise NoModelAvailable(dict(zip(reg.names, reasons, strict=True)))
-            li = self.learned_index
-            elig = np.array([not reasons[i] for i in li], dtype=bool)
-            pick = li[learned.choose(q[li], cost[li], inp.willingness_to_pay, elig)]
+            li = self._li
+            elig = np.array([not reasons[i] for i in self.learned_index], dtype=bool)
+            pick = self.learned_index[learned.choose(q[li], cost[li], inp.willingness_to_pay,
+                                                     elig)]
             score = q.copy()
             score[pick] = 2.0  # above any quality: the learned router's choice
-            ranked = sorted(ok, key=lambda i: -score[i])  # stable: ties keep registry order
+            keys = (-score).tolist()
+            ranked = sorted(ok, key=keys.__getitem__)  # stable: ties keep registry order
             strategy_note = f"learned router at willingness_to_pay {inp.willingness_to_pay:.3f}"
         else:
             ranked = order.tolist()
