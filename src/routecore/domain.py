@@ -92,7 +92,7 @@ class CandidateTable(Sequence[Candidate]):
     objects only when someone reads them (the RPC edge, the CLI), so an
     in-process decision does not pay for objects nobody looks at."""
 
-    __slots__ = ("_annotate", "_built", "_cols")
+    __slots__ = ("_annotate", "_built", "_cols", "_rows")
 
     def __init__(self, models: Sequence[str], providers: Sequence[str], quality: Any,
                  cost: Any, latency: Any, score: Any, rejected: list[str],
@@ -101,16 +101,24 @@ class CandidateTable(Sequence[Candidate]):
         # may add explanations to `rejected` the first time candidates are read.
         self._cols = (models, providers, quality, cost, latency, score, rejected)
         self._annotate = annotate
+        self._rows: list[tuple[str, str, float, float, float, float, str]] | None = None
         self._built: tuple[Candidate, ...] | None = None
 
-    def _all(self) -> tuple[Candidate, ...]:
-        if self._built is None:
+    def rows(self) -> list[tuple[str, str, float, float, float, float, str]]:
+        """(model, provider, quality, cost, latency, score, rejected_reason) per candidate,
+        as plain Python values: what the RPC edge serialises, without building objects."""
+        if self._rows is None:
             m, p, q, c, lat, s, r = self._cols
             if self._annotate is not None:
                 self._annotate(r)
-            self._built = tuple(
-                Candidate(m[i], p[i], float(q[i]), float(c[i]), float(lat[i]), float(s[i]), r[i])
-                for i in range(len(m)))
+            cols = [x.tolist() if hasattr(x, "tolist") else [float(v) for v in x]
+                    for x in (q, c, lat, s)]
+            self._rows = list(zip(m, p, *cols, r, strict=True))
+        return self._rows
+
+    def _all(self) -> tuple[Candidate, ...]:
+        if self._built is None:
+            self._built = tuple(Candidate(*row) for row in self.rows())
         return self._built
 
     def __len__(self) -> int:

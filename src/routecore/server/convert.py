@@ -13,7 +13,15 @@ from ..completion_types import (
     Usage,
 )
 from ..config import ModelSpec
-from ..domain import NO_CONSTRAINTS, Constraints, Decision, Message, RouteRequest, Weights
+from ..domain import (
+    NO_CONSTRAINTS,
+    CandidateTable,
+    Constraints,
+    Decision,
+    Message,
+    RouteRequest,
+    Weights,
+)
 from ..v1 import router_pb2 as pb
 
 
@@ -52,6 +60,14 @@ def route_request(msg: pb.RouteRequest, request_id: str = "") -> RouteRequest:
     )
 
 
+def _candidate_rows(d: Decision) -> list[tuple[str, str, float, float, float, float, str]]:
+    cands = d.candidates
+    if isinstance(cands, CandidateTable):
+        return cands.rows()
+    return [(c.model, c.provider, c.predicted_quality, c.estimated_cost_usd,
+             c.estimated_latency_ms, c.score, c.rejected_reason) for c in cands]
+
+
 def _finite(x: float) -> float:
     return x if math.isfinite(x) else 0.0
 
@@ -70,12 +86,9 @@ def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
         predicted_quality=d.predicted_quality,
         reason=d.reason,
         candidates=[
-            pb.Candidate(model=c.model, provider=c.provider,
-                         predicted_quality=c.predicted_quality,
-                         estimated_cost_usd=c.estimated_cost_usd,
-                         estimated_latency_ms=c.estimated_latency_ms, score=_finite(c.score),
-                         rejected_reason=c.rejected_reason)
-            for c in (d.candidates if with_candidates else ())
+            pb.Candidate(model=m, provider=p, predicted_quality=q, estimated_cost_usd=c,
+                         estimated_latency_ms=lat, score=_finite(sc), rejected_reason=r)
+            for m, p, q, c, lat, sc, r in (_candidate_rows(d) if with_candidates else ())
         ],
         router_version=d.router_version,
         decision_micros=d.decision_micros,
