@@ -10,6 +10,7 @@ not a handler rebuild.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,11 +42,20 @@ def status_of(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# A random per-process prefix plus a counter: unique across replicas, no syscall
+# per call (secrets.token_hex reads /dev/urandom each time).
+_ID_PREFIX = ""
+_ids = itertools.count(1)
+
+
 def _request_id(context: grpc.aio.ServicerContext) -> str:
+    global _ID_PREFIX
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id" and value:
             return str(value)
-    return secrets.token_hex(8)
+    if not _ID_PREFIX:  # set on first use, not at import
+        _ID_PREFIX = secrets.token_hex(6) + "-"
+    return f"{_ID_PREFIX}{next(_ids):x}"
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
