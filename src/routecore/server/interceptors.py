@@ -42,20 +42,19 @@ def status_of(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-# A random per-process prefix plus a counter: unique across replicas, no syscall
-# per call (secrets.token_hex reads /dev/urandom each time).
-_ID_PREFIX = ""
-_ids = itertools.count(1)
+class _RequestIds:
+    """The caller's x-request-id, else a random per-server prefix plus a counter:
+    unique across replicas, no syscall per call (token_hex reads /dev/urandom)."""
 
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6) + "-"
+        self._ids = itertools.count(1)
 
-def _request_id(context: grpc.aio.ServicerContext) -> str:
-    global _ID_PREFIX
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id" and value:
-            return str(value)
-    if not _ID_PREFIX:  # set on first use, not at import
-        _ID_PREFIX = secrets.token_hex(6) + "-"
-    return f"{_ID_PREFIX}{next(_ids):x}"
+    def __call__(self, context: grpc.aio.ServicerContext) -> str:
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-request-id" and value:
+                return str(value)
+        return f"{self._prefix}{next(self._ids):x}"
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -64,6 +63,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, access_log: bool = True) -> None:
         self._cache: dict[str, grpc.RpcMethodHandler] = {}
         self._access_log = access_log
+        self._request_id = _RequestIds()
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
@@ -95,6 +95,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, rpc: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         finish = self._finish
+        _request_id = self._request_id
         # Requests arrive as bytes and are parsed inside the wrapper, so a corrupt
         # message is an INVALID_ARGUMENT with a message, not grpc's bare UNKNOWN.
         parse = _parser(rpc, handler.request_deserializer)
