@@ -71,27 +71,20 @@ class RuleClassifier:
         self.categories = tuple(config.categories)
         keywords = sorted({kw for c in self.categories for kw in config.categories[c].keywords})
         # One matcher, one pass: category keywords first, then the hard markers.
-        phrases = [*keywords, *HARD_PHRASES]
-        self._matcher = PhraseMatcher(phrases)
-        self._n_kw = len(keywords)
-        # owners[k, c] = 1 when keyword k votes for category c.
-        self._owners = np.zeros((len(keywords), len(self.categories)))
-        slot = {kw: k for k, kw in enumerate(keywords)}
-        for i, c in enumerate(self.categories):
-            for kw in config.categories[c].keywords:
-                self._owners[slot[kw], i] = 1.0
-        # The same, per slot of the matcher's hash table (phrases with the same
-        # words share a slot), for the core's combine_categories: the hot path
-        # reads phrase_hits over the table directly.
-        hashes = np.array([_fast.phrase_hash(p) for p in phrases], dtype=np.uint64)
-        table, where = np.unique(hashes, return_inverse=True)
-        where = where.reshape(-1)
-        self._table: npt.NDArray[np.uint64] = np.ascontiguousarray(table, dtype=np.uint64)
-        self._n_max = max((len(_fast._pure.word_hashes(p)) for p in phrases), default=1)
-        self._slot_owners: F64 = np.zeros((len(table), len(self.categories)))
-        np.add.at(self._slot_owners, where[: self._n_kw], self._owners)
-        self._slot_hard: F64 = np.zeros(len(table))
-        np.add.at(self._slot_hard, where[self._n_kw:], 1.0)
+        self._matcher = PhraseMatcher([*keywords, *HARD_PHRASES])
+        slots = self._matcher.slots
+        n_kw = len(keywords)
+        # Per table slot (phrases with the same words share one): the categories its
+        # keywords vote for, and whether it is a hard marker. The core's
+        # combine_categories weights the slot hits with these directly.
+        self._slot_owners: F64 = np.zeros((self._matcher.n_slots, len(self.categories)))
+        cat_index = {c: i for i, c in enumerate(self.categories)}
+        for k, kw in enumerate(keywords):
+            for c in self.categories:
+                if kw in config.categories[c].keywords:
+                    self._slot_owners[slots[k], cat_index[c]] += 1.0
+        self._slot_hard: F64 = np.zeros(self._matcher.n_slots)
+        np.add.at(self._slot_hard, slots[n_kw:], 1.0)
         self._patterns = [
             (i, re.compile(p, re.IGNORECASE | re.MULTILINE))
             for i, c in enumerate(self.categories) for p in config.categories[c].patterns
@@ -99,9 +92,7 @@ class RuleClassifier:
 
     def phrase_hits(self, text: str) -> npt.NDArray[np.int32]:
         """Occurrences per slot of the phrase table (keywords and hard markers)."""
-        hits: npt.NDArray[np.int32] = _fast.phrase_hits(
-            _window(text, _PHRASE_HEAD, _PHRASE_TAIL), self._table, self._n_max)
-        return hits
+        return self._matcher.slot_hits(_window(text, _PHRASE_HEAD, _PHRASE_TAIL))
 
     def pattern_hits(self, text: str) -> list[float] | None:
         """Matching patterns per category, or None when none matches."""
@@ -113,21 +104,6 @@ class RuleClassifier:
                 counts[i] += 1.0
                 found = True
         return counts if found else None
-
-    def evidence(self, text: str) -> tuple[list[float], int]:
-        """Per-category evidence in [0, 1] (saturating in the number of hits), and the
-        number of distinct hard-request markers."""
-        found = self._matcher.counts(_window(text, _PHRASE_HEAD, _PHRASE_TAIL)) > 0
-        hits = (found[: self._n_kw] @ self._owners).tolist()
-        window = _window(text)
-        for i, pat in self._patterns:
-            if pat.search(window) is not None:
-                hits[i] += 1.5
-        exp = math.exp
-        return [1.0 - exp(-0.7 * h) for h in hits], int(np.count_nonzero(found[self._n_kw:]))
-
-    def scores(self, text: str) -> list[float]:
-        return self.evidence(text)[0]
 
 
 class EmbeddingClassifier:
@@ -156,11 +132,6 @@ class EmbeddingClassifier:
             return self._index.nearest_labels(vec, self._n, self._k)
         out: F32 = _fast.top_k_max_by_label(self._rows @ vec, self._labels, self._n, self._k)
         return out
-
-    def scores(self, vec: F32) -> F64:
-        """Per-category max cosine similarity among the nearest exemplars (>= 0)."""
-        sims = self._index.nearest_labels(vec, len(self.categories), self._k)
-        return np.clip(sims.astype(np.float64), 0.0, 1.0)
 
 
 class Classifier:

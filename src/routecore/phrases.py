@@ -39,7 +39,7 @@ MAX_PHRASE_WORDS = PHRASE_MAX_WORDS
 class PhraseMatcher:
     """Counts occurrences of a fixed list of phrases in texts (immutable, thread-safe)."""
 
-    __slots__ = ("_n", "_n_max", "_phrases", "_slot", "_table")
+    __slots__ = ("_n", "_n_max", "_phrases", "_slot", "_slots", "_table")
 
     def __init__(self, phrases: Sequence[str]) -> None:
         """Raises InvalidRequest naming the phrase unless every phrase has 1..4 words.
@@ -66,6 +66,7 @@ class PhraseMatcher:
         self._table: npt.NDArray[np.uint64] = np.ascontiguousarray(table, dtype=np.uint64)
         # table slot of each input phrase; None when the table is in input order.
         s = slot.reshape(-1).astype(np.intp)
+        self._slots = s
         self._slot: npt.NDArray[np.intp] | None = None if np.array_equal(s, np.arange(self._n)) else s
         self._n_max = max((len(_fast._pure.word_hashes(p)) for p in self._phrases), default=1)
 
@@ -76,6 +77,22 @@ class PhraseMatcher:
 
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def slots(self) -> npt.NDArray[np.intp]:
+        """The hash-table slot of each input phrase (phrases with the same words share
+        one), for callers that aggregate `slot_hits` themselves."""
+        return self._slots
+
+    @property
+    def n_slots(self) -> int:
+        return len(self._table)
+
+    def slot_hits(self, text: str) -> npt.NDArray[np.int32]:
+        """Occurrences per table slot (int32[n_slots]): `counts` before it is spread
+        back to input order, for hot paths that weight slots directly."""
+        hits: npt.NDArray[np.int32] = _fast.phrase_hits(text, self._table, self._n_max)
+        return hits
 
     def counts(self, text: str) -> npt.NDArray[np.int32]:
         """Occurrences of each phrase in text: int32[len(self)], in input order."""

@@ -8,7 +8,6 @@ with a handful of vectorised numpy operations instead of a Python loop.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -27,14 +26,6 @@ def capability_mask(capabilities: Sequence[str] | frozenset[str]) -> int:
     for cap in capabilities:
         mask |= _CAP_BITS[cap]
     return mask
-
-
-@dataclass(frozen=True, slots=True)
-class ModelHealth:
-    """Live health as seen by the resilience layer (breaker state)."""
-
-    healthy: bool = True
-    reason: str = ""
 
 
 class Registry:
@@ -84,8 +75,3 @@ class Registry:
                 f"{field}: unknown model(s) {', '.join(map(repr, unknown))} "
                 f"(known: {', '.join(self.names)})"
             )
-
-    def cost_usd(self, name: str, input_tokens: int, output_tokens: int) -> float:
-        """What one call costs at list price."""
-        i = self.index[name]
-        return float(input_tokens * self.price_in[i] + output_tokens * self.price_out[i])
