@@ -28,6 +28,9 @@ log = structlog.get_logger("routecore.outcomes")
 
 DEFAULT_DB = "routecore-feedback.db"
 RECENT = 100_000
+# Recent decisions keep their prompt text; bound the total too, or 100k long
+# prompts (up to 4M chars each) could hold gigabytes.
+RECENT_CHARS = 64_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,21 +51,28 @@ class Outcomes:
     """Per-process outcome recording; `aclose()` on shutdown."""
 
     def __init__(self, router: Router, db_path: str | Path | None = None,
-                 capacity: int = RECENT) -> None:
+                 capacity: int = RECENT, max_chars: int = RECENT_CHARS) -> None:
         self.router = router
         path = db_path or feedback_path(router.config.extra) or DEFAULT_DB
         self.store = FeedbackStore(path)
         self.decisions = DecisionLog(path)
         self._recent: OrderedDict[str, Recent] = OrderedDict()
         self._capacity = capacity
+        self._max_chars = max_chars
+        self._chars = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def record(self, decision: Decision, text: str, cost_usd: float | None = None) -> None:
         """Remember a decision (cheap, synchronous); log its A/B variant in the background."""
         cost = decision.estimated_cost_usd if cost_usd is None else cost_usd
+        old = self._recent.pop(decision.request_id, None)
+        if old is not None:
+            self._chars -= len(old.text)
         self._recent[decision.request_id] = Recent(text, decision.model, cost, decision.variant)
-        if len(self._recent) > self._capacity:
-            self._recent.popitem(last=False)
+        self._chars += len(text)
+        while len(self._recent) > self._capacity or (
+                self._chars > self._max_chars and len(self._recent) > 1):
+            self._chars -= len(self._recent.popitem(last=False)[1].text)
         if decision.variant:
             task = asyncio.ensure_future(self._log(decision.request_id, decision.variant,
                                                    decision.model, cost))
