@@ -185,7 +185,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sim_cfg, svc_cfg = write_configs(tmp, sim_url, args.upstream_ms)
     env = {"PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     sim_code = ("from routecore.config import load_config;"
-                "from routecore.providers.sim_server import run_sim_server;"
+                "from routecore.calling.providers.sim_server import run_sim_server;"
                 f"run_sim_server({HOST!r}, {sim_port}, load_config({str(sim_cfg)!r}))")
     # The service runs exactly as `routecore serve` does (uvloop, structlog configured);
     # warning level turns the per-request access line off, as LiteLLM's is at ERROR.

@@ -22,7 +22,7 @@ import numpy as np
 
 from routecore import _fast
 from routecore._fast import _constants
-from routecore.phrases import PhraseMatcher
+from routecore.routing.phrases import PhraseMatcher
 
 _SAMPLE = (
     "Write a Python function that parses a CSV file and returns the average of each "

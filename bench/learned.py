@@ -180,7 +180,7 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
 
 def latency(dim: int = DEFAULT_DIM, rounds: int = 5, calls: int = 1000) -> dict[str, Any]:
     """predict+choose p50/p99 in microseconds of thread CPU time (see the module doc)."""
-    from routecore.learned.model import LearnedRouter
+    from routecore.routing.learned_model import LearnedRouter
 
     rng = np.random.default_rng(0)
     tasks, models, k = 13, 11, 11

@@ -71,7 +71,7 @@ def inproc(iterations: int, learned: str | None) -> dict[str, Any]:
     router = Router.from_config(cfg)
     routers = {"default": (router, "")}
     if learned:
-        from routecore.learned.model import LearnedRouter
+        from routecore.routing.learned_model import LearnedRouter
 
         lr = LearnedRouter.load(learned)
         routers["learned"] = (Router.from_config(cfg_for_learned(lr, learned)), "learned")

@@ -24,7 +24,7 @@ def test_unit_suite_on_pure_python_twins() -> None:
         cwd=ROOT, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     check = subprocess.run(
-        [sys.executable, "-c", "from routecore import _fast, tokens; "
+        [sys.executable, "-c", "from routecore import _fast; from routecore.routing import tokens; "
          "assert _fast.count_tokens is _fast.count_tokensPy; print('pure')"],
         cwd=ROOT, env=env, capture_output=True, text=True)
     assert check.stdout.strip() == "pure", check.stderr

@@ -16,17 +16,17 @@ __version__ = "0.1.0"
 __all__ = ["Constraints", "Decision", "Message", "RouteRequest", "Router", "Weights", "__version__"]
 
 if TYPE_CHECKING:
-    from .domain import Constraints, Decision, Message, RouteRequest, Weights
-    from .router import Router
+    from routecore.domain import Constraints, Decision, Message, RouteRequest, Weights
+    from routecore.routing.router import Router
 
 
 def __getattr__(name: str) -> Any:
     if name == "Router":
-        from .router import Router
+        from routecore.routing.router import Router
 
         return Router
     if name in ("Constraints", "Decision", "Message", "RouteRequest", "Weights"):
-        from . import domain
+        from routecore import domain
 
         return getattr(domain, name)
     raise AttributeError(f"module 'routecore' has no attribute {name!r}")

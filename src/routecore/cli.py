@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
-from .errors import RoutecoreError
+from routecore.errors import RoutecoreError
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -24,8 +24,8 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 def _cmd_serve(ns: argparse.Namespace) -> int:
     import multiprocessing
 
-    from .config import load_config
-    from .logs import configure_logging
+    from routecore.config import load_config
+    from routecore.logs import configure_logging
 
     configure_logging(ns.log_level, json=True if ns.json_logs else None)
     config = load_config(ns.config)
@@ -56,7 +56,7 @@ def _run(coro: Any) -> None:
 
 
 async def _serve(config: Any, host: str | None, port: int) -> None:
-    from .server.app import serve
+    from routecore.server.app import serve
 
     await serve(config, host, port)
 
@@ -64,15 +64,15 @@ async def _serve(config: Any, host: str | None, port: int) -> None:
 def _worker(config_path: str | None, host: str | None, port: int, level: str,
             json_logs: bool) -> None:
     """A serving process sharing the port (SO_REUSEPORT); the kernel spreads connections."""
-    from .config import load_config
-    from .logs import configure_logging
+    from routecore.config import load_config
+    from routecore.logs import configure_logging
 
     configure_logging(level, json=True if json_logs else None)
     _run(_serve(load_config(config_path), host, port))
 
 
 def _constraints(ns: argparse.Namespace) -> Any:
-    from .domain import Constraints
+    from routecore.domain import Constraints
 
     return Constraints(
         max_cost_usd=ns.max_cost, max_latency_ms=ns.max_latency, min_quality=ns.min_quality,
@@ -82,7 +82,7 @@ def _constraints(ns: argparse.Namespace) -> Any:
 
 
 def _cmd_route(ns: argparse.Namespace) -> int:
-    from .router import Router
+    from routecore.routing.router import Router
 
     router = Router.from_config(ns.config)
     text = ns.prompt if ns.prompt != "-" else sys.stdin.read()
@@ -110,7 +110,7 @@ def _cmd_route(ns: argparse.Namespace) -> int:
 
 
 def _cmd_models(ns: argparse.Namespace) -> int:
-    from .config import load_config
+    from routecore.config import load_config
 
     config = load_config(ns.config)
     if ns.json:
@@ -129,15 +129,15 @@ def _cmd_models(ns: argparse.Namespace) -> int:
 
 def validate_all(config: Any) -> None:
     """Validate the sections owned by later layers too (completion, learned, A/B)."""
-    from .completion import parse_settings
-    from .router import Router
+    from routecore.calling.completion import parse_settings
+    from routecore.routing.router import Router
 
     parse_settings(config)
     Router.from_config(config)
 
 
 def _cmd_check_config(ns: argparse.Namespace) -> int:
-    from .config import load_config
+    from routecore.config import load_config
 
     config = load_config(ns.file)
     validate_all(config)
@@ -195,9 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_sim_provider(ns: argparse.Namespace) -> int:
-    from .config import load_config
-    from .logs import configure_logging
-    from .providers.sim_server import run_sim_server
+    from routecore.calling.providers.sim_server import run_sim_server
+    from routecore.config import load_config
+    from routecore.logs import configure_logging
 
     configure_logging("info")
     run_sim_server(ns.host, ns.port, load_config(ns.config))
@@ -206,7 +206,7 @@ def _cmd_sim_provider(ns: argparse.Namespace) -> int:
 
 def _add_optional_commands(sub: Any) -> None:
     """Commands owned by other modules register themselves here."""
-    from .learned.commands import add_commands as add_learned_commands
+    from routecore.learned.commands import add_commands as add_learned_commands
 
     add_learned_commands(sub)
 

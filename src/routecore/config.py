@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from .domain import CAPABILITIES, STRATEGIES, Weights
-from .errors import ConfigError
+from routecore.domain import CAPABILITIES, STRATEGIES, Weights
+from routecore.errors import ConfigError
 
 ENDPOINT_KINDS = ("simulated", "openai", "anthropic")
 CLASSIFIER_MODES = ("rule", "embedding", "combined")

@@ -17,16 +17,16 @@ from conftest_complete import (
     router_for,
 )
 
-from routecore.completion import Completer
-from routecore.completion_types import CompletionRequest, StreamEvent
+from routecore.calling.completion import Completer
+from routecore.calling.deadline import Deadline
+from routecore.calling.providers import ProviderCall, SimEngine, StreamChunk
+from routecore.calling.providers.sim_server import SimServer
+from routecore.calling.providers.simulated import SimulatedProvider
+from routecore.calling.resilience import Resilience
+from routecore.calling.types import CompletionRequest, StreamEvent
 from routecore.config import Config
-from routecore.deadline import Deadline
 from routecore.domain import RouteRequest
 from routecore.errors import AllProvidersFailed, DeadlineExceeded, StreamInterrupted
-from routecore.providers import ProviderCall, SimEngine, StreamChunk
-from routecore.providers.sim_server import SimServer
-from routecore.providers.simulated import SimulatedProvider
-from routecore.resilience import Resilience
 
 REQ = CompletionRequest(RouteRequest(prompt="Summarize the key points of this meeting."))
 

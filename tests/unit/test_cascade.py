@@ -7,14 +7,14 @@ import asyncio
 import pytest
 from conftest_complete import decision, make_config, model, router_for
 
-from routecore import ensemble
-from routecore.cascade import cheap_checks, ladder, logprob_confidence, parse_grade
-from routecore.completion import Completer
-from routecore.completion_types import CompletionRequest
+from routecore.calling import ensemble
+from routecore.calling.cascade import cheap_checks, ladder, logprob_confidence, parse_grade
+from routecore.calling.completion import Completer
+from routecore.calling.providers import ProviderCall, ProviderResponse, SimEngine
+from routecore.calling.providers.simulated import REFUSAL, SimulatedProvider
+from routecore.calling.types import CompletionRequest
 from routecore.domain import Candidate, RouteRequest
 from routecore.errors import ConfigError, DeadlineExceeded, InvalidRequest
-from routecore.providers import ProviderCall, ProviderResponse, SimEngine
-from routecore.providers.simulated import REFUSAL, SimulatedProvider
 
 EASY = RouteRequest(prompt="Hello! How are you today?")
 

@@ -1,13 +1,13 @@
-"""Unit tests for routecore.catalog."""
+"""Unit tests for routecore.routing.catalog."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from routecore import catalog
-from routecore.catalog import ExemplarIndex
 from routecore.errors import InvalidRequest
+from routecore.routing import catalog
+from routecore.routing.catalog import ExemplarIndex
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Unit tests for routecore.features."""
+"""Unit tests for routecore.routing.features."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from routecore.errors import InvalidRequest
-from routecore.features import SCALAR_NAMES, FeatureExtractor
+from routecore.routing.features import SCALAR_NAMES, FeatureExtractor
 
 
 @pytest.mark.parametrize("dim", [0, 15, 100, 3, -8, 2**21])

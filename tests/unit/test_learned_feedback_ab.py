@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from routecore.errors import ConfigError, InvalidRequest
-from routecore.learned.ab import CANDIDATE, CONTROL, DecisionLog, ab_report, assign, parse_ab
+from routecore.learned.ab import DecisionLog, ab_report
 from routecore.learned.feedback import FeedbackStore, feedback_path
+from routecore.routing.ab import CANDIDATE, CONTROL, assign, parse_ab
 
 
 async def test_feedback_round_trip_and_export(tmp_path: Path) -> None:

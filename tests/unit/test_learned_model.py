@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from routecore.learned.data import Dataset
-from routecore.learned.model import LearnedRouter
 from routecore.learned.train import fit_question_model, train_dataset
+from routecore.routing.learned_model import LearnedRouter
 
 MODELS = ("big", "mid", "small")
 

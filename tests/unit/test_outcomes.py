@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from routecore import Router
-from routecore.outcomes import Outcomes
+from routecore.learned.outcomes import Outcomes
 
 
 def test_recent_decisions_bounded_by_count_and_characters(default_router: Router,

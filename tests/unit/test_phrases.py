@@ -1,4 +1,4 @@
-"""Unit tests for routecore.phrases."""
+"""Unit tests for routecore.routing.phrases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from routecore import _fast
 from routecore.errors import InvalidRequest
-from routecore.phrases import MAX_PHRASE_WORDS, PhraseMatcher
+from routecore.routing.phrases import MAX_PHRASE_WORDS, PhraseMatcher
 
 
 def _counts(phrases: list[str], text: str) -> dict[str, int]:

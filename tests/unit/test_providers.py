@@ -12,22 +12,22 @@ import structlog
 from aiohttp import web
 from conftest_complete import make_config, model, router_for
 
-from routecore.completion import Completer
-from routecore.completion_types import CompletionRequest
-from routecore.config import Endpoint
-from routecore.domain import Message, RouteRequest
-from routecore.errors import AllProvidersFailed, ProviderError
-from routecore.providers import AnthropicProvider, HttpPool, OpenAIProvider, SimEngine
-from routecore.providers.base import (
+from routecore.calling.completion import Completer
+from routecore.calling.providers import AnthropicProvider, HttpPool, OpenAIProvider, SimEngine
+from routecore.calling.providers.base import (
     ProviderCall,
     StreamChunk,
     error_from_status,
     join_url,
     parse_retry_after,
 )
-from routecore.providers.sim_server import SimServer
-from routecore.providers.simulated import REFUSAL, SimulatedProvider, validate_sim
-from routecore.resilience import RetryConfig, RetryPolicy
+from routecore.calling.providers.sim_server import SimServer
+from routecore.calling.providers.simulated import REFUSAL, SimulatedProvider, validate_sim
+from routecore.calling.resilience import RetryConfig, RetryPolicy
+from routecore.calling.types import CompletionRequest
+from routecore.config import Endpoint
+from routecore.domain import Message, RouteRequest
+from routecore.errors import AllProvidersFailed, ProviderError
 
 SECRET = "sk-test-THIS-MUST-NEVER-BE-LOGGED-1234"
 

@@ -9,18 +9,9 @@ import time
 import pytest
 from conftest_complete import FakeClock, RecordingSleep, make_config, model, router_for
 
-from routecore.completion import Completer
-from routecore.completion_types import CompletionRequest
-from routecore.deadline import Deadline
-from routecore.domain import RouteRequest
-from routecore.errors import (
-    AllProvidersFailed,
-    ConfigError,
-    DeadlineExceeded,
-    ProviderError,
-    ResourceExhausted,
-)
-from routecore.resilience import (
+from routecore.calling.completion import Completer
+from routecore.calling.deadline import Deadline
+from routecore.calling.resilience import (
     BreakerConfig,
     CircuitBreaker,
     RateLimiter,
@@ -29,6 +20,15 @@ from routecore.resilience import (
     RetryConfig,
     RetryPolicy,
     TokenBucket,
+)
+from routecore.calling.types import CompletionRequest
+from routecore.domain import RouteRequest
+from routecore.errors import (
+    AllProvidersFailed,
+    ConfigError,
+    DeadlineExceeded,
+    ProviderError,
+    ResourceExhausted,
 )
 
 REQ = CompletionRequest(RouteRequest(prompt="What is the capital of France?"))

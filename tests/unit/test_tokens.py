@@ -1,4 +1,4 @@
-"""Unit tests for routecore.tokens."""
+"""Unit tests for routecore.routing.tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from routecore.domain import Message
 from routecore.errors import InvalidRequest
-from routecore.tokens import count_chat_tokens, count_tokens
+from routecore.routing.tokens import count_chat_tokens, count_tokens
 
 
 def test_empty_text_has_no_tokens() -> None:

@@ -6,7 +6,7 @@ missing or `ROUTECORE_NO_EXTENSIONS=1` was set when this package was first
 imported. The environment is read here, once, because the choice must be
 fixed before any caller binds a function (callers do
 `from routecore._fast import extract`). Application code uses the public
-wrappers in routecore.tokens / features / catalog instead of this package.
+wrappers in routecore.routing.tokens / features / catalog instead of this package.
 """
 
 from __future__ import annotations

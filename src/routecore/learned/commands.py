@@ -44,8 +44,8 @@ def add_commands(sub: Any) -> None:
 
 def feedback_dataset(db: str) -> Any:
     """Stored feedback as a `Dataset` (one observed model per row; unknown costs NaN)."""
-    from .data import DataError, Dataset
-    from .feedback import read_rows_sync
+    from routecore.learned.data import DataError, Dataset
+    from routecore.learned.feedback import read_rows_sync
 
     rows = read_rows_sync(db)
     if not rows:
@@ -65,7 +65,7 @@ def feedback_dataset(db: str) -> Any:
 
 
 def _cmd_train(ns: argparse.Namespace) -> int:
-    from .train import DEFAULT_DIM, train
+    from routecore.learned.train import DEFAULT_DIM, train
 
     extra = feedback_dataset(ns.feedback) if ns.feedback else None
     router = train(ns.data, ns.out, dim=ns.dim or DEFAULT_DIM, progress=not ns.quiet,
@@ -76,8 +76,8 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _cmd_eval(ns: argparse.Namespace) -> int:
-    from .evaluate import evaluate
-    from .train import DEFAULT_DIM
+    from routecore.learned.evaluate import evaluate
+    from routecore.learned.train import DEFAULT_DIM
 
     res = evaluate(ns.train, ns.test, settings=ns.settings, decisions_out=ns.decisions_out,
                    plot=ns.plot, dim=ns.dim or DEFAULT_DIM, progress=not ns.json)
@@ -100,7 +100,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
 
 
 def _cmd_ab_report(ns: argparse.Namespace) -> int:
-    from .ab import ab_report, format_report
+    from routecore.learned.ab import ab_report, format_report
 
     rep = ab_report(ns.db)
     print(json.dumps(rep, indent=2) if ns.json else format_report(rep))

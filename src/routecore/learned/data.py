@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InvalidRequest
+from routecore.errors import InvalidRequest
 
 FloatArray = npt.NDArray[np.float64]
 

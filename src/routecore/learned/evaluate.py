@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .data import Dataset, load_records
-from .model import LearnedRouter
-from .scoring import CurvePoint, curve_point, score_curve
-from .train import DEFAULT_DIM, train_dataset
+from routecore.learned.data import Dataset, load_records
+from routecore.learned.scoring import CurvePoint, curve_point, score_curve
+from routecore.learned.train import DEFAULT_DIM, train_dataset
+from routecore.routing.learned_model import LearnedRouter
 
 DEFAULT_SETTINGS = 51
 
@@ -36,7 +36,7 @@ def settings_grid(n: int) -> list[float]:
 
 def data_config(router: LearnedRouter, artifact: str | Path, train: Dataset) -> Any:
     """A validated `Config` whose registry is the data's models, strategy learned."""
-    from ..config import parse_config
+    from routecore.config import parse_config
 
     mean_chars = float(np.mean([len(p) for p in train.prompts])) or 1.0
     models: dict[str, Any] = {}
@@ -67,7 +67,7 @@ def data_config(router: LearnedRouter, artifact: str | Path, train: Dataset) -> 
 def make_router(router: LearnedRouter, artifact: str | Path, train: Dataset) -> Any:
     """The server's `Router` over the data's models, or `router` itself if unavailable."""
     try:
-        from ..router import Router
+        from routecore.routing.router import Router
     except ImportError:  # pragma: no cover - router module not importable in this build
         return router
     return Router.from_config(data_config(router, artifact, train))
@@ -78,7 +78,7 @@ def _route(router_or_learned: Any, text: str, wtp: float, models: Sequence[str])
     if isinstance(router_or_learned, LearnedRouter):
         q, c = router_or_learned.predict(text, None)
         return router_or_learned.choose(q, c, wtp, np.ones(len(q), dtype=bool))
-    from ..domain import RouteRequest
+    from routecore.domain import RouteRequest
 
     decision = router_or_learned.route(RouteRequest(prompt=text, strategy="learned",
                                                     willingness_to_pay=wtp))
@@ -110,7 +110,7 @@ def score_choices(choices: npt.NDArray[np.int64], settings: Sequence[float], tes
 def align(test: Dataset, models: Sequence[str]) -> Dataset:
     """`test` with its model columns in `models` order (they must be the same set)."""
     if set(test.models) != set(models):
-        from .data import DataError
+        from routecore.learned.data import DataError
 
         raise DataError(f"test models {sorted(test.models)} differ from train models "
                         f"{sorted(models)}")
@@ -153,7 +153,7 @@ def plot_curve(result: dict[str, Any], path: str | Path, title: str = "learned r
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .scoring import upper_hull
+    from routecore.learned.scoring import upper_hull
 
     curve = result["curve"]
     cs = [p["cost"] for p in curve]

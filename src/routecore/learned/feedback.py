@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, InvalidRequest
+from routecore.errors import ConfigError, InvalidRequest
 
 T = TypeVar("T")
 

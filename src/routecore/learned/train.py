@@ -23,8 +23,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .data import DataError, Dataset, data_sha256, load_records
-from .model import FORMAT_VERSION, Featurizer, LearnedRouter, logit_clipped, sigmoid, softmax
+from routecore.learned.data import DataError, Dataset, data_sha256, load_records
+from routecore.routing.learned_model import (
+    FORMAT_VERSION,
+    Featurizer,
+    LearnedRouter,
+    logit_clipped,
+    sigmoid,
+    softmax,
+)
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

@@ -17,13 +17,13 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ..completion import Completer
-from ..config import Config
-from ..outcomes import Outcomes
-from ..router import Router
-from ..v1 import router_pb2, router_pb2_grpc
-from .interceptors import RpcInterceptor
-from .servicer import RouterServicer
+from routecore.calling.completion import Completer
+from routecore.config import Config
+from routecore.learned.outcomes import Outcomes
+from routecore.routing.router import Router
+from routecore.server.interceptors import RpcInterceptor
+from routecore.server.servicer import RouterServicer
+from routecore.v1 import router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("routecore.server")
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name

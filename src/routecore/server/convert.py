@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..completion_types import (
+from routecore.calling.types import (
     Attempt,
     CascadeStep,
     CompletionRequest,
@@ -12,8 +12,8 @@ from ..completion_types import (
     StreamEvent,
     Usage,
 )
-from ..config import ModelSpec
-from ..domain import (
+from routecore.config import ModelSpec
+from routecore.domain import (
     NO_CONSTRAINTS,
     CandidateTable,
     Constraints,
@@ -22,7 +22,7 @@ from ..domain import (
     RouteRequest,
     Weights,
 )
-from ..v1 import router_pb2 as pb
+from routecore.v1 import router_pb2 as pb
 
 
 def _limit(value: float) -> float | None:

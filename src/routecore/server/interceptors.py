@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import structlog
 
-from ..errors import InvalidRequest, RoutecoreError
+from routecore.errors import InvalidRequest, RoutecoreError
 
 log = structlog.get_logger("routecore.rpc")
 

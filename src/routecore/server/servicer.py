@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..completion import Completer
-from ..deadline import Deadline
-from ..outcomes import Outcomes
-from ..router import Router
-from ..v1 import router_pb2 as pb
-from ..v1 import router_pb2_grpc as pb_grpc
-from . import convert
-from .interceptors import log_fields_var, request_id_var
+from routecore.calling.completion import Completer
+from routecore.calling.deadline import Deadline
+from routecore.learned.outcomes import Outcomes
+from routecore.routing.router import Router
+from routecore.server import convert
+from routecore.server.interceptors import log_fields_var, request_id_var
+from routecore.v1 import router_pb2 as pb
+from routecore.v1 import router_pb2_grpc as pb_grpc
 
 
 class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]

@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .config import _Reader
-from .deadline import Deadline
-from .errors import DeadlineExceeded, ProviderError
+from routecore.calling.deadline import Deadline
+from routecore.config import _Reader
+from routecore.errors import DeadlineExceeded, ProviderError
 
 T = TypeVar("T")
 Clock = Callable[[], float]

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from . import _fast
-from .catalog import BRUTE_FORCE_MAX_ROWS, ExemplarIndex
-from .config import Config
-from .domain import Classification
-from .features import SCALAR_NAMES, FeatureExtractor
-from .phrases import PhraseMatcher
+from routecore import _fast
+from routecore.config import Config
+from routecore.domain import Classification
+from routecore.routing.catalog import BRUTE_FORCE_MAX_ROWS, ExemplarIndex
+from routecore.routing.features import SCALAR_NAMES, FeatureExtractor
+from routecore.routing.phrases import PhraseMatcher
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]

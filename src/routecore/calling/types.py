@@ -7,9 +7,16 @@ field names follow the proto one to one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from .domain import Decision, Message, RouteRequest
+from routecore.domain import Decision, Message, RouteRequest
+
+if TYPE_CHECKING:
+    from routecore.calling.deadline import Deadline
+    from routecore.config import Config
+    from routecore.errors import AllProvidersFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +95,37 @@ class StreamEvent:
     request_id: str = ""
     finish_reason: str = ""
     provider: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAnswer:
+    """One successful model call (of a chain, a cascade step, an ensemble member or a judge)."""
+
+    model: str
+    provider: str
+    deployment: str
+    text: str
+    finish_reason: str
+    usage: Usage
+    cost_usd: float
+    logprobs: tuple[float, ...] | None = None
+
+
+class ModelCaller(Protocol):
+    """What a cascade or an ensemble needs from the orchestrator (the Completer).
+
+    Cascade and ensemble depend on this small interface, not on `Completer`, so
+    the import graph runs one way: completion -> cascade/ensemble -> types.
+    """
+
+    @property
+    def config(self) -> Config: ...
+
+    def chain(self, decision: Decision) -> list[str]: ...
+
+    async def call_models(self, models: Sequence[str], req: CompletionRequest,
+                          decision: Decision, deadline: Deadline, attempts: list[Attempt], *,
+                          messages: tuple[Message, ...] | None = None,
+                          logprobs: bool = False) -> ModelAnswer: ...
+
+    def all_failed(self, attempts: Sequence[Attempt]) -> AllProvidersFailed: ...

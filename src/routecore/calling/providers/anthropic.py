@@ -12,11 +12,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from routecore.completion_types import Usage
+from routecore.calling.providers.base import HttpProvider, ProviderCall, ProviderResponse, StreamChunk
+from routecore.calling.providers.pool import HttpPool
+from routecore.calling.types import Usage
 from routecore.config import Endpoint
 from routecore.errors import ProviderError
-from routecore.providers.base import HttpProvider, ProviderCall, ProviderResponse, StreamChunk
-from routecore.providers.pool import HttpPool
 
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
          "tool_use": "tool_calls", "refusal": "content_filter"}

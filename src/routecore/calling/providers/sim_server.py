@@ -6,7 +6,7 @@ blocks serving it (the CLI's `routecore sim-provider --port N`).
 
 Routes: POST /v1/chat/completions (JSON or SSE with stream_options.include_usage,
 logprobs), POST /v1/messages (Anthropic Messages, JSON or SSE), GET /v1/models,
-GET /health. Behaviour per model: see `routecore.providers.simulated`.
+GET /health. Behaviour per model: see `routecore.calling.providers.simulated`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
+from routecore.calling.providers.base import ProviderCall
+from routecore.calling.providers.simulated import SimEngine, SimPlan
 from routecore.config import Config
 from routecore.domain import Message
-from routecore.providers.base import ProviderCall
-from routecore.providers.simulated import SimEngine, SimPlan
 
 ENGINE_KEY: web.AppKey[SimEngine] = web.AppKey("engine", SimEngine)
 

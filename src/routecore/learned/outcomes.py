@@ -18,13 +18,13 @@ from pathlib import Path
 
 import structlog
 
-from .domain import Decision
-from .errors import InvalidRequest, NotFound
-from .learned.ab import DecisionLog
-from .learned.feedback import FeedbackStore, feedback_path
-from .router import Router
+from routecore.domain import Decision
+from routecore.errors import InvalidRequest, NotFound
+from routecore.learned.ab import DecisionLog
+from routecore.learned.feedback import FeedbackStore, feedback_path
+from routecore.routing.router import Router
 
-log = structlog.get_logger("routecore.outcomes")
+log = structlog.get_logger("routecore.learned.outcomes")
 
 DEFAULT_DB = "routecore-feedback.db"
 RECENT = 100_000

@@ -26,12 +26,12 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from . import _fast
-from ._fast import _constants as K
-from .config import Config
-from .domain import CandidateTable, Classification, Constraints, Weights
-from .errors import NoModelAvailable
-from .registry import Registry, capability_mask
+from routecore import _fast
+from routecore._fast import _constants as K
+from routecore.config import Config
+from routecore.domain import CandidateTable, Classification, Constraints, Weights
+from routecore.errors import NoModelAvailable
+from routecore.routing.registry import Registry, capability_mask
 
 F64 = npt.NDArray[np.float64]
 BoolArr = npt.NDArray[np.bool_]

@@ -20,17 +20,14 @@ import asyncio
 import re
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from routecore.cascade import cheap_checks, judge
-from routecore.completion_types import Attempt, CascadeStep, CompletionRequest, Usage
+from routecore.calling.cascade import cheap_checks, judge
+from routecore.calling.deadline import Deadline
+from routecore.calling.types import Attempt, CascadeStep, CompletionRequest, ModelAnswer, ModelCaller, Usage
 from routecore.config import Config, _Reader
-from routecore.deadline import Deadline
 from routecore.domain import Decision
 from routecore.errors import AllProvidersFailed, ResourceExhausted, RoutecoreError
-
-if TYPE_CHECKING:
-    from routecore.completion import Completer, ModelAnswer
 
 T = TypeVar("T")
 SELECTIONS = ("agreement", "judge")
@@ -64,7 +61,7 @@ def parse_ensemble(raw: Any, config: Config, problems: list[str]) -> EnsembleCon
                           size=size or d.size, selection=selection, judge_model=judge_model)
 
 
-def members(completer: Completer, decision: Decision, size: int) -> list[str]:
+def members(completer: ModelCaller, decision: Decision, size: int) -> list[str]:
     eligible = sorted((c for c in decision.candidates if not c.rejected_reason),
                       key=lambda c: -c.score)
     names = [*completer.chain(decision), *(c.model for c in eligible)]
@@ -103,11 +100,11 @@ async def all_or_none(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
         raise
 
 
-async def run_ensemble(completer: Completer, req: CompletionRequest, decision: Decision,
+async def run_ensemble(completer: ModelCaller, cfg: EnsembleConfig, req: CompletionRequest,
+                       decision: Decision,
                        size: int, deadline: Deadline, attempts: list[Attempt],
                        ) -> tuple[ModelAnswer, tuple[CascadeStep, ...], Usage, float]:
     """Ask `size` models at once and return (best answer, member steps, usage, cost)."""
-    cfg = completer.settings.ensemble
     names = members(completer, decision, size)
     logs: list[list[Attempt]] = [[] for _ in names]
 

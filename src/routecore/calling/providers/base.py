@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from routecore.completion_types import Usage
+from routecore.calling.types import Usage
 from routecore.config import Endpoint
 from routecore.domain import Message
 from routecore.errors import ProviderError
@@ -28,7 +28,7 @@ from routecore.errors import ProviderError
 if TYPE_CHECKING:
     import aiohttp
 
-    from routecore.providers.pool import HttpPool
+    from routecore.calling.providers.pool import HttpPool
 
 # What a malformed upstream payload raises while it is picked apart.
 MALFORMED = (ValueError, KeyError, IndexError, TypeError, AttributeError)

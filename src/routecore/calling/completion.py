@@ -27,19 +27,24 @@ from typing import Any, TypeVar
 
 import structlog
 
-from routecore.cascade import CascadeConfig, parse_cascade, run_cascade
-from routecore.completion_types import (
+from routecore.calling.cascade import CascadeConfig, parse_cascade, run_cascade
+from routecore.calling.deadline import Deadline
+from routecore.calling.ensemble import EnsembleConfig, parse_ensemble, run_ensemble
+from routecore.calling.providers import HttpPool, Provider, ProviderCall, SimEngine, build_providers
+from routecore.calling.providers.base import ProviderResponse, StreamChunk
+from routecore.calling.providers.simulated import validate_sim
+from routecore.calling.resilience import Resilience, ResilienceConfig, parse_resilience
+from routecore.calling.types import (
     Attempt,
     CascadeStep,
     CompletionRequest,
     CompletionResult,
+    ModelAnswer,
     StreamEvent,
     Usage,
 )
 from routecore.config import Config, Deployment, ModelSpec
-from routecore.deadline import Deadline
 from routecore.domain import Decision, Message, RouteRequest
-from routecore.ensemble import EnsembleConfig, parse_ensemble, run_ensemble
 from routecore.errors import (
     AllProvidersFailed,
     AttemptError,
@@ -50,13 +55,9 @@ from routecore.errors import (
     ResourceExhausted,
     StreamInterrupted,
 )
-from routecore.providers import HttpPool, Provider, ProviderCall, SimEngine, build_providers
-from routecore.providers.base import ProviderResponse, StreamChunk
-from routecore.providers.simulated import validate_sim
-from routecore.resilience import Resilience, ResilienceConfig, parse_resilience
-from routecore.tokens import count_chat_tokens, count_tokens
+from routecore.routing.tokens import count_chat_tokens, count_tokens
 
-log = structlog.get_logger("routecore.completion")
+log = structlog.get_logger("routecore.calling.completion")
 RouteFn = Callable[[RouteRequest], "Decision | Awaitable[Decision]"]
 MAX_ENSEMBLE = 8
 T = TypeVar("T")
@@ -83,20 +84,6 @@ def parse_settings(config: Config) -> CompletionSettings:
     if problems:
         raise ConfigError(problems)
     return settings
-
-
-@dataclass(frozen=True, slots=True)
-class ModelAnswer:
-    """One successful model call (of a chain, a cascade step, an ensemble member or a judge)."""
-
-    model: str
-    provider: str
-    deployment: str
-    text: str
-    finish_reason: str
-    usage: Usage
-    cost_usd: float
-    logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +136,10 @@ class Completer:
         ensemble = self._ensemble_size(req)
         if ensemble > 1:
             answer, steps, usage, cost = await run_ensemble(
-                self, req, decision, ensemble, deadline, attempts)
+                self, self.settings.ensemble, req, decision, ensemble, deadline, attempts)
         elif req.cascade or self.settings.cascade.enabled:
-            answer, steps, usage, cost = await run_cascade(self, req, decision, deadline, attempts)
+            answer, steps, usage, cost = await run_cascade(
+                self, self.settings.cascade, req, decision, deadline, attempts)
         else:
             answer = await self.call_models(self.chain(decision), req, decision, deadline,
                                             attempts)

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from .config import Config, ModelSpec
-from .domain import CAPABILITIES
-from .errors import UnknownModel
+from routecore.config import Config, ModelSpec
+from routecore.domain import CAPABILITIES
+from routecore.errors import UnknownModel
 
 F64 = npt.NDArray[np.float64]
 

@@ -26,16 +26,13 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from routecore.completion_types import Attempt, CascadeStep, CompletionRequest, Usage
+from routecore.calling.deadline import Deadline
+from routecore.calling.types import Attempt, CascadeStep, CompletionRequest, ModelAnswer, ModelCaller, Usage
 from routecore.config import Config, _Reader
-from routecore.deadline import Deadline
 from routecore.domain import Decision, Message
 from routecore.errors import AllProvidersFailed, ResourceExhausted
-
-if TYPE_CHECKING:
-    from routecore.completion import Completer, ModelAnswer
 
 JUDGE_SYSTEM = ("You are a strict grader. Rate how well the ANSWER answers the QUESTION on a "
                 "scale from 0 (useless or wrong) to 10 (correct and complete). "
@@ -112,7 +109,7 @@ def parse_grade(text: str) -> float | None:
     return min(10.0, max(0.0, float(m.group()))) / 10.0
 
 
-async def judge(completer: Completer, judge_model: str, req: CompletionRequest,
+async def judge(completer: ModelCaller, judge_model: str, req: CompletionRequest,
                 decision: Decision, answer: str, deadline: Deadline,
                 attempts: list[Attempt]) -> tuple[float | None, ModelAnswer | None]:
     """Grade `answer` with the judge model; (None, None) when the judge could not answer."""
@@ -127,11 +124,11 @@ async def judge(completer: Completer, judge_model: str, req: CompletionRequest,
     return parse_grade(ans.text), ans
 
 
-async def confidence(completer: Completer, ans: ModelAnswer, req: CompletionRequest,
+async def confidence(completer: ModelCaller, cfg: CascadeConfig, ans: ModelAnswer,
+                     req: CompletionRequest,
                      decision: Decision, deadline: Deadline, attempts: list[Attempt], *,
                      use_judge: bool) -> tuple[float, str, list[ModelAnswer]]:
     """(confidence, reason, judge answers to bill) for one answer."""
-    cfg = completer.settings.cascade
     failed = cheap_checks(ans.text, ans.finish_reason, req.json_mode)
     if failed is not None:
         return failed[0], failed[1], []
@@ -154,7 +151,7 @@ async def confidence(completer: Completer, ans: ModelAnswer, req: CompletionRequ
     return conf, ", ".join(f"{k} {v:.2f}" for k, v in signals), extra
 
 
-def ladder(completer: Completer, decision: Decision, max_steps: int) -> list[str]:
+def ladder(completer: ModelCaller, decision: Decision, max_steps: int) -> list[str]:
     """Cheapest acceptable first, then strictly better predicted quality (plus the decision's
     model), at most max_steps with the last rung kept."""
     models = completer.config.models
@@ -180,11 +177,10 @@ def ladder(completer: Completer, decision: Decision, max_steps: int) -> list[str
     return out
 
 
-async def run_cascade(completer: Completer, req: CompletionRequest, decision: Decision,
+async def run_cascade(completer: ModelCaller, cfg: CascadeConfig, req: CompletionRequest, decision: Decision,
                       deadline: Deadline, attempts: list[Attempt],
                       ) -> tuple[ModelAnswer, tuple[CascadeStep, ...], Usage, float]:
     """Answer along the ladder; returns (answer, steps, total usage, total cost)."""
-    cfg = completer.settings.cascade
     threshold = req.cascade_threshold or cfg.threshold
     rungs = ladder(completer, decision, cfg.max_steps)
     steps: list[CascadeStep] = []
@@ -200,7 +196,7 @@ async def run_cascade(completer: Completer, req: CompletionRequest, decision: De
             steps.append(CascadeStep(model, 0.0, not last, f"failed: {exc.message}"[:200]))
             continue
         billed.append(ans)
-        conf, reason, extra = await confidence(completer, ans, req, decision, deadline,
+        conf, reason, extra = await confidence(completer, cfg, ans, req, decision, deadline,
                                                attempts, use_judge=not last)
         billed.extend(extra)
         step_cost = ans.cost_usd + sum(e.cost_usd for e in extra)

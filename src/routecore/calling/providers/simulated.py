@@ -27,7 +27,7 @@ Answers are seeded by prompt and model. A good answer is the same for every
 model ("The answer is: ..." built from the prompt alone, so ensembles can agree);
 the chance of a good answer is the model's registry quality for the prompt's
 category, lowered by the category's complexity. Bad answers hedge, refuse, are
-truncated or wrong, with low logprobs. A judge prompt (see `routecore.cascade`)
+truncated or wrong, with low logprobs. A judge prompt (see `routecore.calling.cascade`)
 gets a 0-10 grade: high when the graded answer is the good one.
 """
 
@@ -43,11 +43,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from routecore.completion_types import Usage
+from routecore.calling.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
+from routecore.calling.types import Usage
 from routecore.config import Config, Endpoint, ModelSpec
 from routecore.domain import Message
 from routecore.errors import ProviderError
-from routecore.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
 
 SIM_KEYS = {"latency_ms", "tokens_per_s", "status_429_rate", "retry_after_s", "status_5xx_rate",
             "timeout_rate", "timeout_s", "cut_stream_rate", "error_rate", "seed"}

@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .classifier import Classifier
-from .config import Config, load_config
-from .domain import (
+from routecore.config import Config, load_config
+from routecore.domain import (
     CAPABILITIES,
     NO_CONSTRAINTS,
     ROLES,
@@ -32,12 +31,13 @@ from .domain import (
     RouteRequest,
     Weights,
 )
-from .errors import ConfigError, InvalidRequest
-from .features import FeatureExtractor
-from .learned.ab import CANDIDATE, assign, parse_ab
-from .policy import Policy, PolicyInput, QualityModel
-from .registry import Registry
-from .tokens import count_chat_tokens, count_tokens
+from routecore.errors import ConfigError, InvalidRequest
+from routecore.routing.ab import CANDIDATE, assign, parse_ab
+from routecore.routing.classifier import Classifier
+from routecore.routing.features import FeatureExtractor
+from routecore.routing.policy import Policy, PolicyInput, QualityModel
+from routecore.routing.registry import Registry
+from routecore.routing.tokens import count_chat_tokens, count_tokens
 
 MAX_PROMPT_CHARS = 4_000_000
 _KNOWN_CAPS = frozenset(CAPABILITIES)
@@ -212,7 +212,7 @@ class Router:
 
 def _load_learned(cfg: Config, path: str, field: str) -> QualityModel:
     """Load a learned-router artifact and check its models exist in the registry."""
-    from .learned.model import LearnedRouter  # only when configured
+    from routecore.routing.learned_model import LearnedRouter  # only when configured
 
     if not Path(path).exists():
         raise ConfigError([f"{field}: {path!r} does not exist"])

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import DeadlineExceeded
+from routecore.errors import DeadlineExceeded
 
 Clock = Callable[[], float]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from routecore.calling.providers.anthropic import AnthropicProvider
+from routecore.calling.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
+from routecore.calling.providers.openai import OpenAIProvider
+from routecore.calling.providers.pool import HttpPool
+from routecore.calling.providers.simulated import SimEngine, SimulatedProvider
 from routecore.config import Config, Endpoint
-from routecore.providers.anthropic import AnthropicProvider
-from routecore.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
-from routecore.providers.openai import OpenAIProvider
-from routecore.providers.pool import HttpPool
-from routecore.providers.simulated import SimEngine, SimulatedProvider
 
 __all__ = ["AnthropicProvider", "HttpPool", "OpenAIProvider", "Provider", "ProviderCall",
            "ProviderResponse", "SimEngine", "SimulatedProvider", "StreamChunk", "build_providers"]

@@ -5,7 +5,7 @@ What it predicts for a prompt (all vectorized, no loop over training rows):
 * task posteriors ``P = softmax(x @ W + b)`` from a multinomial logistic
   regression trained on prompt -> `source` (the task family is a training
   label only; serving sees just the prompt); ``x`` is the prompt's hashed
-  feature vector from `routecore.features` (the same one the classifier uses);
+  feature vector from `routecore.routing.features` (the same one the classifier uses);
 * quality ``q = P @ Q + x @ B + sum_t P_t * (sigmoid(o_t + z @ R_t) - sigmoid(o_t))``:
   ``Q[t, m]`` is model m's mean score on task t (shrunk toward its global mean;
   online outcomes update it), ``B`` an optional ridge correction of per-prompt
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InvalidRequest, NotFound
+from routecore.errors import InvalidRequest, NotFound
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -79,10 +79,13 @@ def sigmoid(z: F64) -> F64:
 
 
 class Featurizer:
-    """Prompt -> the router's input: routecore.features' hashed vector of the prompt."""
+    """Prompt -> the router's input: routecore.routing.features' hashed vector of the prompt."""
 
     def __init__(self, dim: int) -> None:
-        from ..features import MIN_DIM, FeatureExtractor  # the project's one feature extractor
+        from routecore.routing.features import (  # the project's one feature extractor
+            MIN_DIM,
+            FeatureExtractor,
+        )
 
         self.dim = dim
         self._fx = FeatureExtractor(dim)

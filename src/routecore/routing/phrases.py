@@ -1,6 +1,6 @@
 """Whole-word, case-insensitive phrase counting for the rule-based classifier.
 
-A *word* is what the feature extractor (routecore.features) calls a word: a
+A *word* is what the feature extractor (routecore.routing.features) calls a word: a
 maximal run of word characters (``str.isalnum()`` or ``"_"``), except that
 every Han or kana character is a word of its own. Everything else separates
 words: spaces, punctuation, hyphens, apostrophes. So
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from . import _fast
-from ._fast._constants import PHRASE_MAX_WORDS
-from .errors import InvalidRequest
+from routecore import _fast
+from routecore._fast._constants import PHRASE_MAX_WORDS
+from routecore.errors import InvalidRequest
 
 __all__ = ["MAX_PHRASE_WORDS", "PhraseMatcher"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import _fast
-from .domain import Message
-from .errors import InvalidRequest
+from routecore import _fast
+from routecore.domain import Message
+from routecore.errors import InvalidRequest
 
 __all__ = ["count_chat_tokens", "count_tokens"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _fast
-from .errors import InvalidRequest
+from routecore import _fast
+from routecore.errors import InvalidRequest
 
 __all__ = ["BRUTE_FORCE_MAX_ROWS", "ExemplarIndex"]
 

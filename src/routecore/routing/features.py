@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from . import _fast
-from .errors import InvalidRequest
+from routecore import _fast
+from routecore.errors import InvalidRequest
 
 __all__ = ["SCALAR_NAMES", "FeatureExtractor"]
 

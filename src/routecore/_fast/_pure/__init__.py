@@ -1,0 +1,40 @@
+"""Plain-Python twins of the compiled core: one module per `.pyx`, same name.
+
+Every function here computes exactly what its C twin computes (same token
+counts, same hashes, features equal within float32 rounding); the parity tests
+in tests/parity prove it. The constants live in `_constants.py`, which the C
+side mirrors in `constants.pxi`; keep both in step.
+
+Character classes come from the interpreter's Unicode database (str.isalpha,
+...), which is the very table the C side reads through Py_UNICODE_ISALPHA,
+so both sides agree on any input. Lower-casing, by contrast, is a small fixed
+table (ASCII, Latin-1, Greek, Cyrillic) so that hashed features do not change
+with the Python version's Unicode tables.
+"""
+
+from __future__ import annotations
+
+from .._constants import SCALAR_NAMES
+from .classify import combine_categories
+from .features import extract
+from .knn import features_dense_dot, max_by_label, top_k, top_k_max_by_label
+from .phrases import phrase_hash, phrase_hits, word_hashes
+from .policy import score_models
+from .tokens import count_chat_tokens, count_tokens, script_of
+
+__all__ = [
+    "SCALAR_NAMES",
+    "combine_categories",
+    "count_chat_tokens",
+    "count_tokens",
+    "extract",
+    "features_dense_dot",
+    "max_by_label",
+    "phrase_hash",
+    "phrase_hits",
+    "score_models",
+    "script_of",
+    "top_k",
+    "top_k_max_by_label",
+    "word_hashes",
+]
