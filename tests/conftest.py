@@ -21,3 +21,21 @@ def default_router():  # type: ignore[no-untyped-def]
     from routecore import Router
 
     return Router.from_config(None)
+
+
+@pytest.fixture(scope="session")
+def redis_url():  # type: ignore[no-untyped-def]
+    """A real Redis server's URL for the whole session (see tests/services.py)."""
+    from services import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL server's DSN for the whole session (see tests/services.py)."""
+    from services import postgres_server
+
+    with postgres_server() as dsn:
+        yield dsn

@@ -1,0 +1,114 @@
+"""Real Redis and PostgreSQL servers for the tests: started from PATH on free loopback ports.
+
+`.ci/run` starts both itself and exports ROUTECORE_TEST_REDIS_URL and
+ROUTECORE_TEST_POSTGRES_DSN; these helpers use those when set, else start a
+throwaway server (as pytest-redis / pytest-postgresql do), else skip with the
+reason. Under CI (CI=true) a missing server fails the run instead: no test
+that needs one may silently not run there. Nothing here mocks either server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _unavailable(what: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required in CI (.ci/run installs and starts it)")
+    pytest.skip(f"{what} not available on this machine")
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis:// URL: ROUTECORE_TEST_REDIS_URL, or a throwaway redis-server."""
+    url = os.environ.get("ROUTECORE_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    exe = shutil.which("redis-server")
+    if exe is None:
+        _unavailable("redis-server")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="rc-redis-") as d:
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", d],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_port(port, proc, "redis-server")
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    hits = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return hits[-1] if hits else None
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A postgresql:// DSN: ROUTECORE_TEST_POSTGRES_DSN, or a throwaway cluster (initdb + pg_ctl)."""
+    dsn = os.environ.get("ROUTECORE_TEST_POSTGRES_DSN")
+    if dsn:
+        yield dsn
+        return
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        _unavailable("PostgreSQL (initdb, pg_ctl)")
+    assert initdb is not None and pg_ctl is not None
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        if shutil.which("runuser") is None or subprocess.run(["id", "postgres"],
+                                                               capture_output=True).returncode:
+            _unavailable("a 'postgres' user to run PostgreSQL as")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="rc-pg-"))
+    try:
+        if run_as:
+            shutil.chown(d, "postgres", "postgres")
+        data = d / "data"
+        subprocess.run([*run_as, initdb, "-D", str(data), "-U", "postgres", "-A", "trust",
+                        "--no-sync"], check=True, capture_output=True)
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-l", str(d / "log"), "-w", "-o",
+                        f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True)
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                           capture_output=True)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
