@@ -57,6 +57,9 @@ class RouteRequest:
     request_id: str = ""
     willingness_to_pay: float | None = None
     weights: Weights | None = None
+    # Id of the API key that proved the caller (set by the server edge when auth is
+    # on, never by the client); per-key budgets are keyed on it.
+    key_id: str = ""
 
     def text(self) -> str:
         """The text the classifier reads: the prompt, or the chat's contents."""
