@@ -130,17 +130,21 @@ def _cmd_models(ns: argparse.Namespace) -> int:
 def validate_all(config: Any) -> None:
     """Validate the sections owned by later layers too (completion, learned, A/B)."""
     from routecore.calling.completion import parse_settings
+    from routecore.learned.feedback import feedback_path
     from routecore.routing.router import Router
 
     parse_settings(config)
+    feedback_path(config.extra)
     Router.from_config(config)
 
 
 def _cmd_check_config(ns: argparse.Namespace) -> int:
-    from routecore.config import load_config
+    from routecore.config import load_config, missing_api_keys
 
     config = load_config(ns.file)
     validate_all(config)
+    for warning in missing_api_keys(config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{ns.file}: ok ({len(config.models)} models, {len(config.categories)} categories, "
           f"{len(config.endpoints)} endpoints)")
     return 0

@@ -44,8 +44,15 @@ _KNOWN_CAPS = frozenset(CAPABILITIES)
 
 
 def _check_limit(value: float | None, field: str) -> None:
-    if value is not None and (math.isnan(value) or value < 0):
-        raise InvalidRequest(f"constraints.{field}: must be >= 0, got {value}")
+    if value is not None:
+        _check_number(value, f"constraints.{field}")
+
+
+def _check_number(value: float, field: str) -> None:
+    if not math.isfinite(value):  # inf would turn every score into NaN
+        raise InvalidRequest(f"{field}: must be a finite number, got {value}")
+    if value < 0:
+        raise InvalidRequest(f"{field}: must be >= 0, got {value}")
 
 
 class Router:
@@ -115,9 +122,7 @@ class Router:
             raise InvalidRequest(f"willingness_to_pay: must be in [0, 1], got {w}")
         if req.weights is not None:
             for name in ("quality", "cost", "latency"):
-                v = getattr(req.weights, name)
-                if math.isnan(v) or v < 0:
-                    raise InvalidRequest(f"weights.{name}: must be >= 0, got {v}")
+                _check_number(getattr(req.weights, name), f"weights.{name}")
         c = req.constraints
         if c is NO_CONSTRAINTS:
             return

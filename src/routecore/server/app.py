@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from routecore.calling.completion import Completer
-from routecore.config import Config
+from routecore.config import Config, missing_api_keys
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server.interceptors import RpcInterceptor
@@ -78,6 +78,8 @@ class App:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", host=host, port=bound, models=len(self.router.registry),
                  router_version=self.router.version, pid=os.getpid())
+        for warning in missing_api_keys(self.router.config):
+            log.warning("api_key_missing", problem=warning)
         return bound
 
     async def stop(self, grace: float | None = None) -> None:
