@@ -39,3 +39,35 @@ def postgres_dsn():  # type: ignore[no-untyped-def]
 
     with postgres_server() as dsn:
         yield dsn
+
+
+class WallClock:
+    """Wall-clock seconds (as the state backends read them) that a test can move forward."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def state_backend(request):  # type: ignore[no-untyped-def]
+    """A started state backend of each kind (Redis: the real session server), its clock a
+    `WallClock` (`backend.clock.advance(s)`): contract suites run over both."""
+    from routecore.state import MemoryBackend, RedisBackend, StateConfig
+
+    clock = WallClock()
+    if request.param == "memory":
+        backend = MemoryBackend(clock=clock)
+    else:
+        url = request.getfixturevalue("redis_url")
+        backend = RedisBackend(StateConfig(backend="redis", redis_url=url), clock)
+    await backend.start()
+    yield backend
+    await backend.aclose()

@@ -132,9 +132,11 @@ def validate_all(config: Any) -> None:
     from routecore.calling.completion import parse_settings
     from routecore.learned.feedback import feedback_path
     from routecore.routing.router import Router
+    from routecore.state import parse_state
 
     parse_settings(config)
     feedback_path(config.extra)
+    parse_state(config.extra.get("state"))
     Router.from_config(config)
 
 

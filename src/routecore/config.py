@@ -188,6 +188,9 @@ class _Reader:
         if value is None:
             return None
         full = f"{path}.{key}" if path else key
+        if not math.isfinite(value):
+            self.fail(full, "must be a finite number")
+            return None
         if lo is not None and value < lo:
             self.fail(full, f"must be >= {lo:g}")
         if hi is not None and value > hi:
@@ -225,6 +228,7 @@ SECTIONS = frozenset({
     "resilience",  # calling/resilience.py
     "feedback",    # learned/feedback.py
     "ab",          # routing/ab.py
+    "state",       # state/backend.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED = {"cache": "response caching", "audit": "the audit log"}

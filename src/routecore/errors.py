@@ -122,3 +122,10 @@ class StreamInterrupted(RoutecoreError):
     """A stream failed after its first chunk reached the client."""
 
     status = "UNAVAILABLE"
+
+
+class StateUnavailable(RoutecoreError):
+    """The shared state backend (Redis) cannot be reached; what needs it fails closed."""
+
+    status = "UNAVAILABLE"
+    retryable = True

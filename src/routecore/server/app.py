@@ -23,6 +23,7 @@ from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server.interceptors import RpcInterceptor
 from routecore.server.servicer import RouterServicer
+from routecore.state import Backend, open_backend, parse_state
 from routecore.v1 import router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("routecore.server")
@@ -41,6 +42,7 @@ class App:
     completer: Completer | None = None
     outcomes: Outcomes | None = None
     feedback_db: str | None = None  # overrides config feedback.path (tests)
+    state: Backend | None = None  # the shared-state backend (config `state`), from start()
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -59,7 +61,10 @@ class App:
             ("grpc.so_reuseport", 1),
         ]
         server = grpc.aio.server(interceptors=[RpcInterceptor(self.access_log)], options=options)
-        # Providers and their HTTP pools belong to this event loop: built here, closed in stop().
+        # The state backend (its one Redis pool), providers and their HTTP pools belong to
+        # this event loop: built here, closed in stop().
+        self.state = open_backend(parse_state(self.router.config.extra.get("state")))
+        await self.state.start()
         self.completer = Completer(self.router.config, self.router)
         self.outcomes = Outcomes(self.router, self.feedback_db)
         router_pb2_grpc.add_RouterServicer_to_server(  # type: ignore[no-untyped-call]
@@ -97,6 +102,9 @@ class App:
         if self.outcomes is not None:
             await self.outcomes.aclose()
             self.outcomes = None
+        if self.state is not None:
+            await self.state.aclose()
+            self.state = None
         log.info("stopped")
 
     async def wait(self) -> None:
