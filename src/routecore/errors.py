@@ -54,6 +54,20 @@ class NoModelAvailable(RoutecoreError):
         super().__init__(f"no model satisfies the constraints ({detail})")
 
 
+class ModelsUnavailable(RoutecoreError):
+    """Models that fit the request are all briefly out of service (open circuit breakers):
+    a transient outage the caller may retry, not a request that can never be served."""
+
+    status = "UNAVAILABLE"
+    retryable = True
+
+    def __init__(self, models: Sequence[str], why: str) -> None:
+        self.models = list(models)
+        shown = ", ".join(self.models[:5]) + (f" and {len(self.models) - 5} more"
+                                              if len(self.models) > 5 else "")
+        super().__init__(f"temporarily unavailable ({why}): {shown}; retry later")
+
+
 class NotFound(RoutecoreError):
     """A referenced object (request id, artifact) does not exist."""
 

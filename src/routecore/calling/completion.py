@@ -119,7 +119,7 @@ class Completer:
             dict(build_providers(config, self.pool, sim_engine))
         self.resilience = resilience or Resilience(self.settings.resilience)
         self._key_model: dict[str, str] = {}
-        if hasattr(router, "health_source"):
+        if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
             router.health_source = self.health
 
     # -- public API -----------------------------------------------------------
@@ -176,16 +176,19 @@ class Completer:
         parts: list[str] = []
         end: StreamChunk | None = None
         chunk: StreamChunk | None = first
+        cut = False
         try:
             while end is None:
                 if chunk is None:
                     try:
                         chunk = await self._next_chunk(chunks, deadline)
                     except StopAsyncIteration:
-                        cut = ProviderError("stream ended without its end marker",
+                        cut = True
+                        err = ProviderError("stream ended without its end marker",
                                             kind="stream_cut")
-                        raise self._interrupted(target, attempts, len(parts), cut) from None
+                        raise self._interrupted(target, attempts, len(parts), err) from None
                     except ProviderError as exc:
+                        cut = True
                         raise self._interrupted(target, attempts, len(parts), exc) from exc
                 if chunk.delta:
                     parts.append(chunk.delta)
@@ -195,6 +198,10 @@ class Completer:
                     end = chunk
                 chunk = None
         finally:
+            # The breaker's verdict on the whole stream: a cut after the first chunk is a
+            # failure; a caller who left (or ran out of time) says nothing about the upstream.
+            self.resilience.verdict(target.key,
+                                    False if cut else True if end is not None else None)
             await _close(chunks)
             # Settle the rate-limit reservation with what was used, however the stream ended.
             usage = (end.usage if end is not None else None) or \
@@ -213,6 +220,8 @@ class Completer:
 
     def health(self) -> Mapping[str, str]:
         """Models whose every deployment has an open breaker (for the router's health source)."""
+        if not self.settings.resilience.breaker.enabled:
+            return {}
         open_models: dict[str, int] = {}
         for key, model in self._key_model.items():
             if self.resilience.breaker(key).state == "open":
@@ -291,7 +300,8 @@ class Completer:
                     try:
                         result = await self.resilience.call(
                             target.key, once, timeout=provider.timeout_s, deadline=deadline,
-                            on_attempt=self._recorder(attempts, spec, target))
+                            on_attempt=self._recorder(attempts, spec, target),
+                            late_verdict=run is _first_chunk)
                     except DeadlineExceeded as exc:
                         raise self._deadline_error(attempts) from exc
                     except ProviderError as exc:
@@ -391,8 +401,7 @@ class Completer:
 
     def _interrupted(self, target: _Target, attempts: list[Attempt], chunks: int,
                      exc: ProviderError) -> StreamInterrupted:
-        """A stream failed after its first chunk: count it against the deployment, log it."""
-        self.resilience.record_failure(target.key)
+        """A stream failed after its first chunk: record the attempt (the breaker counts it)."""
         attempts.append(Attempt(target.spec.provider, target.model, target.key,
                                 f"stream interrupted: {exc.message}"))
         return StreamInterrupted(f"stream from {target.model}@{target.key} interrupted after "

@@ -3,11 +3,16 @@
 - Retry with exponential backoff and full jitter, honouring Retry-After
   (`resilience.retry`). Only `Resilience.call` retries; nothing else sleeps
   between attempts.
-- A circuit breaker per deployment (`resilience.breaker`): `failure_threshold`
-  failures inside `window_s` open it; after `cooldown_s` it is half-open and
-  lets exactly one probe through; the probe's success closes it, its failure
-  opens it again. It works with a single deployment: an open breaker makes the
-  chain skip to the next model.
+- A circuit breaker per deployment (`resilience.breaker`): inside the sliding
+  `window_s`, `failure_threshold` failures, or a failure share of at least
+  `failure_rate` over at least `min_calls` calls, open it. Successes do not
+  erase failures: they only lower the rate. After `cooldown_s` it is half-open
+  and lets exactly one probe through; the probe's success closes it (a fresh
+  window), its failure opens it again. A stream's verdict is given when it
+  ends, so a stream cut after its first chunk is one failure, not a success
+  plus a failure. It works with a single deployment: an open breaker makes the
+  chain skip to the next model. `enabled: false` turns it off entirely: it
+  never opens and never marks a model unhealthy.
 - Client-side RPM/TPM token buckets per model (`ModelSpec.rate_limits`,
   `resilience.rate_limit`).
 - Deployment choice by load: in-flight count and EWMA latency, divided by the
@@ -54,9 +59,11 @@ class RetryConfig:
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
     enabled: bool = True
-    failure_threshold: int = 5
+    failure_threshold: int = 5  # failures inside the window that open it
     window_s: float = 30.0
     cooldown_s: float = 15.0
+    failure_rate: float = 0.5  # or this share of failed calls inside the window...
+    min_calls: int = 10  # ...once the window holds at least this many calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,8 @@ def parse_resilience(raw: Any, problems: list[str]) -> ResilienceConfig:
         r.fail(f"{p}.max_delay_ms", "must be >= base_delay_ms")
     p = "resilience.breaker"
     n = r.mapping(top.get("breaker"), p, required=False)
-    r.unknown(n, p, {"enabled", "failure_threshold", "window_s", "cooldown_s"})
+    r.unknown(n, p, {"enabled", "failure_threshold", "window_s", "cooldown_s", "failure_rate",
+                     "min_calls"})
     breaker = BreakerConfig(
         enabled=_v(r.get(n, "enabled", p, bool, True), True),
         failure_threshold=_v(r.number(n, "failure_threshold", p, lo=1, integer=True,
@@ -114,6 +122,10 @@ def parse_resilience(raw: Any, problems: list[str]) -> ResilienceConfig:
                     d.breaker.window_s),
         cooldown_s=_v(r.number(n, "cooldown_s", p, lo=0.0, default=d.breaker.cooldown_s),
                       d.breaker.cooldown_s),
+        failure_rate=_v(r.number(n, "failure_rate", p, lo=0.01, hi=1.0,
+                                 default=d.breaker.failure_rate), d.breaker.failure_rate),
+        min_calls=_v(r.number(n, "min_calls", p, lo=1, integer=True,
+                              default=d.breaker.min_calls), d.breaker.min_calls),
     )
     p = "resilience.rate_limit"
     n = r.mapping(top.get("rate_limit"), p, required=False)
@@ -160,20 +172,23 @@ class RetryPolicy:
 
 
 class CircuitBreaker:
-    """closed -> (failures in window) -> open -> (cooldown) -> half-open -> one probe."""
+    """closed -> (failure count or rate in window) -> open -> (cooldown) -> half-open -> one probe."""
 
     CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
     def __init__(self, config: BreakerConfig, clock: Clock = time.monotonic) -> None:
         self.config = config
         self._clock = clock
-        self._failures: deque[float] = deque()
+        self._calls: deque[tuple[float, bool]] = deque()  # (when, failed) inside the window
+        self._failures = 0
         self._opened_at = 0.0
         self._state = self.CLOSED
         self._probe_out = False
 
     @property
     def state(self) -> str:
+        if not self.config.enabled:
+            return self.CLOSED
         if self._state == self.OPEN and self._clock() - self._opened_at >= self.config.cooldown_s:
             self._state = self.HALF_OPEN
             self._probe_out = False
@@ -192,19 +207,32 @@ class CircuitBreaker:
         return False
 
     def record_success(self) -> None:
-        self._failures.clear()
-        self._state = self.CLOSED
-        self._probe_out = False
+        self._record(failed=False)
 
     def record_failure(self) -> None:
-        now = self._clock()
-        if self._state == self.HALF_OPEN:
-            self._open(now)
+        self._record(failed=True)
+
+    def _record(self, failed: bool) -> None:
+        if not self.config.enabled:
             return
-        self._failures.append(now)
-        while self._failures and now - self._failures[0] > self.config.window_s:
-            self._failures.popleft()
-        if len(self._failures) >= self.config.failure_threshold:
+        state = self.state
+        now = self._clock()
+        if state == self.HALF_OPEN:  # the probe's verdict
+            if failed:
+                self._open(now)
+            else:
+                self._close()
+            return
+        if state == self.OPEN:
+            return  # a call started before it opened: the breaker has decided already
+        c = self.config
+        self._calls.append((now, failed))
+        self._failures += failed
+        while self._calls and now - self._calls[0][0] > c.window_s:
+            self._failures -= self._calls.popleft()[1]
+        n = len(self._calls)
+        if self._failures >= c.failure_threshold or (
+                n >= c.min_calls and self._failures >= c.failure_rate * n):
             self._open(now)
 
     def release(self) -> None:
@@ -215,7 +243,14 @@ class CircuitBreaker:
         self._state = self.OPEN
         self._opened_at = now
         self._probe_out = False
-        self._failures.clear()
+        self._calls.clear()
+        self._failures = 0
+
+    def _close(self) -> None:
+        self._state = self.CLOSED
+        self._probe_out = False
+        self._calls.clear()
+        self._failures = 0
 
 
 class TokenBucket:
@@ -328,18 +363,27 @@ class Resilience:
             return (0, (s.ewma_ms or 0.0) * (s.in_flight + 1) / w + s.in_flight * 1e-6, i)
         return sorted(range(len(keys)), key=score)
 
-    def record_failure(self, key: str) -> None:
-        """A failure seen outside `call` (a stream cut after its first chunk)."""
-        self.breaker(key).record_failure()
+    def verdict(self, key: str, ok: bool | None) -> None:
+        """The late verdict of a call made with `call(..., late_verdict=True)` (a stream,
+        judged when it ends): True a success, False a failure, None no verdict (the
+        caller went away)."""
+        b = self.breaker(key)
+        if ok is None:
+            b.release()
+        elif ok:
+            b.record_success()
+        else:
+            b.record_failure()
 
     async def call(self, key: str, fn: Callable[[float], Awaitable[T]], *, timeout: float,
-                   deadline: Deadline, on_attempt: AttemptHook) -> T:
+                   deadline: Deadline, on_attempt: AttemptHook, late_verdict: bool = False) -> T:
         """Call `fn(attempt_timeout)` on one deployment, retrying retryable failures.
 
         Each try runs under min(`timeout`, the deadline's remaining time). Raises
         the last ProviderError when this deployment is given up (not retryable,
         retries spent, breaker open, Retry-After too long or past the deadline)
-        and DeadlineExceeded when the deadline ran out.
+        and DeadlineExceeded when the deadline ran out. With `late_verdict` a
+        success is not yet counted: the caller reports it with `verdict()`.
         """
         retry = 0
         stats = self.stats(key)
@@ -377,7 +421,8 @@ class Resilience:
             else:
                 ms = (self.clock() - started) * 1000.0
                 self._observe(stats, ms)
-                breaker.record_success()
+                if not late_verdict:
+                    breaker.record_success()
                 on_attempt(retry, None, ms)
                 return result
             finally:

@@ -30,7 +30,7 @@ from routecore import _fast
 from routecore._fast import _constants as K
 from routecore.config import Config
 from routecore.domain import CandidateTable, Classification, Constraints, Weights
-from routecore.errors import NoModelAvailable
+from routecore.errors import ModelsUnavailable, NoModelAvailable
 from routecore.routing.registry import Registry, capability_mask
 
 F64 = npt.NDArray[np.float64]
@@ -232,9 +232,21 @@ class Policy:
     # -- the decision --------------------------------------------------------
 
     def decide(self, inp: PolicyInput, unhealthy: Mapping[str, str] | None = None) -> PolicyResult:
+        """The decision; raises NoModelAvailable (the request cannot be served as asked) or
+        ModelsUnavailable (it could, but every model that fits is unhealthy right now)."""
+        try:
+            return self._decide(inp, unhealthy or {})
+        except NoModelAvailable as exc:
+            if not unhealthy or not any(r.startswith("unhealthy") for r in exc.reasons.values()):
+                raise
+            # Raises the real reasons when health was not what stood in the way.
+            healthy = self._decide(inp, {})
+            down = [m for m in (healthy.model, *healthy.fallbacks) if m in unhealthy]
+            raise ModelsUnavailable(down, unhealthy[healthy.model]) from None
+
+    def _decide(self, inp: PolicyInput, unhealthy: Mapping[str, str]) -> PolicyResult:
         reg = self.registry
         c, cls, strategy = inp.constraints, inp.classification, inp.strategy
-        unhealthy = unhealthy or {}
         codes = (self._name_codes(c, unhealthy)
                  if c.deny_models or c.allow_models or unhealthy else None)
         probs = None
