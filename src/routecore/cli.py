@@ -30,17 +30,20 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
     configure_logging(ns.log_level, json=True if ns.json_logs else None)
     config = load_config(ns.config)
     port = ns.port if ns.port is not None else config.server.port
+    http_port = ns.http_port if ns.http_port is not None else config.server.http_port
+    if ns.workers > 1 and http_port == 0:
+        raise SystemExit("--workers > 1 needs a fixed --http-port (the workers share it)")
     if ns.workers > 1 and port == 0:
         raise SystemExit("--workers > 1 needs a fixed --port (the workers share it)")
     procs = []
     ctx = multiprocessing.get_context("spawn")
     for _ in range(ns.workers - 1):
         proc = ctx.Process(target=_worker, args=(ns.config, ns.host, port, ns.log_level,
-                                                 ns.json_logs), daemon=True)
+                                                 ns.json_logs, http_port), daemon=True)
         proc.start()
         procs.append(proc)
     try:
-        _run(_serve(config, ns.host, port))
+        _run(_serve(config, ns.host, port, http_port))
     finally:
         for proc in procs:
             proc.terminate()
@@ -55,20 +58,20 @@ def _run(coro: Any) -> None:
     uvloop.run(coro)
 
 
-async def _serve(config: Any, host: str | None, port: int) -> None:
+async def _serve(config: Any, host: str | None, port: int, http_port: int | None) -> None:
     from routecore.server.app import serve
 
-    await serve(config, host, port)
+    await serve(config, host, port, http_port)
 
 
 def _worker(config_path: str | None, host: str | None, port: int, level: str,
-            json_logs: bool) -> None:
+            json_logs: bool, http_port: int | None) -> None:
     """A serving process sharing the port (SO_REUSEPORT); the kernel spreads connections."""
     from routecore.config import load_config
     from routecore.logs import configure_logging
 
     configure_logging(level, json=True if json_logs else None)
-    _run(_serve(load_config(config_path), host, port))
+    _run(_serve(load_config(config_path), host, port, http_port))
 
 
 def _constraints(ns: argparse.Namespace) -> Any:
@@ -160,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None, help="default: server.port (50051)")
+    p.add_argument("--http-port", type=int, default=None,
+                   help="also serve the OpenAI-compatible HTTP API (/v1/chat/completions) on "
+                        "this port (default: server.http_port; none when unset)")
     p.add_argument("--workers", type=int, default=1, help="serving processes sharing the port")
     p.add_argument("--log-level", default="info")
     p.add_argument("--json-logs", action="store_true", help="JSON lines even on a terminal")

@@ -114,6 +114,7 @@ class RoutingConfig:
     domains: Mapping[str, tuple[str, ...]]
     max_fallbacks: int
     learned: LearnedConfig
+    auto_models: tuple[str, ...] = ("auto",)  # model names that mean "route" (HTTP front door)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ class ServerConfig:
     port: int
     max_message_bytes: int
     grace_s: float
+    http_port: int | None = None  # the OpenAI-compatible HTTP front door; None: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +354,7 @@ def _routing(r: _Reader, node: Any, models: Mapping[str, Any],
     p = "routing"
     g = r.mapping(node, p, required=False)
     r.unknown(g, p, {"default_strategy", "default_output_tokens", "weights", "complexity_tiers",
-                     "domains", "max_fallbacks", "learned"})
+                     "domains", "max_fallbacks", "learned", "auto_models"})
     strategy = r.get(g, "default_strategy", p, str, "multi_objective")
     if strategy not in STRATEGIES:
         r.fail(f"{p}.default_strategy", f"must be one of {', '.join(STRATEGIES)}")
@@ -386,7 +388,12 @@ def _routing(r: _Reader, node: Any, models: Mapping[str, Any],
         willingness_to_pay=r.number(ln, "willingness_to_pay", f"{p}.learned", lo=0.0, hi=1.0,
                                     default=0.5) or 0.0,
     )
+    auto = r.strings(g, "auto_models", p, default=("auto",))
+    for j, m in enumerate(auto):
+        if m in models:
+            r.fail(f"{p}.auto_models[{j}]", f"{m!r} is a registry model; it would pin, not route")
     return RoutingConfig(
+        auto_models=auto,
         default_strategy=strategy or "multi_objective",
         default_output_tokens=r.number(g, "default_output_tokens", p, lo=1, integer=True,
                                        default=512) or 512,
@@ -485,13 +492,14 @@ def parse_config(raw: Any, source: str = "<memory>") -> Config:
                 r.fail(f"models.{name}.quality.{cat}", "unknown category")
     routing = _routing(r, top.get("routing"), model_nodes, cats)
     srv = r.mapping(top.get("server"), "server", required=False)
-    r.unknown(srv, "server", {"host", "port", "max_message_bytes", "grace_s"})
+    r.unknown(srv, "server", {"host", "port", "max_message_bytes", "grace_s", "http_port"})
     server = ServerConfig(
         host=r.get(srv, "host", "server", str, "127.0.0.1") or "127.0.0.1",
         port=r.number(srv, "port", "server", lo=0, hi=65535, integer=True, default=50051) or 0,
         max_message_bytes=r.number(srv, "max_message_bytes", "server", lo=1024, integer=True,
                                    default=4 * 1024 * 1024) or 4 * 1024 * 1024,
         grace_s=r.number(srv, "grace_s", "server", lo=0.0, default=5.0) or 0.0,
+        http_port=r.number(srv, "http_port", "server", lo=0, hi=65535, integer=True, default=None),
     )
     version = r.get(top, "router_version", "", str, "routecore-default")
     if r.problems:

@@ -60,6 +60,8 @@ class RouteRequest:
     # Id of the API key that proved the caller (set by the server edge when auth is
     # on, never by the client); per-key budgets are keyed on it.
     key_id: str = ""
+    # Pin this registry model (its configured fallbacks follow it) instead of routing.
+    model: str = ""
 
     def text(self) -> str:
         """The text the classifier reads: the prompt, or the chat's contents."""

@@ -33,6 +33,14 @@ class UnknownModel(InvalidRequest):
     """A model named in the request is not in the registry."""
 
 
+class RequestTooLarge(InvalidRequest):
+    """The request body is over the server's size limit (HTTP 413)."""
+
+
+class MethodNotAllowed(InvalidRequest):
+    """An HTTP method the path does not serve (HTTP 405)."""
+
+
 class ConfigError(RoutecoreError):
     """The configuration is invalid; the message names the exact field."""
 

@@ -162,11 +162,11 @@ class Completer:
         if req.cascade or self.settings.cascade.enabled or self._ensemble_size(req) > 1:
             result = await self.complete(req, deadline)
             yield StreamEvent(delta=result.text, model=result.model, request_id=result.request_id,
-                              provider=result.provider)
+                              provider=result.provider, decision=result.decision)
             yield StreamEvent(model=result.model, done=True, usage=result.usage,
                               cost_usd=result.cost_usd, attempts=result.attempts,
                               request_id=result.request_id, finish_reason=result.finish_reason,
-                              provider=result.provider)
+                              provider=result.provider, decision=result.decision)
             return
         decision = await self._decide(req)
         attempts: list[Attempt] = []
@@ -193,7 +193,7 @@ class Completer:
                 if chunk.delta:
                     parts.append(chunk.delta)
                     yield StreamEvent(delta=chunk.delta, model=model, request_id=rid,
-                                      provider=provider)
+                                      provider=provider, decision=decision)
                 if chunk.finish_reason or chunk.usage is not None or not chunk.delta:
                     end = chunk
                 chunk = None
@@ -210,7 +210,7 @@ class Completer:
         yield StreamEvent(model=model, done=True, usage=usage,
                           cost_usd=cost_usd(target.spec, usage), attempts=tuple(attempts),
                           request_id=rid, finish_reason=end.finish_reason or "stop",
-                          provider=provider)
+                          provider=provider, decision=decision)
 
     async def aclose(self) -> None:
         """Close every provider and the HTTP sessions."""

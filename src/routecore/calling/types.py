@@ -95,6 +95,7 @@ class StreamEvent:
     request_id: str = ""
     finish_reason: str = ""
     provider: str = ""
+    decision: Decision | None = None  # the routing decision (an HTTP edge sends it as headers)
 
 
 @dataclass(frozen=True, slots=True)

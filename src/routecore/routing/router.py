@@ -16,6 +16,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,8 @@ class Router:
         if req.weights is not None:
             for name in ("quality", "cost", "latency"):
                 _check_number(getattr(req.weights, name), f"weights.{name}")
+        if req.model:
+            self.registry.check_known(frozenset((req.model,)), "model")
         c = req.constraints
         if c is NO_CONSTRAINTS:
             return
@@ -193,22 +196,31 @@ class Router:
             strategy = "multi_objective"
         wtp = (req.willingness_to_pay if req.willingness_to_pay is not None
                else routing.learned.willingness_to_pay)
+        constraints = req.constraints
+        if req.model:  # the policy still checks the constraints and explains the estimates
+            constraints = replace(constraints, allow_models=frozenset((req.model,)))
         result = policy.decide(
             PolicyInput(text=text, vec=feats.vec, classification=cls, input_tokens=input_tokens,
-                        output_tokens=output_tokens, constraints=req.constraints,
+                        output_tokens=output_tokens, constraints=constraints,
                         strategy=strategy, weights=req.weights or routing.weights,
                         willingness_to_pay=wtp),
-            self.health_source() if self.health_source is not None else None,
+            # A pinned model is tried even behind an open breaker: its fallbacks follow it.
+            self.health_source() if self.health_source is not None and not req.model else None,
         )
         spec = self.registry.specs[result.model]
+        fallbacks, reason = result.fallbacks, result.reason
+        if req.model:
+            denied = req.constraints.deny_models
+            fallbacks = tuple(f for f in spec.fallbacks if f not in denied)[:routing.max_fallbacks]
+            reason = f"pinned: the request named {req.model}; {reason}"
         micros = (time.perf_counter_ns() - t0) // 1000
         return Decision(
             model=result.model, provider=spec.provider, model_version=spec.version,
-            fallbacks=result.fallbacks, category=cls.category,
+            fallbacks=fallbacks, category=cls.category,
             category_confidence=cls.confidence, complexity=cls.complexity,
             estimated_cost_usd=result.estimated_cost_usd,
             estimated_latency_ms=result.estimated_latency_ms,
-            predicted_quality=result.predicted_quality, reason=result.reason,
+            predicted_quality=result.predicted_quality, reason=reason,
             candidates=result.candidates, router_version=self.version, strategy=strategy,
             input_tokens=input_tokens, request_id=request_id,
             decision_micros=int(micros), variant=variant,

@@ -21,6 +21,7 @@ from routecore.calling.completion import Completer
 from routecore.config import Config, missing_api_keys
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
+from routecore.server.http_api import HttpFrontDoor
 from routecore.server.interceptors import RpcInterceptor
 from routecore.server.servicer import RouterServicer
 from routecore.state import Backend, open_backend, parse_state
@@ -43,6 +44,7 @@ class App:
     outcomes: Outcomes | None = None
     feedback_db: str | None = None  # overrides config feedback.path (tests)
     state: Backend | None = None  # the shared-state backend (config `state`), from start()
+    http: HttpFrontDoor | None = None  # the OpenAI-compatible door (server.http_port)
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -50,11 +52,17 @@ class App:
         return cls(router=Router.from_config(config), access_log=access_log,
                    feedback_db=feedback_db)
 
-    async def start(self, host: str | None = None, port: int | None = None) -> int:
-        """Bind and start; returns the bound port (pass 0 for an ephemeral one)."""
+    async def start(self, host: str | None = None, port: int | None = None,
+                    http_port: int | None = None) -> int:
+        """Bind and start; returns the bound port (pass 0 for an ephemeral one).
+
+        `http_port` (else `server.http_port`; None: none) also serves the OpenAI-compatible
+        HTTP front door over the same router, completer and outcomes.
+        """
         cfg = self.router.config.server
         host = cfg.host if host is None else host
         port = cfg.port if port is None else port
+        http_port = cfg.http_port if http_port is None else http_port
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
@@ -79,9 +87,13 @@ class App:
             raise OSError(f"cannot bind {host}:{port}")
         await server.start()
         self.server, self.port = server, bound
+        if http_port is not None:
+            self.http = HttpFrontDoor(self.router, self.completer, self.outcomes, self.access_log)
+            await self.http.start(host, http_port, cfg.grace_s)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", host=host, port=bound, models=len(self.router.registry),
+                 http_port=self.http.port if self.http is not None else None,
                  router_version=self.router.version, pid=os.getpid())
         for warning in missing_api_keys(self.router.config):
             log.warning("api_key_missing", problem=warning)
@@ -94,7 +106,12 @@ class App:
         await self.health.enter_graceful_shutdown()
         grace = self.router.config.server.grace_s if grace is None else grace
         log.info("draining", grace_s=grace)
-        await self.server.stop(grace)
+        if self.http is not None:  # /readyz says 503 while both doors drain together
+            self.http.ready = False
+            await asyncio.gather(self.server.stop(grace), self.http.stop())
+            self.http = None
+        else:
+            await self.server.stop(grace)
         self.server = None
         if self.completer is not None:
             await self.completer.aclose()
@@ -112,10 +129,11 @@ class App:
             await self.server.wait_for_termination()
 
 
-async def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+async def serve(config: Config, host: str | None = None, port: int | None = None,
+                http_port: int | None = None) -> None:
     """Run until SIGINT/SIGTERM; a second signal exits at once."""
     app = App.from_config(config)
-    await app.start(host, port)
+    await app.start(host, port, http_port)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 

@@ -1,0 +1,209 @@
+"""The OpenAI-compatible HTTP front door: aiohttp, in the gRPC server's process and loop.
+
+    POST /v1/chat/completions   JSON or SSE (stream_options.include_usage), routed or pinned
+    GET  /v1/models[/{id}]      "auto" (and routing.auto_models) plus the registry
+    GET  /healthz               the process is up
+    GET  /readyz                serving (503 while starting or draining)
+
+It shares the gRPC side's `Router`, `Completer` and `Outcomes`, so both doors
+see the same breakers, rate limits and decisions. JSON <-> domain conversion
+and the error -> HTTP status mapping live in `http_convert`; this module only
+reads bodies, calls the domain and writes responses. Every handler is wrapped
+once by `_guarded`: request id, one log line, errors in OpenAI's JSON shape,
+and the service never crashes on a request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from routecore.calling.completion import Completer
+from routecore.calling.deadline import Deadline
+from routecore.calling.types import StreamEvent
+from routecore.errors import MethodNotAllowed, NotFound, RequestTooLarge, RoutecoreError
+from routecore.learned.outcomes import Outcomes
+from routecore.routing.router import Router
+from routecore.server import http_convert as conv
+
+log = structlog.get_logger("routecore.http")
+Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+_PATHS = ("/v1/chat/completions", "/v1/models", "/healthz", "/readyz")
+MAX_REQUEST_ID = 128
+
+
+class HttpFrontDoor:
+    """One aiohttp site over the process's router, completer and outcomes."""
+
+    def __init__(self, router: Router, completer: Completer, outcomes: Outcomes | None,
+                 access_log: bool = True) -> None:
+        self.router = router
+        self.completer = completer
+        self.outcomes = outcomes
+        self.access_log = access_log
+        self.ready = False
+        self.port = 0
+        self.max_body = router.config.server.max_message_bytes
+        self._auto = router.config.routing.auto_models
+        self._known = router.config.models
+        self._prefix = secrets.token_hex(6) + "-"
+        self._ids = itertools.count(1)
+        self.app = app = web.Application(client_max_size=self.max_body)
+        for method, path, handler in (
+                ("POST", "/v1/chat/completions", self._chat),
+                ("GET", "/v1/models", self._models), ("GET", "/v1/models/{name}", self._model),
+                ("GET", "/healthz", self._healthz), ("GET", "/readyz", self._readyz)):
+            app.router.add_route(method, path, self._guarded(path, handler))
+        # Anything else gets OpenAI's error shape too (404, or 405 on a known path).
+        app.router.add_route("*", "/{tail:.*}", self._guarded("*", self._no_route))
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int, shutdown_timeout: float = 5.0) -> int:
+        """Bind (port 0: ephemeral; the port is shared with other workers) and serve."""
+        runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
+                               shutdown_timeout=shutdown_timeout)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
+        await site.start()
+        self.port = int(runner.addresses[0][1])
+        self.ready = True
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting; in-flight requests get the shutdown timeout to finish."""
+        self.ready = False
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- the one wrapper: request id, log line, errors -------------------------------------------
+
+    def _request_id(self, request: web.Request) -> str:
+        rid = request.headers.get("x-request-id", "")
+        if rid and len(rid) <= MAX_REQUEST_ID and rid.isascii() and rid.isprintable():
+            return rid
+        return f"{self._prefix}{next(self._ids):x}"
+
+    def _guarded(self, route: str, handler: Handler) -> Callable[[web.Request],
+                                                                  Awaitable[web.StreamResponse]]:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            t0 = time.perf_counter()
+            rid = self._request_id(request)
+            try:
+                resp = await handler(request, rid)
+            except Exception as exc:  # mapped here and only here
+                status, doc = conv.error_json(exc)
+                self._log(route, rid, t0, status, exc)
+                return web.json_response(doc, status=status,
+                                         headers={"x-routecore-request-id": rid})
+            if self.access_log:
+                self._log(route, rid, t0, resp.status, None)
+            return resp
+        return guarded
+
+    def _log(self, route: str, rid: str, t0: float, status: int, exc: BaseException | None) -> None:
+        ms = round((time.perf_counter() - t0) * 1000, 3)
+        if exc is None:
+            log.info("http", route=route, request_id=rid, status=status, latency_ms=ms)
+        elif isinstance(exc, RoutecoreError):
+            log.info("http", route=route, request_id=rid, status=status, latency_ms=ms,
+                     error=exc.message[:conv.MAX_ERROR_CHARS])
+        else:
+            log.error("http", route=route, request_id=rid, status=status, latency_ms=ms,
+                      error=repr(exc)[:conv.MAX_ERROR_CHARS], exc_info=exc)
+
+    # -- handlers -----------------------------------------------------------------------------------
+
+    async def _body(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise RequestTooLarge(f"the request body is {request.content_length} bytes, over "
+                                  f"the limit of {self.max_body} (server.max_message_bytes)")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise RequestTooLarge(f"the request body is over the limit of {self.max_body} bytes "
+                                  f"(server.max_message_bytes)") from exc
+        return conv.loads(raw)
+
+    async def _chat(self, request: web.Request, rid: str) -> web.StreamResponse:
+        call = conv.chat_request(await self._body(request), rid, self._known, self._auto)
+        deadline = Deadline.after(call.timeout_s)
+        if call.stream:
+            return await self._stream(request, call, deadline)
+        result = await self.completer.complete(call.request, deadline)
+        if self.outcomes is not None and result.decision is not None:
+            self.outcomes.record(result.decision, call.request.route.text(), result.cost_usd)
+        return web.json_response(
+            conv.completion_json(result, int(time.time())),
+            headers=conv.headers(result.request_id, result.model, result.provider,
+                                 result.decision, result.cost_usd))
+
+    async def _stream(self, request: web.Request, call: conv.ChatCall,
+                      deadline: Deadline) -> web.StreamResponse:
+        events = self.completer.stream(call.request, deadline)
+        try:
+            # Fail-over happens before the first event: until it arrives, an error is
+            # still an HTTP status, not an event in a stream that already said 200.
+            ev = await anext(events)
+            resp = web.StreamResponse(headers={
+                "content-type": "text/event-stream", "cache-control": "no-cache",
+                **conv.headers(ev.request_id, ev.model, ev.provider, ev.decision)})
+            await resp.prepare(request)
+            out = conv.ChunkWriter(ev.request_id, ev.model, int(time.time()))
+            await resp.write(out.first(ev.delta))
+            try:
+                while not ev.done:
+                    ev = await anext(events)
+                    if ev.delta:
+                        await resp.write(out.delta(ev.delta))
+            except RoutecoreError as exc:  # after the first chunk: an error event, no [DONE]
+                await resp.write(out.error(exc))
+                await resp.write_eof()
+                return resp
+            await self._stream_end(resp, out, call, ev)
+            return resp
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]  # an async generator
+
+    async def _stream_end(self, resp: web.StreamResponse, out: conv.ChunkWriter,
+                          call: conv.ChatCall, ev: StreamEvent) -> None:
+        await resp.write(out.finish(ev.finish_reason, ev.cost_usd, ev.attempts, ev.decision))
+        if call.include_usage:
+            await resp.write(out.usage(ev.usage))
+        await resp.write(out.DONE)
+        await resp.write_eof()
+        if self.outcomes is not None and ev.decision is not None:
+            self.outcomes.record(ev.decision, call.request.route.text(), ev.cost_usd)
+
+    async def _models(self, request: web.Request, rid: str) -> web.StreamResponse:
+        data = [conv.model_json(n, None) for n in self._auto]
+        data += [conv.model_json(n, s) for n, s in self._known.items()]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _model(self, request: web.Request, rid: str) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name in self._auto or name in self._known:
+            return web.json_response(conv.model_json(name, self._known.get(name)))
+        raise NotFound(f"model: no model named {name[:100]!r}")
+
+    async def _healthz(self, request: web.Request, rid: str) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request, rid: str) -> web.StreamResponse:
+        if not self.ready:
+            return web.json_response({"status": "not ready"}, status=503)
+        return web.json_response({"status": "ready", "models": len(self._known),
+                                  "router_version": self.router.version})
+
+    async def _no_route(self, request: web.Request, rid: str) -> web.StreamResponse:
+        if request.path in _PATHS:
+            raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        raise NotFound(f"no route {request.method} {request.path[:200]}")
+

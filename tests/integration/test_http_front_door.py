@@ -1,0 +1,269 @@
+"""The OpenAI-compatible HTTP front door, through the official `openai` Python SDK.
+
+Happy paths and SDK-visible errors go through the SDK (sync, async, streaming);
+input the SDK cannot send (malformed JSON, huge bodies, wrong types) goes as raw
+HTTP, as a hostile client would send it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import openai
+import pytest
+from conftest_complete import make_config, model
+
+from routecore.config import Config, load_config
+from routecore.server.app import App
+from routecore.v1 import router_pb2, router_pb2_grpc
+
+HAIKU = [{"role": "user", "content": "Write a haiku about rain."}]
+
+
+async def _start(config: Config, tmp_path: Path) -> App:
+    app = App.from_config(config, access_log=False, feedback_db=str(tmp_path / "feedback.db"))
+    await app.start("127.0.0.1", 0, http_port=0)
+    return app
+
+
+@pytest.fixture
+async def http_app(tmp_path: Path) -> AsyncIterator[App]:
+    app = await _start(load_config(None), tmp_path)
+    yield app
+    await app.stop(0.5)
+
+
+def _base(app: App) -> str:
+    assert app.http is not None
+    return f"http://127.0.0.1:{app.http.port}/v1"
+
+
+@pytest.fixture
+async def aclient(http_app: App) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with _client(http_app) as client:
+        yield client
+
+
+@pytest.fixture
+def sclient(http_app: App) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=_base(http_app), api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def _client(app: App) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=_base(app), api_key="unused", max_retries=0)
+
+
+async def test_async_auto_routes_and_explains(aclient: openai.AsyncOpenAI) -> None:
+    """model "auto" routes; the reply names the chosen model and carries x-routecore-* headers."""
+    raw = await aclient.chat.completions.with_raw_response.create(model="auto", messages=HAIKU)
+    resp = raw.parse()
+    assert resp.choices[0].message.content and resp.choices[0].finish_reason in ("stop", "length")
+    assert resp.model in load_config(None).models
+    assert resp.usage is not None and resp.usage.completion_tokens > 0
+    h = raw.headers
+    assert h["x-routecore-model"] == resp.model and h["x-routecore-request-id"]
+    assert float(h["x-routecore-cost-usd"]) > 0 and h["x-routecore-strategy"] == "multi_objective"
+    assert "chose" in h["x-routecore-decision"]
+    rc = resp.model_extra["routecore"]  # type: ignore[index]
+    assert rc["request_id"] == h["x-routecore-request-id"] and rc["decision"]["fallbacks"]
+
+
+async def test_sync_client_pins_a_registry_model(sclient: openai.OpenAI) -> None:
+    """A registry model name pins that model; its configured fallbacks follow it."""
+    raw = await asyncio.to_thread(sclient.chat.completions.with_raw_response.create,
+                                  model="gpt-4o-mini", messages=HAIKU, max_tokens=64)
+    resp = raw.parse()
+    assert resp.model == "gpt-4o-mini" and resp.choices[0].message.content
+    decision = resp.model_extra["routecore"]["decision"]  # type: ignore[index]
+    assert decision["reason"].startswith("pinned")
+    assert decision["fallbacks"] == list(load_config(None).models["gpt-4o-mini"].fallbacks)[:3]
+
+
+async def test_async_stream_with_usage_matches_the_whole_answer(aclient: openai.AsyncOpenAI) -> None:
+    """A stream's deltas join into the non-streamed answer; include_usage adds a last usage chunk."""
+    whole = await aclient.chat.completions.create(model="gpt-4.1", messages=HAIKU)
+    stream = await aclient.chat.completions.create(
+        model="gpt-4.1", messages=HAIKU, stream=True, stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
+    finish = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    assert finish.model_extra["routecore"]["cost_usd"] > 0  # type: ignore[index]
+
+
+async def test_sync_stream_without_usage(sclient: openai.OpenAI) -> None:
+    """A sync stream without stream_options ends with its finish chunk and no usage chunk."""
+    def run() -> list[Any]:
+        return list(sclient.chat.completions.create(model="auto", messages=HAIKU, stream=True))
+    chunks = await asyncio.to_thread(run)
+    assert all(c.choices for c in chunks) and chunks[-1].choices[0].finish_reason == "stop"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks)
+
+
+async def test_routecore_options_ride_in_extra_body(aclient: openai.AsyncOpenAI) -> None:
+    """`routecore` in extra_body sets the strategy and constraints of the decision."""
+    raw = await aclient.chat.completions.with_raw_response.create(
+        model="auto", messages=HAIKU,
+        extra_body={"routecore": {"strategy": "cost", "constraints": {
+            "min_quality": 0.5, "deny_models": ["llama-3.1-8b-instant"]}}})
+    assert raw.headers["x-routecore-strategy"] == "cost"
+    assert raw.parse().model != "llama-3.1-8b-instant"
+    with pytest.raises(openai.BadRequestError) as err:
+        await aclient.chat.completions.create(
+            model="auto", messages=HAIKU,
+            extra_body={"routecore": {"constraints": {"max_cost_usd": 1e-12}}})
+    assert err.value.status_code == 400 and err.value.code == "no_model_available"
+
+
+async def test_models_list_and_retrieve(aclient: openai.AsyncOpenAI) -> None:
+    """GET /v1/models lists "auto" then the registry; retrieving an unknown id is a 404."""
+    ids = [m.id async for m in aclient.models.list()]
+    assert ids[0] == "auto" and set(load_config(None).models) <= set(ids)
+    assert (await aclient.models.retrieve("gpt-4o")).owned_by == "openai"
+    with pytest.raises(openai.NotFoundError):
+        await aclient.models.retrieve("no-such-model")
+
+
+async def test_sdk_errors_have_openai_shape_and_status(aclient: openai.AsyncOpenAI) -> None:
+    """Unknown model is a 404 model_not_found; bad values are 400s naming the field."""
+    with pytest.raises(openai.NotFoundError) as nf:
+        await aclient.chat.completions.create(model="gpt-99", messages=HAIKU)
+    assert nf.value.code == "model_not_found" and "gpt-99" in nf.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        await aclient.chat.completions.create(model="auto", messages=HAIKU, temperature=7)
+    assert bad.value.param == "temperature"
+    with pytest.raises(openai.BadRequestError) as bad:
+        await aclient.chat.completions.create(model="auto", messages=[])
+    assert bad.value.param == "messages"
+    with pytest.raises(openai.BadRequestError) as bad:
+        await aclient.chat.completions.create(
+            model="auto", messages=HAIKU, extra_body={"routecore": {"strategy": "magic"}})
+    assert "unknown strategy" in bad.value.message
+
+
+async def test_http_decision_takes_grpc_feedback(http_app: App) -> None:
+    """Both doors share one process state: an HTTP answer's request id takes gRPC Feedback."""
+    async with _client(http_app) as client:
+        raw = await client.chat.completions.with_raw_response.create(model="auto", messages=HAIKU)
+    rid, used = raw.headers["x-routecore-request-id"], raw.parse().model
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{http_app.port}") as ch:
+        stub = router_pb2_grpc.RouterStub(ch)
+        fb = await stub.Feedback(router_pb2.FeedbackRequest(request_id=rid, model=used, score=0.9))
+    assert fb.feedback_id
+
+
+FAILING = {"ok": model("ok"), "broken_error_500": model("broken_error_500"),
+           "slow_300": model("slow_300"), "cutter_cut_stream": model("cutter_cut_stream"),
+           "limited": model("limited", rpm=1)}
+
+
+@pytest.fixture
+async def failing(tmp_path: Path) -> AsyncIterator[openai.AsyncOpenAI]:
+    cfg = make_config(FAILING, resilience={
+        "retry": {"max_attempts": 1, "base_delay_ms": 1, "max_delay_ms": 2},
+        "rate_limit": {"max_wait_ms": 0}})
+    app = await _start(cfg, tmp_path)
+    async with _client(app) as client:
+        yield client
+    await app.stop(0.5)
+
+
+async def test_upstream_failures_map_to_503_504_429(failing: openai.AsyncOpenAI) -> None:
+    """All providers failing is 503, a spent timeout 504, a model at its rate limit 429."""
+    c = failing
+    with pytest.raises(openai.InternalServerError) as e503:
+        await c.chat.completions.create(model="broken_error_500", messages=HAIKU)
+    assert e503.value.status_code == 503 and "all providers failed" in e503.value.message
+    with pytest.raises(openai.APIStatusError) as e504:
+        await c.chat.completions.create(model="slow_300", messages=HAIKU,
+                                        extra_body={"routecore": {"timeout_s": 0.05}})
+    assert e504.value.status_code == 504
+    await c.chat.completions.create(model="limited", messages=HAIKU)
+    with pytest.raises(openai.RateLimitError):
+        await c.chat.completions.create(model="limited", messages=HAIKU)
+    with pytest.raises(openai.InternalServerError):  # before the first chunk: still a status
+        await c.chat.completions.create(model="broken_error_500", messages=HAIKU, stream=True)
+
+
+async def test_stream_cut_after_first_chunk_raises_in_the_sdk(failing: openai.AsyncOpenAI) -> None:
+    """A stream that fails after its first chunk ends with an error event the SDK raises."""
+    stream = await failing.chat.completions.create(model="cutter_cut_stream", messages=HAIKU, stream=True)
+    got: list[str] = []
+    with pytest.raises(openai.APIError, match="interrupted"):
+        async for chunk in stream:
+            got.append(chunk.choices[0].delta.content or "")
+    assert "".join(got)
+
+
+async def _raw(app: App, method: str, path: str, body: bytes | None = None,
+               ) -> tuple[int, dict[str, Any]]:
+    assert app.http is not None
+    url = f"http://127.0.0.1:{app.http.port}{path}"
+    async with aiohttp.ClientSession() as s, s.request(
+            method, url, data=body, headers={"content-type": "application/json"}) as r:
+        return r.status, json.loads(await r.read())
+
+
+async def test_hostile_input_gets_clear_errors_and_the_server_keeps_serving(http_app: App) -> None:
+    """Malformed JSON, NaN, wrong types, unknown fields, huge bodies and odd paths get OpenAI
+    errors naming the problem, with the right status, and the next request is served."""
+    chat = "/v1/chat/completions"
+
+    def body(**kw: Any) -> bytes:
+        return json.dumps({"model": "auto", "messages": HAIKU, **kw}).encode()
+
+    cases: list[tuple[bytes, int, str]] = [
+        (b"{not json", 400, "not valid JSON"),
+        (b'{"model": "auto", "messages": [], "temperature": NaN}', 400, "NaN"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "must be an object"),
+        (json.dumps({"model": "auto", "messages": "hi"}).encode(), 400, "messages"),
+        (json.dumps({"model": 5, "messages": HAIKU}).encode(), 400, "model: must be"),
+        (body(temperature="hot"), 400, "temperature: must be a number"),
+        (body(max_tokens=True), 400, "max_tokens: must be an integer"),
+        (body(max_tokens=-3), 400, "max_tokens: must be >= 1"),
+        (body(stream="yes"), 400, "stream: must be a boolean"),
+        (body(tools=[{"type": "function"}]), 400, "tools: not supported"),
+        (body(frobnicate=1), 400, "frobnicate: unknown field"),
+        (body(routecore={"constraints": {"max_cost_usd": "x"}}), 400,
+         "routecore.constraints.max_cost_usd"),
+        (body(routecore={"bogus": 1}), 400, "routecore.bogus: unknown field"),
+        (body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), 400,
+         "only text parts"),
+        (body(messages=[{"role": "wizard", "content": "hi"}]), 400, "unknown role"),
+        (body(messages=[{"role": "user", "content": " "}]), 400, "must not be empty"),
+        (b"x" * (4 * 1024 * 1024 + 10), 413, "over the limit"),
+    ]
+    for raw, status, needle in cases:
+        got, doc = await _raw(http_app, "POST", chat, raw)
+        assert got == status, (raw[:80], doc)
+        assert needle in doc["error"]["message"], (raw[:80], doc)
+        assert set(doc["error"]) == {"message", "type", "param", "code"}
+    assert (await _raw(http_app, "GET", chat))[0] == 405
+    assert (await _raw(http_app, "GET", "/v1/nothing"))[0] == 404
+    assert await _raw(http_app, "GET", "/healthz") == (200, {"status": "ok"})
+    status, doc = await _raw(http_app, "GET", "/readyz")
+    assert status == 200 and doc["status"] == "ready"
+    status, doc = await _raw(http_app, "POST", chat, body())
+    assert status == 200 and doc["choices"][0]["message"]["content"]
+
+
+async def test_readyz_is_503_while_draining(tmp_path: Path) -> None:
+    """/readyz turns 503 as soon as shutdown starts, so balancers drain the HTTP door too."""
+    app = await _start(load_config(None), tmp_path)
+    assert app.http is not None
+    app.http.ready = False  # what App.stop does first
+    status, doc = await _raw(app, "GET", "/readyz")
+    assert status == 503 and doc["status"] == "not ready"
+    await app.stop(0.5)
