@@ -98,7 +98,7 @@ async def test_async_stream_with_usage_matches_the_whole_answer(aclient: openai.
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
-    finish = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    finish = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
     assert finish.model_extra["routecore"]["cost_usd"] > 0  # type: ignore[index]
 
 
