@@ -127,7 +127,7 @@ class Completer:
     async def complete(self, req: CompletionRequest,
                        deadline: Deadline | None = None) -> CompletionResult:
         """Route and answer once: plain fallback chain, cascade or ensemble."""
-        deadline = deadline or Deadline.none()
+        deadline = self._budget(deadline)
         started = time.monotonic()
         self._validate(req)
         decision = await self._decide(req)
@@ -157,7 +157,7 @@ class Completer:
         Cascades and ensembles need whole answers to judge, so with either the
         answer is produced as by `complete` and sent as one delta.
         """
-        deadline = deadline or Deadline.none()
+        deadline = self._budget(deadline)
         self._validate(req)
         if req.cascade or self.settings.cascade.enabled or self._ensemble_size(req) > 1:
             result = await self.complete(req, deadline)
@@ -268,7 +268,11 @@ class Completer:
         slot too when no call reached the upstream).
         """
         msgs = messages if messages is not None else req.messages()
-        for model in models:
+        # Deployments per model: each one's retries get a fair share of the time left
+        # among those still to try (itself included).
+        counts = [len(self._targets(m)) if m in self.config.models else 0 for m in models]
+        for i, model in enumerate(models):
+            left = sum(counts[i:])
             spec = self.config.models.get(model)
             if spec is None:
                 attempts.append(Attempt("", model, "", "unknown model"))
@@ -283,6 +287,8 @@ class Completer:
             answered = False
             try:
                 for target in self._ordered_targets(model):
+                    share = deadline.share(left)
+                    left -= 1
                     provider = self.providers.get(target.endpoint)
                     if provider is None:
                         attempts.append(Attempt(spec.provider, model, target.key,
@@ -301,7 +307,7 @@ class Completer:
                         result = await self.resilience.call(
                             target.key, once, timeout=provider.timeout_s, deadline=deadline,
                             on_attempt=self._recorder(attempts, spec, target),
-                            late_verdict=run is _first_chunk)
+                            late_verdict=run is _first_chunk, share=share)
                     except DeadlineExceeded as exc:
                         raise self._deadline_error(attempts) from exc
                     except ProviderError as exc:
@@ -328,6 +334,10 @@ class Completer:
             raise DeadlineExceeded("deadline exceeded while streaming") from exc
 
     # -- helpers ------------------------------------------------------------------
+
+    def _budget(self, deadline: Deadline | None) -> Deadline:
+        """The caller's deadline, capped by the configured total time budget."""
+        return (deadline or Deadline.none()).within(self.settings.resilience.total_timeout_s)
 
     async def _decide(self, req: CompletionRequest) -> Decision:
         out = self._route(req.route)

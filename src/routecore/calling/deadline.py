@@ -66,6 +66,19 @@ class Deadline:
             raise DeadlineExceeded("deadline exceeded before the next attempt")
         return min(provider_timeout, remaining)
 
+    def within(self, seconds: float) -> Deadline:
+        """This deadline, or `seconds` from now when that comes first (a total budget)."""
+        at = self._clock() + seconds
+        return self if self._at is not None and self._at <= at else Deadline(at, self._clock)
+
+    def share(self, n: int) -> Deadline:
+        """A fair 1/n share of the time left, from now: what one of `n` remaining tries
+        may spend so that the others still get theirs (unbounded stays unbounded)."""
+        rem = self.remaining()
+        if rem is None or n <= 1:
+            return self
+        return Deadline(self._clock() + rem / n, self._clock)
+
     def __repr__(self) -> str:
         rem = self.remaining()
         return "Deadline(unbounded)" if rem is None else f"Deadline(remaining={rem:.3f}s)"

@@ -13,6 +13,12 @@
   plus a failure. It works with a single deployment: an open breaker makes the
   chain skip to the next model. `enabled: false` turns it off entirely: it
   never opens and never marks a model unhealthy.
+- Time: a request never runs past the caller's deadline, nor past
+  `resilience.total_timeout_s` when the caller set none. Retries of one
+  deployment (their backoff sleeps and the retried tries) stay inside that
+  deployment's fair share of the time left (`Deadline.share`), so the
+  fallbacks after it still get theirs; the first try of each deployment may
+  use min(provider timeout, time left).
 - Client-side RPM/TPM token buckets per model (`ModelSpec.rate_limits`,
   `resilience.rate_limit`).
 - Deployment choice by load: in-flight count and EWMA latency, divided by the
@@ -79,6 +85,7 @@ class LoadBalanceConfig:
 
 @dataclass(frozen=True, slots=True)
 class ResilienceConfig:
+    total_timeout_s: float = 300.0  # a request's whole budget when the caller gave no deadline
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
@@ -89,8 +96,11 @@ def parse_resilience(raw: Any, problems: list[str]) -> ResilienceConfig:
     """Validate the `resilience` section; problems are appended with their exact paths."""
     r = _Reader()
     top = r.mapping(raw, "resilience", required=False)
-    r.unknown(top, "resilience", {"retry", "breaker", "rate_limit", "load_balance"})
+    r.unknown(top, "resilience", {"total_timeout_s", "retry", "breaker", "rate_limit",
+                                  "load_balance"})
     d = ResilienceConfig()
+    total = _v(r.number(top, "total_timeout_s", "resilience", lo=0.001,
+                        default=d.total_timeout_s), d.total_timeout_s)
     p = "resilience.retry"
     n = r.mapping(top.get("retry"), p, required=False)
     r.unknown(n, p, {"max_attempts", "base_delay_ms", "max_delay_ms", "honor_retry_after",
@@ -140,7 +150,8 @@ def parse_resilience(raw: Any, problems: list[str]) -> ResilienceConfig:
     lb = LoadBalanceConfig(ewma_alpha=_v(r.number(n, "ewma_alpha", p, lo=0.001, hi=1.0,
                                                   default=0.3), 0.3))
     problems.extend(r.problems)
-    return ResilienceConfig(retry=retry, breaker=breaker, rate_limit=rate, load_balance=lb)
+    return ResilienceConfig(total_timeout_s=total, retry=retry, breaker=breaker, rate_limit=rate,
+                            load_balance=lb)
 
 
 def _v(value: Any, default: Any) -> Any:
@@ -376,10 +387,13 @@ class Resilience:
             b.record_failure()
 
     async def call(self, key: str, fn: Callable[[float], Awaitable[T]], *, timeout: float,
-                   deadline: Deadline, on_attempt: AttemptHook, late_verdict: bool = False) -> T:
+                   deadline: Deadline, on_attempt: AttemptHook, late_verdict: bool = False,
+                   share: Deadline | None = None) -> T:
         """Call `fn(attempt_timeout)` on one deployment, retrying retryable failures.
 
-        Each try runs under min(`timeout`, the deadline's remaining time). Raises
+        Each try runs under min(`timeout`, the deadline's remaining time); retries
+        (backoff and the retried try) also end at `share`, this deployment's part
+        of the deadline when other deployments are still to be tried. Raises
         the last ProviderError when this deployment is given up (not retryable,
         retries spent, breaker open, Retry-After too long or past the deadline)
         and DeadlineExceeded when the deadline ran out. With `late_verdict` a
@@ -404,6 +418,9 @@ class Resilience:
             except DeadlineExceeded:
                 breaker.release()
                 raise
+            left = share.remaining() if retry and share is not None else None
+            if left is not None:
+                attempt_timeout = min(attempt_timeout, max(left, 0.001))
             stats.in_flight += 1
             started = self.clock()
             error: ProviderError
@@ -428,11 +445,14 @@ class Resilience:
             finally:
                 stats.in_flight -= 1
             ms = (self.clock() - started) * 1000.0
-            if error.kind == "timeout" and deadline.expired():
-                if attempt_timeout < timeout:  # the caller's deadline, not the upstream, cut it
+            if error.kind == "timeout" and (attempt_timeout < timeout or deadline.expired()):
+                if attempt_timeout < timeout:  # our time budget, not the upstream, cut it
                     breaker.release()
                 else:
                     breaker.record_failure()
+                if not deadline.expired():  # only this deployment's share ran out: move on
+                    on_attempt(retry, error, ms)
+                    raise error
                 on_attempt(retry, DeadlineExceeded("deadline exceeded"), ms)
                 raise DeadlineExceeded(f"deadline exceeded during a call to {key}")
             if error.kind in HEALTH_KINDS:
@@ -443,7 +463,7 @@ class Resilience:
             if error.retry_after is not None:
                 stats.blocked_until = max(stats.blocked_until, self.clock() + error.retry_after)
             delay = self.retry.delay(retry, error)
-            remaining = deadline.remaining()
+            remaining = (share or deadline).remaining()
             if delay is None or (remaining is not None and delay >= remaining):
                 raise error
             await self.sleep(delay)
