@@ -16,6 +16,19 @@ def data_dir() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data" / "routing"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Servers started by tests keep their default audit trail in a temp state dir,
+    never the user's ~/.local/state."""
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def default_router():  # type: ignore[no-untyped-def]
     from routecore import Router

@@ -35,19 +35,25 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
         raise SystemExit("--workers > 1 needs a fixed --http-port (the workers share it)")
     if ns.workers > 1 and port == 0:
         raise SystemExit("--workers > 1 needs a fixed --port (the workers share it)")
+    from routecore.observe.exposition import multiprocess_metrics
+
     procs = []
     ctx = multiprocessing.get_context("spawn")
-    for _ in range(ns.workers - 1):
-        proc = ctx.Process(target=_worker, args=(ns.config, ns.host, port, ns.log_level,
-                                                 ns.json_logs, http_port), daemon=True)
-        proc.start()
-        procs.append(proc)
-    try:
-        _run(_serve(config, ns.host, port, http_port))
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.join(5)
+    # With several workers, metrics go through prometheus-client's multiprocess files.
+    with multiprocess_metrics(ns.workers > 1) as mark_dead:
+        for _ in range(ns.workers - 1):
+            proc = ctx.Process(target=_worker, args=(ns.config, ns.host, port, ns.log_level,
+                                                     ns.json_logs, http_port, ns.metrics_port),
+                               daemon=True)
+            proc.start()
+            procs.append(proc)
+        try:
+            _run(_serve(config, ns.host, port, http_port, ns.metrics_port))
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.join(5)
+                mark_dead(proc.pid)
     return 0
 
 
@@ -58,20 +64,24 @@ def _run(coro: Any) -> None:
     uvloop.run(coro)
 
 
-async def _serve(config: Any, host: str | None, port: int, http_port: int | None) -> None:
+async def _serve(config: Any, host: str | None, port: int, http_port: int | None,
+                 metrics_port: int | None, serve_metrics: bool = True) -> None:
     from routecore.server.app import serve
 
-    await serve(config, host, port, http_port)
+    await serve(config, host, port, http_port, metrics_port=metrics_port,
+                serve_metrics=serve_metrics)
 
 
 def _worker(config_path: str | None, host: str | None, port: int, level: str,
-            json_logs: bool, http_port: int | None) -> None:
+            json_logs: bool, http_port: int | None, metrics_port: int | None) -> None:
     """A serving process sharing the port (SO_REUSEPORT); the kernel spreads connections."""
     from routecore.config import load_config
     from routecore.logs import configure_logging
 
     configure_logging(level, json=True if json_logs else None)
-    _run(_serve(load_config(config_path), host, port, http_port))
+    # Only the first process serves /metrics; this one still records (multiprocess files).
+    _run(_serve(load_config(config_path), host, port, http_port, metrics_port,
+                serve_metrics=False))
 
 
 def _constraints(ns: argparse.Namespace) -> Any:
@@ -134,12 +144,15 @@ def validate_all(config: Any) -> None:
     """Validate the sections owned by later layers too (completion, learned, A/B)."""
     from routecore.calling.completion import parse_settings
     from routecore.learned.feedback import feedback_path
+    from routecore.observe.settings import parse_audit, parse_metrics
     from routecore.routing.router import Router
     from routecore.state import parse_state
 
     parse_settings(config)
     feedback_path(config.extra)
     parse_state(config.extra.get("state"))
+    parse_audit(config)
+    parse_metrics(config)
     Router.from_config(config)
 
 
@@ -167,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve the OpenAI-compatible HTTP API (/v1/chat/completions) on "
                         "this port (default: server.http_port; none when unset)")
     p.add_argument("--workers", type=int, default=1, help="serving processes sharing the port")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus text at /metrics on this port (default: metrics.port)")
     p.add_argument("--log-level", default="info")
     p.add_argument("--json-logs", action="store_true", help="JSON lines even on a terminal")
     p.set_defaults(func=_cmd_serve)
@@ -219,8 +234,10 @@ def _cmd_sim_provider(ns: argparse.Namespace) -> int:
 def _add_optional_commands(sub: Any) -> None:
     """Commands owned by other modules register themselves here."""
     from routecore.learned.commands import add_commands as add_learned_commands
+    from routecore.observe.commands import add_commands as add_audit_commands
 
     add_learned_commands(sub)
+    add_audit_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -231,9 +231,11 @@ SECTIONS = frozenset({
     "feedback",    # learned/feedback.py
     "ab",          # routing/ab.py
     "state",       # state/backend.py
+    "audit",       # observe/settings.py
+    "metrics",     # observe/settings.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
-NOT_SUPPORTED = {"cache": "response caching", "audit": "the audit log"}
+NOT_SUPPORTED = {"cache": "response caching"}
 _MODEL = {"provider", "model_id", "version", "price", "context_window", "max_output_tokens",
           "capabilities", "quality", "latency", "rate_limits", "fallbacks", "deployments", "sim"}
 

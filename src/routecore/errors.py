@@ -105,6 +105,7 @@ class AttemptError:
     provider: str = ""
     duration_ms: float = 0.0
     retry: int = 0
+    kind: str = ""
 
 
 class ProviderError(RoutecoreError):

@@ -229,6 +229,16 @@ class Completer:
         return {m: "circuit open" for m, n in open_models.items()
                 if n >= len(self._targets(m))}
 
+    def breaker_states(self) -> dict[str, str]:
+        """Each called model's worst deployment breaker state (closed < half_open < open)."""
+        rank = {"closed": 0, "half_open": 1, "open": 2}
+        out: dict[str, str] = {}
+        for key, model in self._key_model.items():
+            state = self.resilience.breaker(key).state
+            if rank.get(state, 0) >= rank.get(out.get(model, "closed"), 0):
+                out[model] = state
+        return out
+
     # -- the fallback chain -----------------------------------------------------
 
     def chain(self, decision: Decision) -> list[str]:
@@ -413,7 +423,7 @@ class Completer:
                      exc: ProviderError) -> StreamInterrupted:
         """A stream failed after its first chunk: record the attempt (the breaker counts it)."""
         attempts.append(Attempt(target.spec.provider, target.model, target.key,
-                                f"stream interrupted: {exc.message}"))
+                                f"stream interrupted: {exc.message}", kind=exc.kind))
         return StreamInterrupted(f"stream from {target.model}@{target.key} interrupted after "
                                  f"{chunks} chunks: {exc.message}")
 
@@ -423,14 +433,15 @@ class Completer:
         def record(retry: int, error: BaseException | None, ms: float) -> None:
             msg = "" if error is None else (getattr(error, "message", "") or str(error)
                                             or type(error).__name__)
-            attempts.append(Attempt(spec.provider, target.model, target.key, msg, ms, retry))
+            kind = "" if error is None else getattr(error, "kind", "") or "error"
+            attempts.append(Attempt(spec.provider, target.model, target.key, msg, ms, retry, kind))
         return record
 
     @staticmethod
     def all_failed(attempts: Sequence[Attempt]) -> AllProvidersFailed:
         """UNAVAILABLE carrying every failed attempt, in order."""
         return AllProvidersFailed([AttemptError(a.model, a.deployment, a.error, a.provider,
-                                                a.duration_ms, a.retry)
+                                                a.duration_ms, a.retry, a.kind)
                                    for a in attempts if a.error])
 
     def _failure(self, attempts: Sequence[Attempt]) -> Exception:

@@ -54,6 +54,7 @@ class Attempt:
     error: str = ""
     duration_ms: float = 0.0
     retry: int = 0
+    kind: str = ""  # the error's kind (timeout, rate_limit, ...) when it failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server.http_api import HttpFrontDoor
 from routecore.server.interceptors import RpcInterceptor
+from routecore.server.observing import Observer
 from routecore.server.servicer import RouterServicer
 from routecore.state import Backend, open_backend, parse_state
 from routecore.v1 import router_pb2, router_pb2_grpc
@@ -45,6 +46,10 @@ class App:
     feedback_db: str | None = None  # overrides config feedback.path (tests)
     state: Backend | None = None  # the shared-state backend (config `state`), from start()
     http: HttpFrontDoor | None = None  # the OpenAI-compatible door (server.http_port)
+    audit_db: str | None = None  # overrides config audit.path / postgres_dsn
+    metrics_port: int | None = None  # overrides metrics.port (0: a free port)
+    serve_metrics: bool = True  # False in extra --workers processes: one serves /metrics
+    observer: Observer | None = None
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -68,12 +73,16 @@ class App:
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 1),
         ]
-        server = grpc.aio.server(interceptors=[RpcInterceptor(self.access_log)], options=options)
         # The state backend (its one Redis pool), providers and their HTTP pools belong to
         # this event loop: built here, closed in stop().
         self.state = open_backend(parse_state(self.router.config.extra.get("state")))
         await self.state.start()
         self.completer = Completer(self.router.config, self.router)
+        self.observer = Observer.start(self.router.config, self.completer, audit_db=self.audit_db,
+                                       metrics_port=self.metrics_port,
+                                       serve_metrics=self.serve_metrics)
+        interceptor = RpcInterceptor(self.access_log, self.observer.record)
+        server = grpc.aio.server(interceptors=[interceptor], options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db)
         router_pb2_grpc.add_RouterServicer_to_server(  # type: ignore[no-untyped-call]
             RouterServicer(self.router, self.completer, self.outcomes), server)
@@ -122,6 +131,9 @@ class App:
         if self.state is not None:
             await self.state.aclose()
             self.state = None
+        if self.observer is not None:  # after the drain: in-flight calls are recorded too
+            await self.observer.aclose()
+            self.observer = None
         log.info("stopped")
 
     async def wait(self) -> None:
@@ -130,9 +142,11 @@ class App:
 
 
 async def serve(config: Config, host: str | None = None, port: int | None = None,
-                http_port: int | None = None) -> None:
-    """Run until SIGINT/SIGTERM; a second signal exits at once."""
+                http_port: int | None = None, *, metrics_port: int | None = None,
+                serve_metrics: bool = True) -> None:
+    """Run until SIGINT/SIGTERM (which flushes the audit trail); a second signal exits at once."""
     app = App.from_config(config)
+    app.metrics_port, app.serve_metrics = metrics_port, serve_metrics
     await app.start(host, port, http_port)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

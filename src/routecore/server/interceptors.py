@@ -21,6 +21,7 @@ import grpc
 import structlog
 
 from routecore.errors import InvalidRequest, RoutecoreError
+from routecore.server.records import trace_var
 
 log = structlog.get_logger("routecore.rpc")
 
@@ -60,9 +61,13 @@ class _RequestIds:
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """request id -> log line -> error mapping, for unary and server-streaming RPCs."""
 
-    def __init__(self, access_log: bool = True) -> None:
+    def __init__(self, access_log: bool = True,
+                 record: Callable[[str, str, float, str, BaseException | None, Any], None]
+                 | None = None) -> None:
         self._cache: dict[str, grpc.RpcMethodHandler] = {}
         self._access_log = access_log
+        # Recorder.put: (rpc, request id, t0, status, exception, trace); only enqueues.
+        self._record = record
         self._request_id = _RequestIds()
 
     async def intercept_service(
@@ -82,12 +87,17 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _finish(self, rpc: str, rid: str, t0: float, exc: BaseException | None,
                 context: grpc.aio.ServicerContext, fields: dict[str, Any]) -> None:
+        record = self._record
         if exc is None:
+            if record is not None:
+                record(rpc, rid, t0, "OK", None, trace_var.get())
             if self._access_log:
                 log.info("rpc", rpc=rpc, request_id=rid, status="OK",
                          latency_ms=round((time.perf_counter() - t0) * 1000, 3), **fields)
             return
         code = status_of(exc)
+        if record is not None:
+            record(rpc, rid, t0, code.name, exc, trace_var.get())
         level = log.error if code is grpc.StatusCode.INTERNAL else log.info
         level("rpc", rpc=rpc, request_id=rid, status=code.name, error=str(exc),
               latency_ms=round((time.perf_counter() - t0) * 1000, 3),

@@ -14,6 +14,7 @@ from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server import convert
 from routecore.server.interceptors import log_fields_var, request_id_var
+from routecore.server.records import Trace, trace_var
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc as pb_grpc
 
@@ -26,7 +27,9 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
 
     async def Route(self, request: pb.RouteRequest, context: Any) -> pb.RouteDecision:
         req = convert.route_request(request, request_id_var.get())
-        decision = self.router.route(req)
+        trace = Trace(req)
+        trace_var.set(trace)
+        decision = trace.decision = self.router.route(req)
         self.outcomes.record(decision, req.text())
         log_fields_var.get({}).update(model=decision.model, category=decision.category,
                                       decision_us=decision.decision_micros,
@@ -41,7 +44,9 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
 
     async def Complete(self, request: pb.CompleteRequest, context: Any) -> pb.CompleteResponse:
         req = convert.completion_request(request, request_id_var.get())
-        result = await self.completer.complete(req, Deadline.from_grpc(context))
+        trace = Trace(req)
+        trace_var.set(trace)
+        result = trace.result = await self.completer.complete(req, Deadline.from_grpc(context))
         if result.decision is not None:
             self.outcomes.record(result.decision, req.route.text(), result.cost_usd)
         log_fields_var.get({}).update(
@@ -52,17 +57,24 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
     async def CompleteStream(self, request: pb.CompleteRequest,
                              context: Any) -> AsyncIterator[pb.CompleteChunk]:
         req = convert.completion_request(request, request_id_var.get())
+        trace = Trace(req)
+        trace_var.set(trace)
         async for event in self.completer.stream(req, Deadline.from_grpc(context)):
             if event.done:
+                trace.result = event
                 log_fields_var.get({}).update(
                     model=event.model, attempts=len(event.attempts), cost_usd=event.cost_usd,
                     output_tokens=event.usage.output_tokens if event.usage else 0)
             yield convert.stream_event(event)
 
     async def Feedback(self, request: pb.FeedbackRequest, context: Any) -> pb.FeedbackResponse:
+        trace = Trace({"request_id": request.request_id, "prompt": request.prompt,
+                       "model": request.model, "score": request.score, "source": request.source})
+        trace_var.set(trace)
         result = await self.outcomes.feedback(
             request_id=request.request_id, prompt=request.prompt, model=request.model,
             score=request.score, comment=request.comment, source=request.source)
+        trace.result = {"feedback_id": result.feedback_id, "learned": result.learned}
         log_fields_var.get({}).update(model=request.model, learned=result.learned)
         return pb.FeedbackResponse(feedback_id=result.feedback_id, learned=result.learned)
 

@@ -1,0 +1,213 @@
+"""Prometheus metrics, fed from audit records by the recorder's writer (never on
+the request path), plus four live gauges over a sliding window.
+
+The live gauges, and what each is computed from:
+- `routecore_routing_accuracy`: of the requests given feedback in the window,
+  the share where the chosen model was the best acceptable one: its feedback
+  score reached `metrics.acceptable_score` and no cheaper candidate that the
+  policy did not reject was predicted to reach it. The counterfactual side is
+  the router's own prediction (estimated); the chosen side is observed.
+- `routecore_cost_efficiency`: spend over what the same requests would have cost
+  on `metrics.reference_model`: Complete/CompleteStream at the tokens really
+  used, priced at the reference model's price (observed); Route at the
+  decision's estimates for the chosen and the reference candidate (estimated).
+  0.3 means the traffic cost 30% of sending it all to the reference model.
+- `routecore_quality_parity`: predicted quality of the chosen models over the
+  reference model's quality for the same categories (estimated from the
+  registry/learned predictions until shadow evaluation judges real answers).
+- `routecore_latency_overhead_seconds`: mean time spent in routecore per
+  Route/Complete, the RPC's duration minus its upstream attempts (observed).
+
+Label sets are bounded: models outside the config become "other", tenants
+beyond `metrics.max_tenants` distinct values become "other".
+With `--workers` the values live in prometheus-client's multiprocess files;
+live gauges use "livemostrecent" (the newest worker's window), breaker state
+"livemax" (open anywhere shows open).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from routecore.config import Config
+from routecore.observe.record import AuditRecord
+from routecore.observe.settings import MetricsSettings
+from routecore.observe.window import Window
+
+BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+DECISION_BUCKETS = (10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05)
+RPC_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+               2.5, 5.0, 10.0, 30.0)
+RECENT = 100_000  # decisions remembered for the feedback that may follow
+OTHER = "other"
+
+
+class Metrics:
+    """The process's metric objects, created once. `registry` is None in multiprocess
+    mode (values go to the multiprocess directory, a MultiProcessCollector reads them)."""
+
+    def __init__(self, settings: MetricsSettings, config: Config,
+                 registry: CollectorRegistry | None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._models = frozenset(config.models)
+        ref = config.models[settings.reference_model]
+        self._ref_name = ref.name
+        self._ref_price = (ref.price.input / 1e6, ref.price.output / 1e6)
+        self._ref_quality = {c: ref.quality_for(c) for c in (*config.categories, "default")}
+        self._tenants: set[str] = set()
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._recent: OrderedDict[str, tuple[str, bool]] = OrderedDict()
+        w = settings.window_s
+        self._accuracy, self._cost, self._quality, self._overhead = (
+            Window(w), Window(w), Window(w), Window(w))
+        r = registry
+        self.requests = Counter("routecore_requests", "RPCs by method and gRPC status",
+                                ["rpc", "status"], registry=r)
+        self.decision = Histogram("routecore_decision_seconds", "Routing decision time",
+                                  buckets=DECISION_BUCKETS, registry=r)
+        self.rpc = Histogram("routecore_rpc_seconds", "RPC duration", ["rpc"],
+                             buckets=RPC_BUCKETS, registry=r)
+        self.upstream = Histogram("routecore_upstream_seconds", "Upstream attempt duration",
+                                  ["model"], buckets=RPC_BUCKETS, registry=r)
+        self.attempts = Counter("routecore_attempts", "Upstream attempts by outcome "
+                                "(ok or the error kind)", ["model", "outcome"], registry=r)
+        self.tokens = Counter("routecore_tokens", "Tokens sent to and received from models",
+                              ["model", "direction"], registry=r)
+        self.cost = Counter("routecore_cost_usd", "Spend at registry prices",
+                            ["model", "tenant"], registry=r)
+        self.breaker = Gauge("routecore_breaker_state", "Worst breaker state of a model's "
+                             "deployments: 0 closed, 1 half-open, 2 open", ["model"],
+                             registry=r, multiprocess_mode="livemax")
+        self.budget = Gauge("routecore_budget_used_ratio", "Share of the tenant's budget spent",
+                            ["tenant"], registry=r, multiprocess_mode="livemax")
+        self.dropped = Counter("routecore_audit_dropped", "Audit records lost: queue full or "
+                               "write failed", ["reason"], registry=r)
+        live: Final = "livemostrecent"
+        self.routing_accuracy = Gauge("routecore_routing_accuracy", "Share of fed-back requests "
+                                      "routed to the cheapest acceptable model (window)",
+                                      registry=r, multiprocess_mode=live)
+        self.cost_efficiency = Gauge("routecore_cost_efficiency", "Spend over the same traffic "
+                                     f"on the reference model {self._ref_name} (window)",
+                                     registry=r, multiprocess_mode=live)
+        self.quality_parity = Gauge("routecore_quality_parity", "Predicted routed quality over "
+                                    "the reference model's (window)", registry=r,
+                                    multiprocess_mode=live)
+        self.latency_overhead = Gauge("routecore_latency_overhead_seconds", "Mean time in "
+                                      "routecore per request, upstream excluded (window)",
+                                      registry=r, multiprocess_mode=live)
+        for reason in ("queue_full", "write_failed"):
+            self.dropped.labels(reason)  # exported at 0 from the start
+
+    # -- labels -----------------------------------------------------------------
+
+    def _model(self, name: str) -> str:
+        return name if name in self._models else OTHER
+
+    def _tenant(self, name: str) -> str:
+        if name in self._tenants:
+            return name
+        if len(self._tenants) < self.settings.max_tenants:
+            self._tenants.add(name)
+            return name
+        return OTHER
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # -- feeding ------------------------------------------------------------------
+
+    def observe(self, records: Iterable[AuditRecord]) -> None:
+        """Count a batch of records and refresh the live gauges (the writer thread)."""
+        for rec in records:
+            self._one(rec)
+        self.refresh(time.time())
+
+    def _one(self, rec: AuditRecord) -> None:
+        child = self._child
+        child(self.requests, rec.rpc, rec.status).inc()
+        child(self.rpc, rec.rpc).observe(rec.latency_ms / 1000.0)
+        if rec.decision_us:
+            self.decision.observe(rec.decision_us / 1e6)
+        for model, _dep, _prov, outcome, ms, _retry, _err in rec.attempts:
+            m = self._model(model)
+            child(self.attempts, m, outcome).inc()
+            child(self.upstream, m).observe(ms / 1000.0)
+        if rec.rpc == "Feedback":
+            self._feedback(rec)
+            return
+        if rec.status != "OK":
+            return
+        served = self._model(rec.served_model or rec.model)
+        if rec.input_tokens and rec.served_model:
+            child(self.tokens, served, "input").inc(rec.input_tokens)
+        if rec.output_tokens:
+            child(self.tokens, served, "output").inc(rec.output_tokens)
+        if rec.cost_usd:
+            child(self.cost, served, self._tenant(rec.tenant)).inc(rec.cost_usd)
+        self._live(rec)
+
+    def _live(self, rec: AuditRecord) -> None:
+        now = rec.ts
+        if rec.rpc == "Route":
+            ref = next((c[3] for c in rec.candidates if c[0] == self._ref_name), None)
+            if ref is not None:
+                self._cost.add(now, rec.estimated_cost_usd, ref)
+        else:
+            pin, pout = self._ref_price
+            self._cost.add(now, rec.cost_usd, rec.input_tokens * pin + rec.output_tokens * pout)
+        if rec.model:
+            self._quality.add(now, rec.predicted_quality,
+                              self._ref_quality.get(rec.category, self._ref_quality["default"]))
+            self._remember(rec)
+        if rec.rpc != "CompleteStream":
+            self._overhead.add(now, max(0.0, rec.latency_ms - rec.upstream_ms) / 1000.0)
+
+    def _remember(self, rec: AuditRecord) -> None:
+        """The decision, for feedback: its model and whether a cheaper candidate
+        was predicted acceptable."""
+        ok = self.settings.acceptable_score
+        chosen_cost = rec.estimated_cost_usd
+        cheaper = any(not rej and q >= ok and c < chosen_cost
+                      for _m, _p, q, c, _lat, _s, rej in rec.candidates)
+        recent = self._recent
+        recent[rec.request_id] = (rec.model, cheaper)
+        if len(recent) > RECENT:
+            recent.popitem(last=False)
+
+    def _feedback(self, rec: AuditRecord) -> None:
+        if rec.status != "OK":
+            return
+        ref_id = str(rec.feedback.get("ref_request_id", ""))
+        seen = self._recent.get(ref_id)
+        if seen is None or seen[0] != rec.model:
+            return  # feedback on a request this process did not route, or on another model
+        score = float(rec.feedback.get("score", 0.0))
+        accurate = score >= self.settings.acceptable_score and not seen[1]
+        self._accuracy.add(rec.ts, 1.0 if accurate else 0.0)
+
+    def refresh(self, now: float) -> None:
+        for window, gauge in ((self._accuracy, self.routing_accuracy),
+                              (self._cost, self.cost_efficiency),
+                              (self._quality, self.quality_parity),
+                              (self._overhead, self.latency_overhead)):
+            window.expire(now)
+            value = window.ratio()
+            gauge.set(value if value is not None else float("nan"))
+
+    def set_breakers(self, states: Mapping[str, str]) -> None:
+        """Breaker state per model ("closed", "half_open", "open")."""
+        for model, state in states.items():
+            self._child(self.breaker, self._model(model)).set(BREAKER_VALUES.get(state, 0.0))
+
+    def add_dropped(self, reason: str, n: int) -> None:
+        self._child(self.dropped, reason).inc(n)

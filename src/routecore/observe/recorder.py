@@ -1,0 +1,170 @@
+"""The recorder: RPC events in through a bounded queue, one batching writer out.
+
+The request path pays one `put`: a tuple appended to a deque (or, when the
+queue is full, a counter bumped; a log line at most once a second). The writer
+task wakes every `flush_interval_s`, swaps the queue out, and on a worker
+thread turns the events into `AuditRecord`s (the server's `build` function),
+feeds the metrics and encodes rows; then the store writes each batch in one
+transaction (SQLite) or one COPY (PostgreSQL). `aclose()` drains everything
+still queued: SIGTERM flushes, kill -9 loses at most what was queued since the
+last wake-up. A failing store loses its batch (counted, logged), never a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from routecore.observe.metrics import Metrics
+from routecore.observe.record import AuditRecord, to_row
+from routecore.observe.settings import AuditSettings
+from routecore.observe.store import Store, open_store, redact_dsn
+
+log = structlog.get_logger("routecore.observe")
+
+# (rpc, request_id, t0, t1, status, exception or None, trace): perf_counter times.
+Event = tuple[str, str, float, float, str, BaseException | None, Any]
+Build = Callable[[Event, float], AuditRecord | None]  # (event, wall-clock offset) -> record
+RETENTION_EVERY_S = 3600.0
+
+
+class Recorder:
+    def __init__(self, build: Build, audit: AuditSettings, metrics: Metrics | None = None,
+                 probes: Sequence[Callable[[], None]] = ()) -> None:
+        self.settings = audit
+        self.metrics = metrics
+        self._build = build
+        self._probes = tuple(probes)
+        self._store: Store | None = open_store(audit.target) if audit.enabled else None
+        self._queue: deque[Event] = deque()
+        self._capacity = audit.queue_size
+        self.dropped = 0  # queue full, since start
+        self.write_failures = 0  # records lost to store errors
+        self.written = 0
+        self._dropped_reported = 0
+        self._last_drop_log = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routecore-recorder")
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the request path ----------------------------------------------------------
+
+    def put(self, rpc: str, request_id: str, t0: float, status: str,
+            exc: BaseException | None, trace: Any) -> None:
+        """Queue one finished RPC; never blocks, never raises."""
+        queue = self._queue
+        if len(queue) < self._capacity:
+            queue.append((rpc, request_id, t0, time.perf_counter(), status, exc, trace))
+            return
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= 1.0:
+            self._last_drop_log = now
+            log.warning("audit queue full: dropping records", dropped_total=self.dropped,
+                        queue_size=self._capacity)
+
+    # -- the writer ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer_task = asyncio.ensure_future(self._writer())
+        if self._store is not None and self.settings.retention_days > 0:
+            self._tasks.append(asyncio.ensure_future(self._retention()))
+
+    async def _writer(self) -> None:
+        # Never cancelled: a batch swapped out of the queue is written before it stops.
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.flush_interval_s)
+            try:
+                await self.flush()
+            except Exception:  # the writer must outlive any one bad batch
+                log.exception("audit writer failed")
+
+    async def flush(self) -> None:
+        """Write everything queued so far."""
+        async with self._lock:
+            for probe in self._probes:
+                probe()
+            loop = asyncio.get_running_loop()
+            while self._queue:
+                events, self._queue = self._queue, deque()
+                offset = time.time() - time.perf_counter()
+                size = self.settings.batch_size
+                for i in range(0, len(events), size):
+                    chunk = [events[j] for j in range(i, min(i + size, len(events)))]
+                    rows = await loop.run_in_executor(self._pool, self._process, chunk, offset)
+                    await self._write(rows)
+            if self.metrics is not None and self.dropped != self._dropped_reported:
+                self.metrics.add_dropped("queue_full", self.dropped - self._dropped_reported)
+                self._dropped_reported = self.dropped
+
+    def _process(self, events: list[Event], offset: float) -> list[tuple[Any, ...]]:
+        records: list[AuditRecord] = []
+        for ev in events:
+            try:
+                rec = self._build(ev, offset)
+            except Exception:  # one malformed event must not cost the batch
+                log.exception("audit record build failed", rpc=ev[0], request_id=ev[1])
+                continue
+            if rec is not None:
+                records.append(rec)
+        if self.metrics is not None:
+            self.metrics.observe(records)
+        if self._store is None:
+            return []
+        return [to_row(r) for r in records]
+
+    async def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows or self._store is None:
+            return
+        try:
+            await self._store.write(rows)
+            self.written += len(rows)
+        except Exception as exc:
+            self.write_failures += len(rows)
+            if self.metrics is not None:
+                self.metrics.add_dropped("write_failed", len(rows))
+            log.error("audit write failed: batch lost", records=len(rows),
+                      target=redact_dsn(self.settings.target), error=str(exc)[:300])
+
+    async def _retention(self) -> None:
+        assert self._store is not None
+        while True:
+            cutoff = time.time() - self.settings.retention_days * 86400.0
+            try:
+                deleted = await self._store.delete_before(cutoff)
+                if deleted:
+                    log.info("audit retention", deleted=deleted,
+                             retention_days=self.settings.retention_days)
+            except Exception as exc:
+                log.error("audit retention failed", error=str(exc)[:300])
+            await asyncio.sleep(RETENTION_EVERY_S)
+
+    async def aclose(self) -> None:
+        """Stop the background tasks, write what is still queued, close the store."""
+        self._stop.set()
+        if self._writer_task is not None:
+            await self._writer_task
+            self._writer_task = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        try:
+            await self.flush()
+        finally:
+            if self._store is not None:
+                await self._store.close()
+            self._pool.shutdown(wait=True)
+

@@ -1,0 +1,225 @@
+"""Where audit records live: SQLite (WAL, the embedded default) or PostgreSQL (asyncpg).
+
+Both have the same async interface for the recorder (`write`, `delete_before`,
+`close`) and the same queries for the CLI (`documents`, `summary`). One table,
+`routecore_audit`. SQLite calls run on one dedicated thread that owns the
+connection, so the event loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from routecore.errors import InvalidRequest
+from routecore.observe.record import COLUMNS, INTEGERS, JSONS, REALS, to_document
+
+T = TypeVar("T")
+TABLE = "routecore_audit"
+# Quoted: `user` is a reserved word in PostgreSQL.
+QCOLUMNS = ", ".join(f'"{c}"' for c in COLUMNS)
+SUMMARY_KEYS = ("day", "tenant", "model", "requests", "errors", "feedback", "spend_usd",
+                "estimated_usd", "input_tokens", "output_tokens")
+
+
+def _sql_type(col: str, pg: bool) -> str:
+    if col in INTEGERS:
+        return "BIGINT NOT NULL DEFAULT 0" if pg else "INTEGER NOT NULL DEFAULT 0"
+    if col in REALS:
+        return "DOUBLE PRECISION NOT NULL" if pg else "REAL NOT NULL"
+    if col in JSONS:
+        return "JSONB NOT NULL" if pg else "TEXT NOT NULL"
+    return "TEXT NOT NULL DEFAULT ''"
+
+
+def schema(pg: bool) -> list[str]:
+    cols = ",\n  ".join(f'"{c}" {_sql_type(c, pg)}' for c in COLUMNS)
+    return [f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {cols}\n)",
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts)",
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_tenant_ts ON {TABLE} (tenant, ts)"]
+
+
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgres://", "postgresql://"))
+
+
+class Store(Protocol):
+    async def write(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
+    async def delete_before(self, ts: float) -> int: ...
+    async def close(self) -> None: ...
+
+
+def connect_sqlite(path: str | Path, create: bool = True) -> sqlite3.Connection:
+    p = Path(path)
+    if not create and not p.is_file():
+        raise InvalidRequest(f"{path}: no such audit database")
+    if create:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(p), check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")  # several workers share one file
+    for stmt in schema(pg=False):
+        conn.execute(stmt)
+    return conn
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routecore-audit")
+        self._conn: sqlite3.Connection | None = None
+        self._insert = (f"INSERT INTO {TABLE} ({QCOLUMNS}) "
+                        f"VALUES ({', '.join('?' * len(COLUMNS))})")
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect_sqlite(self.path)
+        return self._conn
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(self._db()))
+
+    async def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        def put(db: sqlite3.Connection) -> None:
+            with db:  # one transaction per batch
+                db.executemany(self._insert, rows)
+        await self._run(put)
+
+    async def delete_before(self, ts: float) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(f"DELETE FROM {TABLE} WHERE ts < ?", (ts,)).rowcount
+        return await self._run(delete)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._pool, conn.close)
+        self._pool.shutdown(wait=True)
+
+
+class PostgresStore:
+    """Batches go in with COPY (binary) over one pooled connection."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._pool: Any = None
+
+    async def _get(self) -> Any:
+        if self._pool is None:
+            import asyncpg
+
+            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
+            async with pool.acquire() as conn:
+                for stmt in schema(pg=True):
+                    await conn.execute(stmt)
+            self._pool = pool
+        return self._pool
+
+    async def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        pool = await self._get()
+        async with pool.acquire() as conn:
+            await conn.copy_records_to_table(TABLE, records=rows, columns=COLUMNS)
+
+    async def delete_before(self, ts: float) -> int:
+        pool = await self._get()
+        status: str = await pool.execute(f"DELETE FROM {TABLE} WHERE ts < $1", ts)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+def redact_dsn(target: str) -> str:
+    """A DSN without its password, for logs; a path as it is."""
+    if is_postgres(target) and "@" in target:
+        scheme, rest = target.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return target
+
+
+def open_store(target: str) -> Store:
+    return PostgresStore(target) if is_postgres(target) else SqliteStore(target)
+
+
+# -- reading (the CLI) ---------------------------------------------------------------
+
+
+def _where(since: float | None, tenant: str | None, pg: bool) -> tuple[str, list[Any]]:
+    conds: list[str] = []
+    args: list[Any] = []
+    for cond, value in (("ts >= {}", since), ("tenant = {}", tenant)):
+        if value is not None:
+            args.append(value)
+            conds.append(cond.format(f"${len(args)}" if pg else "?"))
+    return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+
+def _summary_sql(pg: bool, where: str) -> str:
+    day = ("to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if pg
+           else "date(ts, 'unixepoch')")
+    return (f"SELECT {day} AS day, tenant, "
+            "CASE WHEN served_model <> '' THEN served_model ELSE model END AS m, "
+            "SUM(CASE WHEN rpc <> 'Feedback' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN status <> 'OK' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN rpc = 'Feedback' THEN 1 ELSE 0 END), "
+            "SUM(cost_usd), SUM(estimated_cost_usd), SUM(input_tokens), SUM(output_tokens) "
+            f"FROM {TABLE}{where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+
+
+async def documents(target: str, since: float | None = None,
+                    tenant: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Stored records, oldest first, as JSON-ready documents."""
+    pg = is_postgres(target)
+    where, args = _where(since, tenant, pg)
+    sql = f"SELECT {QCOLUMNS} FROM {TABLE}{where} ORDER BY ts"
+    if pg:
+        import asyncpg
+
+        conn = await asyncpg.connect(target)
+        try:
+            async with conn.transaction():
+                async for rec in conn.cursor(sql, *args, prefetch=1000):
+                    yield to_document(dict(rec.items()))
+        finally:
+            await conn.close()
+        return
+    db = connect_sqlite(target, create=False)
+    try:
+        for row in db.execute(sql, args):
+            yield to_document(tuple(row))
+    finally:
+        db.close()
+
+
+async def summary(target: str, since: float | None = None,
+                  tenant: str | None = None) -> list[dict[str, Any]]:
+    """Requests, errors, feedback, spend and tokens per (day, tenant, model)."""
+    pg = is_postgres(target)
+    where, args = _where(since, tenant, pg)
+    sql = _summary_sql(pg, where)
+    if pg:
+        import asyncpg
+
+        conn = await asyncpg.connect(target)
+        try:
+            rows = [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+    else:
+        db = connect_sqlite(target, create=False)
+        try:
+            rows = [tuple(r) for r in db.execute(sql, args)]
+        finally:
+            db.close()
+    # PostgreSQL sums are numeric (Decimal): plain ints and floats for JSON.
+    return [{k: (v if k in ("day", "tenant", "model") else
+                 float(v or 0) if k in ("spend_usd", "estimated_usd") else int(v or 0))
+             for k, v in zip(SUMMARY_KEYS, r, strict=True)} for r in rows]

@@ -1,0 +1,76 @@
+"""Wiring of the audit trail and metrics for one serving process.
+
+`Observer.start` reads the `audit` and `metrics` sections, builds the metric
+objects (when metrics are on), the recorder (when either is on) and the
+/metrics endpoint; `record` is what the interceptor calls per RPC (None when
+both are off, so an RPC then pays nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from routecore.calling.completion import Completer
+from routecore.config import Config
+from routecore.observe.exposition import MetricsServer, metrics_registry, start_metrics_server
+from routecore.observe.metrics import Metrics
+from routecore.observe.recorder import Recorder
+from routecore.observe.settings import parse_audit, parse_metrics
+from routecore.observe.store import is_postgres, redact_dsn
+from routecore.server.records import build_record
+
+log = structlog.get_logger("routecore.observe")
+
+RecordFn = Callable[[str, str, float, str, BaseException | None, Any], None]
+
+
+@dataclasses.dataclass
+class Observer:
+    recorder: Recorder | None
+    metrics: Metrics | None
+    server: MetricsServer | None
+
+    @property
+    def record(self) -> RecordFn | None:
+        return self.recorder.put if self.recorder is not None else None
+
+    @classmethod
+    def start(cls, config: Config, completer: Completer, *, audit_db: str | None = None,
+              metrics_port: int | None = None, serve_metrics: bool = True) -> Observer:
+        audit = parse_audit(config)
+        if audit_db is not None:
+            audit = dataclasses.replace(
+                audit, enabled=True,
+                postgres_dsn=audit_db if is_postgres(audit_db) else "",
+                path=audit.path if is_postgres(audit_db) else audit_db)
+        msettings = parse_metrics(config)
+        port = metrics_port if metrics_port is not None else (msettings.port or None)
+        metrics = None
+        if port is not None:
+            metrics = Metrics(msettings, config, metrics_registry())
+        recorder = None
+        if audit.enabled or metrics is not None:
+            probes = [] if metrics is None else [
+                lambda: metrics.set_breakers(completer.breaker_states())]
+            build = functools.partial(build_record, store_prompts=audit.store_prompts)
+            recorder = Recorder(build, audit, metrics, probes)
+            recorder.start()
+        server = None
+        if metrics is not None and port is not None and serve_metrics:
+            server = start_metrics_server(msettings.host, port, metrics.registry)
+        log.info("observability", audit=redact_dsn(audit.target) if audit.enabled else "off",
+                 store_prompts=audit.store_prompts,
+                 metrics=f"http://{msettings.host}:{server.port}/metrics" if server else "off")
+        return cls(recorder, metrics, server)
+
+    async def aclose(self) -> None:
+        if self.recorder is not None:
+            await self.recorder.aclose()
+        if self.server is not None:
+            self.server.close()
+

@@ -1,0 +1,155 @@
+"""RPCs as audit records: what the servicer leaves in a `Trace`, turned into an
+`AuditRecord` by the recorder's writer thread (never on the request path).
+
+The servicer fills a `Trace` per audited RPC (the domain request, then the
+decision or result); the interceptor hands it to `Recorder.put` with the
+status when the RPC ends, so failed calls are recorded too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from routecore.calling.types import Attempt, CompletionRequest, CompletionResult, StreamEvent
+from routecore.domain import CandidateTable, Decision, RouteRequest
+from routecore.errors import AllProvidersFailed, AttemptError, RoutecoreError
+from routecore.observe.record import (
+    AUDITED_RPCS,
+    MAX_ERROR_CHARS,
+    AttemptRow,
+    AuditRecord,
+    CandidateRow,
+)
+from routecore.observe.recorder import Event
+
+trace_var: ContextVar[Trace | None] = ContextVar("routecore_trace", default=None)
+
+
+class Trace:
+    """What one RPC did, filled in by the servicer as it goes."""
+
+    __slots__ = ("decision", "request", "result")
+
+    def __init__(self, request: RouteRequest | CompletionRequest | dict[str, Any]) -> None:
+        self.request = request
+        self.decision: Decision | None = None
+        self.result: CompletionResult | StreamEvent | dict[str, Any] | None = None
+
+
+def candidate_rows(d: Decision) -> list[CandidateRow]:
+    cands = d.candidates
+    if isinstance(cands, CandidateTable):
+        return cands.rows()
+    return [(c.model, c.provider, c.predicted_quality, c.estimated_cost_usd,
+             c.estimated_latency_ms, c.score, c.rejected_reason) for c in cands]
+
+
+def _attempt_rows(attempts: Sequence[Attempt | AttemptError]) -> list[AttemptRow]:
+    return [(a.model, a.deployment, a.provider, _outcome(a), a.duration_ms, a.retry,
+             a.error[:MAX_ERROR_CHARS]) for a in attempts]
+
+
+def _outcome(a: Attempt | AttemptError) -> str:
+    if not a.error:
+        return "ok"
+    kind = getattr(a, "kind", "")
+    return kind or "error"
+
+
+def _features(req: RouteRequest, text: str) -> dict[str, Any]:
+    """What replay needs besides the decision's classifier output, without the prompt."""
+    c = req.constraints
+    out: dict[str, Any] = {"chars": len(text), "messages": len(req.messages)}
+    if req.strategy:
+        out["requested_strategy"] = req.strategy
+    if req.willingness_to_pay is not None:
+        out["willingness_to_pay"] = req.willingness_to_pay
+    if req.weights is not None:
+        w = req.weights
+        out["weights"] = [w.quality, w.cost, w.latency]
+    limits: dict[str, Any] = {k: v for k, v in (("max_cost_usd", c.max_cost_usd),
+                                ("max_latency_ms", c.max_latency_ms),
+                                ("min_quality", c.min_quality),
+                                ("max_output_tokens", c.max_output_tokens)) if v is not None}
+    for k, s in (("required_capabilities", c.required_capabilities),
+                 ("allow_models", c.allow_models), ("deny_models", c.deny_models)):
+        if s:
+            limits[k] = sorted(s)
+    if limits:
+        out["constraints"] = limits
+    return out
+
+
+def _with_request(rec: AuditRecord, req: RouteRequest, store_prompts: bool) -> None:
+    text = req.text()
+    rec.tenant, rec.user = req.tenant, req.user
+    rec.key_id = req.key_id
+    rec.prompt_sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    rec.features = _features(req, text)
+    if store_prompts:
+        rec.prompt = text
+        if req.messages:
+            rec.features["chat"] = [[m.role, m.content] for m in req.messages]
+
+
+def _with_decision(rec: AuditRecord, d: Decision) -> None:
+    rec.strategy, rec.variant, rec.router_version = d.strategy, d.variant, d.router_version
+    rec.category, rec.category_confidence, rec.complexity = (
+        d.category, d.category_confidence, d.complexity)
+    rec.model, rec.model_version, rec.provider = d.model, d.model_version, d.provider
+    rec.predicted_quality, rec.estimated_cost_usd = d.predicted_quality, d.estimated_cost_usd
+    rec.input_tokens, rec.decision_us = d.input_tokens, d.decision_micros
+    rec.fallbacks = list(d.fallbacks)
+    rec.candidates = candidate_rows(d)
+
+
+def build_record(ev: Event, offset: float, store_prompts: bool) -> AuditRecord | None:
+    """The audit record of one finished RPC; None for RPCs that are not audited."""
+    rpc, rid, t0, t1, status, exc, trace = ev
+    if rpc not in AUDITED_RPCS:
+        return None
+    rec = AuditRecord(ts=t1 + offset, request_id=rid, rpc=rpc, status=status,
+                      latency_ms=(t1 - t0) * 1000.0)
+    if exc is not None:
+        msg = exc.message if isinstance(exc, RoutecoreError) else type(exc).__name__
+        rec.error = msg[:MAX_ERROR_CHARS]
+        if isinstance(exc, AllProvidersFailed):
+            rec.attempts = _attempt_rows(exc.attempts)
+    if not isinstance(trace, Trace):
+        return rec
+    req = trace.request
+    if isinstance(req, dict):  # Feedback
+        _feedback(rec, req, trace.result, store_prompts)
+        return rec
+    route = req.route if isinstance(req, CompletionRequest) else req
+    _with_request(rec, route, store_prompts)
+    if trace.decision is not None:
+        _with_decision(rec, trace.decision)
+    res = trace.result
+    if isinstance(res, (CompletionResult, StreamEvent)):
+        if res.decision is not None:
+            _with_decision(rec, res.decision)
+        rec.served_model = res.model
+        if res.usage is not None:
+            rec.input_tokens, rec.output_tokens = res.usage.input_tokens, res.usage.output_tokens
+        rec.cost_usd = res.cost_usd
+        rec.attempts = _attempt_rows(res.attempts)
+    rec.upstream_ms = sum(a[4] for a in rec.attempts)
+    return rec
+
+
+def _feedback(rec: AuditRecord, req: dict[str, Any], result: Any, store_prompts: bool) -> None:
+    prompt = str(req.get("prompt", ""))
+    rec.model = rec.served_model = str(req.get("model", ""))
+    rec.tenant, rec.user = str(req.get("tenant", "")), str(req.get("user", ""))
+    rec.feedback = {"ref_request_id": req.get("request_id", ""), "score": req.get("score"),
+                    "source": req.get("source", "")}
+    if isinstance(result, dict):
+        rec.feedback.update(result)
+    if prompt:
+        rec.prompt_sha256 = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+        if store_prompts:
+            rec.prompt = prompt

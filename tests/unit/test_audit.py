@@ -1,0 +1,99 @@
+"""The audit recorder, stores and settings without a server: bounded queue, retention,
+prompt storage, config errors naming the field."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routecore.config import load_config, parse_config
+from routecore.domain import RouteRequest
+from routecore.errors import ConfigError
+from routecore.observe.commands import parse_since
+from routecore.observe.record import AuditRecord, to_row
+from routecore.observe.recorder import Event, Recorder
+from routecore.observe.settings import default_audit_path, parse_audit, parse_metrics
+from routecore.observe.store import SqliteStore, documents
+from routecore.server.records import Trace, build_record
+
+
+def _config(**extra: Any) -> Any:
+    from importlib import resources
+
+    import yaml
+
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    raw.update(extra)
+    return parse_config(raw)
+
+
+def _build(ev: Event, offset: float) -> AuditRecord:
+    return AuditRecord(ts=ev[3] + offset, request_id=ev[1], rpc=ev[0], status=ev[4])
+
+
+async def test_full_queue_drops_and_counts_never_blocks(tmp_path: Path) -> None:
+    """Past queue_size, put() returns at once and counts the drop; what was queued is written."""
+    settings = parse_audit(_config(audit={"path": str(tmp_path / "a.db"), "queue_size": 3}))
+    rec = Recorder(_build, settings)
+    t0 = time.perf_counter()
+    for i in range(10):
+        rec.put("Route", f"r{i}", t0, "OK", None, None)
+    assert rec.dropped == 7
+    await rec.aclose()
+    docs = [d async for d in documents(str(tmp_path / "a.db"))]
+    assert [d["request_id"] for d in docs] == ["r0", "r1", "r2"] and rec.written == 3
+
+
+async def test_retention_deletes_only_old_rows(tmp_path: Path) -> None:
+    """delete_before removes rows older than the cutoff and keeps the rest."""
+    store = SqliteStore(tmp_path / "a.db")
+    now = time.time()
+    await store.write([to_row(AuditRecord(ts=now - 40 * 86400, request_id="old", rpc="Route",
+                                          status="OK")),
+                       to_row(AuditRecord(ts=now, request_id="new", rpc="Route", status="OK"))])
+    assert await store.delete_before(now - 30 * 86400) == 1
+    await store.close()
+    assert [d["request_id"] async for d in documents(str(tmp_path / "a.db"))] == ["new"]
+
+
+def test_prompt_is_stored_only_when_asked() -> None:
+    """The prompt text goes into the record only with store_prompts; its SHA-256 always does."""
+    req = RouteRequest(prompt="secret plans", tenant="t")
+    t = time.perf_counter()
+    ev: Event = ("Route", "r1", t, t, "OK", None, Trace(req))
+    hidden = build_record(ev, 0.0, store_prompts=False)
+    shown = build_record(ev, 0.0, store_prompts=True)
+    assert hidden is not None and shown is not None
+    assert hidden.prompt == "" and shown.prompt == "secret plans"
+    assert hidden.prompt_sha256 == shown.prompt_sha256 != ""
+    assert build_record(("ListModels", "r2", t, t, "OK", None, None), 0.0, False) is None
+
+
+def test_settings_defaults_and_errors(tmp_path: Path) -> None:
+    """No audit section: on, SQLite under the state dir (not the cwd); bad fields are named."""
+    audit = parse_audit(load_config(None))
+    assert audit.enabled and audit.path.endswith("routecore/audit.db")
+    assert not audit.path.startswith(str(Path.cwd()) + "/routecore")
+    assert default_audit_path({"XDG_STATE_HOME": "/x"}) == "/x/routecore/audit.db"
+    assert default_audit_path({"HOME": "/h"}) == "/h/.local/state/routecore/audit.db"
+    with pytest.raises(ConfigError) as info:
+        parse_audit(_config(audit={"queue_size": 0, "retention_days": float("nan"),
+                                   "postgres_dsn": "mysql://x", "colour": 1}))
+    text = str(info.value)
+    for field in ("audit.queue_size", "audit.retention_days", "audit.postgres_dsn",
+                  "audit.colour"):
+        assert field in text
+    with pytest.raises(ConfigError, match=r"metrics.reference_model: unknown model"):
+        parse_metrics(_config(metrics={"reference_model": "gpt-17"}))
+    assert parse_metrics(load_config(None)).port == 0
+
+
+def test_since_parses_relative_iso_and_epoch() -> None:
+    """--since takes 24h/7d, ISO dates (UTC) and epoch seconds."""
+    assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+    assert parse_since("1d", now=100_000.0) == 100_000.0 - 86400
+    assert parse_since("1970-01-02") == 86400.0
+    assert parse_since("12.5") == 12.5
