@@ -80,7 +80,7 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
     assert default_audit_path({"XDG_STATE_HOME": "/x"}) == "/x/routecore/audit.db"
     assert default_audit_path({"HOME": "/h"}) == "/h/.local/state/routecore/audit.db"
     with pytest.raises(ConfigError) as info:
-        parse_audit(_config(audit={"queue_size": 0, "retention_days": float("nan"),
+        parse_audit(_config(audit={"queue_size": 0, "retention_days": -1,
                                    "postgres_dsn": "mysql://x", "colour": 1}))
     text = str(info.value)
     for field in ("audit.queue_size", "audit.retention_days", "audit.postgres_dsn",
