@@ -95,6 +95,12 @@ class DeadlineExceeded(RoutecoreError):
     status = "DEADLINE_EXCEEDED"
 
 
+class Cancelled(RoutecoreError):
+    """The caller cancelled the RPC (or went away) before it finished."""
+
+    status = "CANCELLED"
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptError:
     """One failed attempt inside a fallback chain."""

@@ -10,6 +10,7 @@ not a handler rebuild.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import grpc
 import structlog
 
-from routecore.errors import InvalidRequest, RoutecoreError
+from routecore.errors import Cancelled, DeadlineExceeded, InvalidRequest, RoutecoreError
 from routecore.server.records import trace_var
 
 log = structlog.get_logger("routecore.rpc")
@@ -32,7 +33,7 @@ log_fields_var: ContextVar[dict[str, Any]] = ContextVar("routecore_log_fields")
 
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in (
     "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED",
-    "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "PERMISSION_DENIED",
+    "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "PERMISSION_DENIED", "CANCELLED",
 )}
 
 
@@ -123,6 +124,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     response = await inner(parse(request), context)
                 except grpc.aio.AbortError:
                     raise
+                except asyncio.CancelledError:  # deadline passed or client gone: still one line
+                    finish(rpc, rid, t0, _ended(context), context, fields)
+                    raise
                 except Exception as exc:  # mapped here and only here
                     finish(rpc, rid, t0, exc, context, fields)
                     await context.abort(status_of(exc), _message(exc))
@@ -147,6 +151,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         yield item
                 except grpc.aio.AbortError:
                     raise
+                except asyncio.CancelledError:
+                    finish(rpc, rid, t0, _ended(context), context, fields)
+                    raise
                 except Exception as exc:
                     finish(rpc, rid, t0, exc, context, fields)
                     await context.abort(status_of(exc), _message(exc))
@@ -169,6 +176,14 @@ def _parser(rpc: str, deserialize: Callable[[bytes], Any] | None) -> Callable[[A
             raise InvalidRequest(f"{rpc}: the request is not a valid protobuf message ({exc})") from exc
 
     return parse
+
+
+def _ended(context: grpc.aio.ServicerContext) -> RoutecoreError:
+    """Why grpc cancelled a running RPC: its deadline passed, or the client cancelled it."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return DeadlineExceeded("deadline exceeded (the client's deadline passed)")
+    return Cancelled("cancelled by the client")
 
 
 def _message(exc: BaseException) -> str:
