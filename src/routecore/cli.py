@@ -146,6 +146,7 @@ def validate_all(config: Any) -> None:
     from routecore.learned.feedback import feedback_path
     from routecore.observe.settings import parse_audit, parse_metrics
     from routecore.routing.router import Router
+    from routecore.server.identity import parse_auth
     from routecore.state import parse_state
 
     parse_settings(config)
@@ -154,6 +155,7 @@ def validate_all(config: Any) -> None:
     parse_audit(config)
     parse_metrics(config)
     Router.from_config(config)
+    parse_auth(config)
 
 
 def _cmd_check_config(ns: argparse.Namespace) -> int:
@@ -235,9 +237,11 @@ def _add_optional_commands(sub: Any) -> None:
     """Commands owned by other modules register themselves here."""
     from routecore.learned.commands import add_commands as add_learned_commands
     from routecore.observe.commands import add_commands as add_audit_commands
+    from routecore.server.commands import add_commands as add_server_commands
 
     add_learned_commands(sub)
     add_audit_commands(sub)
+    add_server_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ reads a file. Every problem is collected (not just the first) and raised as one
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -81,6 +83,7 @@ class Endpoint:
     timeout_s: float
     max_connections: int
     options: Mapping[str, Any] = field(default_factory=dict)
+    allow_insecure: bool = False  # an API key may travel over plain http to a remote host
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +128,22 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    cert: str  # PEM certificate chain (paths resolved against the config file's directory)
+    key: str  # PEM private key
+    client_ca: str = ""  # PEM CA bundle: when set, clients must present a certificate (mTLS)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str
     port: int
     max_message_bytes: int
     grace_s: float
     http_port: int | None = None  # the OpenAI-compatible HTTP front door; None: off
+    # gRPC reflection; None: on, except when `auth` is configured.
+    reflection: bool | None = None
+    tls: TlsConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +246,7 @@ SECTIONS = frozenset({
     "state",       # state/backend.py
     "audit",       # observe/settings.py
     "metrics",     # observe/settings.py
+    "auth",        # server/identity.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED = {"cache": "response caching"}
@@ -304,7 +318,8 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
 def _endpoint(r: _Reader, name: str, node: Any) -> Endpoint | None:
     p = f"endpoints.{name}"
     e = r.mapping(node, p)
-    r.unknown(e, p, {"kind", "base_url", "api_key_env", "timeout_s", "max_connections", "options"})
+    r.unknown(e, p, {"kind", "base_url", "api_key_env", "timeout_s", "max_connections", "options",
+                     "allow_insecure"})
     kind = r.get(e, "kind", p, str)
     if kind is not None and kind not in ENDPOINT_KINDS:
         r.fail(f"{p}.kind", f"must be one of {', '.join(ENDPOINT_KINDS)}")
@@ -314,11 +329,63 @@ def _endpoint(r: _Reader, name: str, node: Any) -> Endpoint | None:
     timeout = r.number(e, "timeout_s", p, lo=0.001, default=60.0)
     conns = r.number(e, "max_connections", p, lo=1, integer=True, default=256)
     options = r.mapping(e.get("options"), f"{p}.options", required=False)
+    key_env = r.get(e, "api_key_env", p, str, "") or ""
+    insecure = bool(r.get(e, "allow_insecure", p, bool, False))
+    if base_url and key_env and not insecure and _cleartext_remote(base_url):
+        r.fail(f"{p}.base_url", "sends the API key in clear text to a remote host (http://); "
+                                "use https:// or set allow_insecure: true on this endpoint")
     if kind is None or timeout is None or conns is None:
         return None
-    return Endpoint(name=name, kind=kind, base_url=base_url or "",
-                    api_key_env=r.get(e, "api_key_env", p, str, "") or "",
-                    timeout_s=timeout, max_connections=conns, options=dict(options))
+    return Endpoint(name=name, kind=kind, base_url=base_url or "", api_key_env=key_env,
+                    timeout_s=timeout, max_connections=conns, options=dict(options),
+                    allow_insecure=insecure)
+
+
+def _cleartext_remote(url: str) -> bool:
+    """True for an http:// URL whose host is not this machine (loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a DNS name: it could resolve anywhere
+
+
+def _server(r: _Reader, node: Any, source: str) -> ServerConfig:
+    srv = r.mapping(node, "server", required=False)
+    r.unknown(srv, "server", {"host", "port", "max_message_bytes", "grace_s", "http_port",
+                              "reflection", "tls"})
+    tls = None
+    if srv.get("tls") is not None:
+        tn = r.mapping(srv.get("tls"), "server.tls")
+        r.unknown(tn, "server.tls", {"cert", "key", "client_ca"})
+        files: dict[str, str] = {}
+        for name in ("cert", "key", "client_ca"):
+            value = r.get(tn, name, "server.tls", str, "" if name == "client_ca" else ...)
+            if not value:
+                continue
+            path = Path(value)
+            if not path.is_absolute() and not source.startswith("<"):
+                path = Path(source).parent / path
+            if not path.is_file():
+                r.fail(f"server.tls.{name}", f"no such file {str(path)!r}")
+            files[name] = str(path)
+        if "cert" in files and "key" in files:
+            tls = TlsConfig(cert=files["cert"], key=files["key"], client_ca=files.get("client_ca", ""))
+    return ServerConfig(
+        host=r.get(srv, "host", "server", str, "127.0.0.1") or "127.0.0.1",
+        port=r.number(srv, "port", "server", lo=0, hi=65535, integer=True, default=50051) or 0,
+        max_message_bytes=r.number(srv, "max_message_bytes", "server", lo=1024, integer=True,
+                                   default=4 * 1024 * 1024) or 4 * 1024 * 1024,
+        grace_s=r.number(srv, "grace_s", "server", lo=0.0, default=5.0) or 0.0,
+        http_port=r.number(srv, "http_port", "server", lo=0, hi=65535, integer=True, default=None),
+        reflection=r.get(srv, "reflection", "server", bool, None),
+        tls=tls,
+    )
 
 
 def _category(r: _Reader, name: str, node: Any) -> Category | None:
@@ -493,16 +560,7 @@ def parse_config(raw: Any, source: str = "<memory>") -> Config:
             if cat != "default" and cats and cat not in cats:
                 r.fail(f"models.{name}.quality.{cat}", "unknown category")
     routing = _routing(r, top.get("routing"), model_nodes, cats)
-    srv = r.mapping(top.get("server"), "server", required=False)
-    r.unknown(srv, "server", {"host", "port", "max_message_bytes", "grace_s", "http_port"})
-    server = ServerConfig(
-        host=r.get(srv, "host", "server", str, "127.0.0.1") or "127.0.0.1",
-        port=r.number(srv, "port", "server", lo=0, hi=65535, integer=True, default=50051) or 0,
-        max_message_bytes=r.number(srv, "max_message_bytes", "server", lo=1024, integer=True,
-                                   default=4 * 1024 * 1024) or 4 * 1024 * 1024,
-        grace_s=r.number(srv, "grace_s", "server", lo=0.0, default=5.0) or 0.0,
-        http_port=r.number(srv, "http_port", "server", lo=0, hi=65535, integer=True, default=None),
-    )
+    server = _server(r, top.get("server"), source)
     version = r.get(top, "router_version", "", str, "routecore-default")
     if r.problems:
         raise ConfigError(r.problems)

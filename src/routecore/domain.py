@@ -6,13 +6,55 @@ Plain frozen dataclasses: the server converts protobuf to these at the edge
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from routecore.errors import InvalidRequest, echo
+
 STRATEGIES = ("complexity", "domain", "cost", "latency", "quality", "multi_objective", "learned")
 CAPABILITIES = ("code", "tools", "vision", "json")
 ROLES = ("system", "user", "assistant", "tool", "developer")
+
+# A request id names one decision for feedback and logs. Caller-supplied ids are
+# bounded so a huge id cannot bypass the recent-decisions memory cap or flood logs.
+MAX_REQUEST_ID = 128
+_REQUEST_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:\-]{{0,{MAX_REQUEST_ID - 1}}}")
+
+
+def check_request_id(value: str, field: str = "request_id") -> str:
+    """`value` if it is a valid caller-supplied request id (1-128 of A-Z a-z 0-9 . _ : -,
+    starting with a letter or digit), else InvalidRequest naming `field`."""
+    if _REQUEST_ID.fullmatch(value) is None:
+        raise InvalidRequest(
+            f"{field}: must be 1-{MAX_REQUEST_ID} characters of A-Z a-z 0-9 . _ : - starting "
+            f"with a letter or digit, got {echo(value, 40)}")
+    return value
+
+
+class RequestIds:
+    """Unguessable request ids: 128 random bits each, as 32 hex digits.
+
+    Bits come from the OS CSPRNG in blocks of 256 ids, so an id costs a slice,
+    not a syscall; an id is never derived from another, so seeing some ids tells
+    nothing about the next one (a prefix plus a counter would).
+    """
+
+    __slots__ = ("_block", "_next")
+    _IDS_PER_BLOCK = 256
+
+    def __init__(self) -> None:
+        self._block = ""
+        self._next = 0
+
+    def __call__(self) -> str:
+        i = self._next
+        if i >= len(self._block):
+            self._block, i = os.urandom(16 * self._IDS_PER_BLOCK).hex(), 0
+        self._next = i + 32
+        return self._block[i:i + 32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,37 @@ class RoutecoreError(Exception):
         self.message = message
 
 
+# Longest echo of one caller-supplied value inside an error message or log line:
+# a 1 MB strategy must not become a 1 MB status (gRPC refuses headers over ~8 KB).
+ECHO_CHARS = 80
+# Longest status message the server sends; the interceptor cuts anything longer.
+MAX_MESSAGE_CHARS = 2000
+# Rejection reasons a "no model fits" message lists before saying how many more.
+NO_MODEL_REASONS = 8
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """`repr(value)` for a message, cut to `limit` characters with the full length said."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} chars)"
+
+
+def echo_list(values: Sequence[object], limit: int = 5) -> str:
+    """The first `limit` values echoed, and how many more there are."""
+    shown = ", ".join(echo(v) for v in values[:limit])
+    more = len(values) - limit
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def cap_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` cut to `limit` characters (the last line of defence for statuses and logs)."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... ({len(message)} chars, cut)"
+
+
 class InvalidRequest(RoutecoreError):
     """The request is malformed: empty prompt, negative limit, bad field."""
 
@@ -39,6 +70,18 @@ class RequestTooLarge(InvalidRequest):
 
 class MethodNotAllowed(InvalidRequest):
     """An HTTP method the path does not serve (HTTP 405)."""
+
+
+class Unauthenticated(RoutecoreError):
+    """No valid API key: the authorization metadata is missing, malformed or unknown."""
+
+    status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(RoutecoreError):
+    """The caller's key is valid but may not use this model, strategy or tenant."""
+
+    status = "PERMISSION_DENIED"
 
 
 class ConfigError(RoutecoreError):
@@ -58,8 +101,19 @@ class NoModelAvailable(RoutecoreError):
 
     def __init__(self, reasons: dict[str, str]) -> None:
         self.reasons = dict(reasons)
-        detail = "; ".join(f"{m}: {r}" for m, r in self.reasons.items())
-        super().__init__(f"no model satisfies the constraints ({detail})")
+        # Models grouped by reason, rarest reason first (a lone model's specific reason
+        # beats "15 models: not in allow_models"), and only the first few groups: a
+        # registry of thousands must not make a status larger than gRPC's metadata limit.
+        groups: dict[str, list[str]] = {}
+        for model, reason in self.reasons.items():
+            groups.setdefault(reason, []).append(model)
+        ranked = sorted(groups.items(), key=lambda g: len(g[1]))
+        parts = [f"{ms[0]}: {r}" if len(ms) == 1 else f"{len(ms)} models ({echo_list(ms, 3)}): {r}"
+                 for r, ms in ranked[:NO_MODEL_REASONS]]
+        if len(ranked) > NO_MODEL_REASONS:
+            parts.append(f"and {len(ranked) - NO_MODEL_REASONS} more reasons")
+        super().__init__(f"no model satisfies the constraints ({len(self.reasons)} models "
+                         f"rejected: {'; '.join(parts)})")
 
 
 class ModelsUnavailable(RoutecoreError):

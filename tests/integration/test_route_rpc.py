@@ -87,7 +87,7 @@ async def test_every_strategy_over_rpc(stub: Stub, strategy: str) -> None:
     (pb.RouteRequest(messages=[pb.Message(role="wizard", content="x")]),
      grpc.StatusCode.INVALID_ARGUMENT, "messages[0].role: unknown role 'wizard'"),
     (pb.RouteRequest(prompt="hi", constraints=pb.Constraints(required_capabilities=["telepathy"])),
-     grpc.StatusCode.INVALID_ARGUMENT, "unknown telepathy"),
+     grpc.StatusCode.INVALID_ARGUMENT, "unknown 'telepathy'"),
     (pb.RouteRequest(prompt="hi", constraints=pb.Constraints(max_cost_usd=1e-12)),
      grpc.StatusCode.FAILED_PRECONDITION, "no model satisfies the constraints"),
     (pb.RouteRequest(prompt="hi", constraints=pb.Constraints(

@@ -38,7 +38,7 @@ class DecisionLog:
     def _put(self, row: tuple[str, str, str, float, float]) -> None:
         if self._conn is None:
             self._conn = connect(self.path)
-        self._conn.execute("INSERT OR REPLACE INTO ab_decisions (request_id, variant, model, "
+        self._conn.execute("INSERT OR IGNORE INTO ab_decisions (request_id, variant, model, "
                            "cost_usd, created_at) VALUES (?, ?, ?, ?, ?)", row)
 
     async def record(self, request_id: str, variant: str, model: str, cost_usd: float) -> None:

@@ -2,7 +2,9 @@
 
 One owner for three things that follow a decision:
 - recent decisions, kept in memory (bounded) so feedback can name a request id
-  instead of repeating the prompt;
+  instead of repeating the prompt. A decision belongs to its owner (the caller's
+  tenant when auth is on): another owner's lookup is NOT_FOUND, exactly as for an
+  id that never existed, and a caller-chosen id never replaces a recorded one;
 - the A/B decision log, written to SQLite by a background task, never on the
   response path (the tasks are tracked and awaited on shutdown);
 - feedback: validated, stored durably (SQLite, `feedback.path`), and learned
@@ -18,8 +20,8 @@ from pathlib import Path
 
 import structlog
 
-from routecore.domain import Decision
-from routecore.errors import InvalidRequest, NotFound
+from routecore.domain import Decision, check_request_id
+from routecore.errors import InvalidRequest, NotFound, echo
 from routecore.learned.ab import DecisionLog
 from routecore.learned.feedback import FeedbackStore, feedback_path
 from routecore.routing.router import Router
@@ -56,19 +58,21 @@ class Outcomes:
         path = db_path or feedback_path(router.config.extra) or DEFAULT_DB
         self.store = FeedbackStore(path)
         self.decisions = DecisionLog(path)
-        self._recent: OrderedDict[str, Recent] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str], Recent] = OrderedDict()
         self._capacity = capacity
         self._max_chars = max_chars
         self._chars = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def record(self, decision: Decision, text: str, cost_usd: float | None = None) -> None:
-        """Remember a decision (cheap, synchronous); log its A/B variant in the background."""
+    def record(self, decision: Decision, text: str, cost_usd: float | None = None,
+               owner: str = "") -> None:
+        """Remember `owner`'s decision (cheap, synchronous); log its A/B variant in the
+        background. An id already recorded for that owner keeps its first decision."""
         cost = decision.estimated_cost_usd if cost_usd is None else cost_usd
-        old = self._recent.pop(decision.request_id, None)
-        if old is not None:
-            self._chars -= len(old.text)
-        self._recent[decision.request_id] = Recent(text, decision.model, cost, decision.variant)
+        key = (owner, decision.request_id)
+        if key in self._recent:
+            return
+        self._recent[key] = Recent(text, decision.model, cost, decision.variant)
         self._chars += len(text)
         while len(self._recent) > self._capacity or (
                 self._chars > self._max_chars and len(self._recent) > 1):
@@ -86,11 +90,14 @@ class Outcomes:
             log.exception("ab decision log write failed", request_id=request_id)
 
     async def feedback(self, *, request_id: str, prompt: str, model: str, score: float,
-                       comment: str = "", source: str = "") -> FeedbackResult:
-        """Store one outcome and let the serving learned routers learn from it."""
-        recent = self._recent.get(request_id) if request_id else None
+                       comment: str = "", source: str = "", owner: str = "") -> FeedbackResult:
+        """Store one outcome and let the serving learned routers learn from it; a
+        request id is looked up among `owner`'s decisions only."""
+        if request_id:
+            check_request_id(request_id, "feedback.request_id")
+        recent = self._recent.get((owner, request_id)) if request_id else None
         if request_id and recent is None and not prompt:
-            raise NotFound(f"feedback.request_id: {request_id!r} is not a recent decision of "
+            raise NotFound(f"feedback.request_id: {echo(request_id)} is not a recent decision of "
                            "this server; send the prompt with the feedback")
         if not request_id and not prompt:
             raise InvalidRequest("feedback: give a request_id or a prompt")

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from routecore.config import Config, ModelSpec
 from routecore.domain import CAPABILITIES
-from routecore.errors import UnknownModel
+from routecore.errors import UnknownModel, echo, echo_list
 
 F64 = npt.NDArray[np.float64]
 
@@ -65,13 +65,18 @@ class Registry:
             return self.specs[name]
         except KeyError:
             raise UnknownModel(
-                f"unknown model {name!r} (known: {', '.join(self.names)})"
+                f"unknown model {echo(name)} (known: {self._known()})"
             ) from None
+
+    def _known(self, limit: int = 20) -> str:
+        """The registry's names for an error message, at most `limit` of them."""
+        more = len(self.names) - limit
+        return ", ".join(self.names[:limit]) + (f" and {more} more" if more > 0 else "")
 
     def check_known(self, names: frozenset[str], field: str) -> None:
         unknown = sorted(n for n in names if n not in self.specs)
         if unknown:
             raise UnknownModel(
-                f"{field}: unknown model(s) {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(self.names)})"
+                f"{field}: unknown model(s) {echo_list(unknown)} "
+                f"(known: {self._known()})"
             )

@@ -11,9 +11,7 @@ lookup in the compiled core, then the vectorised policy.
 
 from __future__ import annotations
 
-import itertools
 import math
-import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -29,10 +27,11 @@ from routecore.domain import (
     Constraints,
     Decision,
     Message,
+    RequestIds,
     RouteRequest,
     Weights,
 )
-from routecore.errors import ConfigError, InvalidRequest
+from routecore.errors import ConfigError, InvalidRequest, echo, echo_list
 from routecore.routing.ab import CANDIDATE, assign, parse_ab
 from routecore.routing.classifier import Classifier
 from routecore.routing.features import FeatureExtractor
@@ -75,8 +74,7 @@ class Router:
         self.candidate_policy = Policy(config, self.registry, candidate) if candidate else None
         if self.ab is not None and not self.ab.candidate_is_strategy and candidate is None:
             raise ConfigError([f"ab.candidate.artifact: {self.ab.candidate!r} was not loaded"])
-        self._id_prefix = secrets.token_hex(6) + "-"
-        self._id_counter = itertools.count(1)
+        self._new_request_id = RequestIds()
         # Set by the completion layer: model -> why it is unhealthy (open breaker).
         self.health_source: Callable[[], Mapping[str, str]] | None = None
 
@@ -93,11 +91,6 @@ class Router:
             candidate = _load_learned(cfg, ab.candidate, "ab.candidate.artifact")
         return cls(cfg, learned, candidate)
 
-    def _new_request_id(self) -> str:
-        # A random per-process prefix plus a counter: unique across replicas without
-        # a syscall per request (secrets.token_hex reads /dev/urandom each time).
-        return f"{self._id_prefix}{next(self._id_counter):x}"
-
     # -- request validation (the edge of the domain) -------------------------
 
     def _validate(self, req: RouteRequest) -> None:
@@ -108,13 +101,13 @@ class Router:
         for i, m in enumerate(req.messages):
             if m.role not in ROLES:
                 raise InvalidRequest(
-                    f"messages[{i}].role: unknown role {m.role!r} (known: {', '.join(ROLES)})")
+                    f"messages[{i}].role: unknown role {echo(m.role)} (known: {', '.join(ROLES)})")
         size = len(req.prompt) + sum(len(m.content) for m in req.messages)
         if size > MAX_PROMPT_CHARS:
             raise InvalidRequest(f"prompt: {size} characters exceeds {MAX_PROMPT_CHARS}")
         if req.strategy and req.strategy not in STRATEGIES:
             raise InvalidRequest(
-                f"strategy: unknown strategy {req.strategy!r} (known: {', '.join(STRATEGIES)})")
+                f"strategy: unknown strategy {echo(req.strategy)} (known: {', '.join(STRATEGIES)})")
         if req.strategy == "learned" and self.learned is None and self.candidate is None:
             raise InvalidRequest(
                 "strategy: 'learned' needs a trained router (config routing.learned.artifact)")
@@ -137,7 +130,7 @@ class Router:
         if not c.required_capabilities <= _KNOWN_CAPS:
             unknown = sorted(c.required_capabilities - _KNOWN_CAPS)
             raise InvalidRequest(
-                f"constraints.required_capabilities: unknown {', '.join(unknown)} "
+                f"constraints.required_capabilities: unknown {echo_list(unknown)} "
                 f"(known: {', '.join(CAPABILITIES)})")
         if c.allow_models:
             self.registry.check_known(c.allow_models, "constraints.allow_models")

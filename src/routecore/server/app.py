@@ -22,9 +22,11 @@ from routecore.config import Config, missing_api_keys
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server.http_api import HttpFrontDoor
+from routecore.server.identity import Authenticator, parse_auth
 from routecore.server.interceptors import RpcInterceptor
 from routecore.server.observing import Observer
 from routecore.server.servicer import RouterServicer
+from routecore.server.tls import server_credentials
 from routecore.state import Backend, open_backend, parse_state
 from routecore.v1 import router_pb2, router_pb2_grpc
 
@@ -50,12 +52,13 @@ class App:
     metrics_port: int | None = None  # overrides metrics.port (0: a free port)
     serve_metrics: bool = True  # False in extra --workers processes: one serves /metrics
     observer: Observer | None = None
+    authenticator: Authenticator | None = None  # API keys (config `auth`); None: auth off
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
                     feedback_db: str | None = None) -> App:
         return cls(router=Router.from_config(config), access_log=access_log,
-                   feedback_db=feedback_db)
+                   feedback_db=feedback_db, authenticator=parse_auth(config))
 
     async def start(self, host: str | None = None, port: int | None = None,
                     http_port: int | None = None) -> int:
@@ -81,17 +84,22 @@ class App:
         self.observer = Observer.start(self.router.config, self.completer, audit_db=self.audit_db,
                                        metrics_port=self.metrics_port,
                                        serve_metrics=self.serve_metrics)
-        interceptor = RpcInterceptor(self.access_log, self.observer.record)
+        interceptor = RpcInterceptor(self.access_log, self.observer.record,
+                                     authenticator=self.authenticator)
         server = grpc.aio.server(interceptors=[interceptor], options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db)
         router_pb2_grpc.add_RouterServicer_to_server(  # type: ignore[no-untyped-call]
             RouterServicer(self.router, self.completer, self.outcomes), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        # Reflection lists every RPC to anyone: off when auth is on, unless asked for.
+        if cfg.reflection if cfg.reflection is not None else self.authenticator is None:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        bound: int = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        bound: int = (server.add_secure_port(address, server_credentials(cfg.tls)) if cfg.tls
+                      else server.add_insecure_port(address))
         if bound == 0:
             raise OSError(f"cannot bind {host}:{port}")
         await server.start()
@@ -103,6 +111,8 @@ class App:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", host=host, port=bound, models=len(self.router.registry),
                  http_port=self.http.port if self.http is not None else None,
+                 tls="mtls" if cfg.tls and cfg.tls.client_ca else bool(cfg.tls),
+                 api_keys=len(self.authenticator) if self.authenticator else 0,
                  router_version=self.router.version, pid=os.getpid())
         for warning in missing_api_keys(self.router.config):
             log.warning("api_key_missing", problem=warning)

@@ -21,6 +21,7 @@ from routecore.domain import (
     Message,
     RouteRequest,
     Weights,
+    check_request_id,
 )
 from routecore.v1 import router_pb2 as pb
 
@@ -54,7 +55,7 @@ def route_request(msg: pb.RouteRequest, request_id: str = "") -> RouteRequest:
         user=msg.user,
         strategy=msg.strategy,
         constraints=constraints,
-        request_id=msg.request_id or request_id,
+        request_id=check_request_id(msg.request_id) if msg.request_id else request_id,
         willingness_to_pay=msg.willingness_to_pay if msg.HasField("willingness_to_pay") else None,
         weights=weights,
     )

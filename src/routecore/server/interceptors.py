@@ -11,8 +11,6 @@ not a handler rebuild.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -21,7 +19,15 @@ from typing import Any
 import grpc
 import structlog
 
-from routecore.errors import Cancelled, DeadlineExceeded, InvalidRequest, RoutecoreError
+from routecore.domain import RequestIds, check_request_id
+from routecore.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InvalidRequest,
+    RoutecoreError,
+    cap_message,
+)
+from routecore.server.identity import Authenticator, Identity, authorization_of
 from routecore.server.records import trace_var
 
 log = structlog.get_logger("routecore.rpc")
@@ -30,10 +36,13 @@ log = structlog.get_logger("routecore.rpc")
 # these are isolated per call.
 request_id_var: ContextVar[str] = ContextVar("routecore_request_id", default="")
 log_fields_var: ContextVar[dict[str, Any]] = ContextVar("routecore_log_fields")
+# The caller's identity when auth is on (None: auth off).
+identity_var: ContextVar[Identity | None] = ContextVar("routecore_identity", default=None)
 
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in (
     "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED",
     "UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "PERMISSION_DENIED", "CANCELLED",
+    "UNAUTHENTICATED",
 )}
 
 
@@ -45,18 +54,25 @@ def status_of(exc: BaseException) -> grpc.StatusCode:
 
 
 class _RequestIds:
-    """The caller's x-request-id, else a random per-server prefix plus a counter:
-    unique across replicas, no syscall per call (token_hex reads /dev/urandom)."""
+    """The caller's x-request-id (bounded: length and charset), else 128 random bits."""
 
     def __init__(self) -> None:
-        self._prefix = secrets.token_hex(6) + "-"
-        self._ids = itertools.count(1)
+        self._new = RequestIds()
 
     def __call__(self, context: grpc.aio.ServicerContext) -> str:
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id" and value:
-                return str(value)
-        return f"{self._prefix}{next(self._ids):x}"
+                return check_request_id(str(value), "x-request-id")
+        return self._new()
+
+
+def _authenticate(authenticator: Authenticator, context: grpc.aio.ServicerContext,
+                  fields: dict[str, Any]) -> None:
+    """Prove the caller (auth on): the identity goes to `identity_var` and the log line."""
+    ident = authenticator.authenticate(authorization_of(context.invocation_metadata()))
+    identity_var.set(ident)
+    fields["tenant"] = ident.tenant
+    fields["key_id"] = ident.key_id
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -64,12 +80,13 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, access_log: bool = True,
                  record: Callable[[str, str, float, str, BaseException | None, Any], None]
-                 | None = None) -> None:
+                 | None = None, authenticator: Authenticator | None = None) -> None:
         self._cache: dict[str, grpc.RpcMethodHandler] = {}
         self._access_log = access_log
         # Recorder.put: (rpc, request id, t0, status, exception, trace); only enqueues.
         self._record = record
         self._request_id = _RequestIds()
+        self._authenticator = authenticator
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
@@ -100,13 +117,14 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if record is not None:
             record(rpc, rid, t0, code.name, exc, trace_var.get())
         level = log.error if code is grpc.StatusCode.INTERNAL else log.info
-        level("rpc", rpc=rpc, request_id=rid, status=code.name, error=str(exc),
+        level("rpc", rpc=rpc, request_id=rid, status=code.name, error=cap_message(str(exc)),
               latency_ms=round((time.perf_counter() - t0) * 1000, 3),
               exc_info=code is grpc.StatusCode.INTERNAL, **fields)
 
     def _wrap(self, rpc: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         finish = self._finish
         _request_id = self._request_id
+        auth = self._authenticator
         # Requests arrive as bytes and are parsed inside the wrapper, so a corrupt
         # message is an INVALID_ARGUMENT with a message, not grpc's bare UNKNOWN.
         parse = _parser(rpc, handler.request_deserializer)
@@ -116,11 +134,14 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 t0 = time.perf_counter()
-                rid = _request_id(context)
+                rid = ""
                 fields: dict[str, Any] = {}
-                request_id_var.set(rid)
                 log_fields_var.set(fields)
                 try:
+                    rid = _request_id(context)
+                    request_id_var.set(rid)
+                    if auth is not None:
+                        _authenticate(auth, context, fields)
                     response = await inner(parse(request), context)
                 except grpc.aio.AbortError:
                     raise
@@ -142,11 +163,14 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 t0 = time.perf_counter()
-                rid = _request_id(context)
+                rid = ""
                 fields: dict[str, Any] = {}
-                request_id_var.set(rid)
                 log_fields_var.set(fields)
                 try:
+                    rid = _request_id(context)
+                    request_id_var.set(rid)
+                    if auth is not None:
+                        _authenticate(auth, context, fields)
                     async for item in inner_stream(parse(request), context):
                         yield item
                 except grpc.aio.AbortError:
@@ -188,5 +212,5 @@ def _ended(context: grpc.aio.ServicerContext) -> RoutecoreError:
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, RoutecoreError):
-        return exc.message
+        return cap_message(exc.message)
     return f"internal error ({type(exc).__name__}); see the server log"

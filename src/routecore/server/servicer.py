@@ -6,17 +6,25 @@ Errors are not caught here: the interceptor maps them to statuses.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from routecore.calling.completion import Completer
 from routecore.calling.deadline import Deadline
+from routecore.domain import RouteRequest
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server import convert
-from routecore.server.interceptors import log_fields_var, request_id_var
+from routecore.server.interceptors import identity_var, log_fields_var, request_id_var
 from routecore.server.records import Trace, trace_var
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc as pb_grpc
+
+
+def _owner() -> str:
+    """Whose request ids these are: the caller's tenant with auth on, else everyone's."""
+    ident = identity_var.get()
+    return ident.tenant if ident is not None else ""
 
 
 class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
@@ -25,30 +33,42 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         self.completer = completer
         self.outcomes = outcomes
 
+    def _scoped(self, req: RouteRequest) -> RouteRequest:
+        """With auth on, the request as the caller's key allows it (tenant, user, models)."""
+        ident = identity_var.get()
+        if ident is None:
+            return req
+        return ident.scope(req, self.router.config.routing.default_strategy)
+
     async def Route(self, request: pb.RouteRequest, context: Any) -> pb.RouteDecision:
-        req = convert.route_request(request, request_id_var.get())
+        req = self._scoped(convert.route_request(request, request_id_var.get()))
         trace = Trace(req)
         trace_var.set(trace)
         decision = trace.decision = self.router.route(req)
-        self.outcomes.record(decision, req.text())
+        self.outcomes.record(decision, req.text(), owner=_owner())
         log_fields_var.get({}).update(model=decision.model, category=decision.category,
                                       decision_us=decision.decision_micros,
                                       variant=decision.variant)
         return convert.decision(decision)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
+        ident = identity_var.get()
+        allowed = ident.models if ident is not None else frozenset()
         return pb.ListModelsResponse(
-            models=[convert.model_info(s) for s in self.router.registry],
+            models=[convert.model_info(s) for s in self.router.registry
+                    if not allowed or s.name in allowed],
             router_version=self.router.version,
         )
 
     async def Complete(self, request: pb.CompleteRequest, context: Any) -> pb.CompleteResponse:
         req = convert.completion_request(request, request_id_var.get())
+        req = replace(req, route=self._scoped(req.route))
         trace = Trace(req)
         trace_var.set(trace)
         result = trace.result = await self.completer.complete(req, Deadline.from_grpc(context))
         if result.decision is not None:
-            self.outcomes.record(result.decision, req.route.text(), result.cost_usd)
+            self.outcomes.record(result.decision, req.route.text(), result.cost_usd,
+                                 owner=_owner())
         log_fields_var.get({}).update(
             model=result.model, attempts=len(result.attempts), cost_usd=result.cost_usd,
             input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens)
@@ -57,6 +77,7 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
     async def CompleteStream(self, request: pb.CompleteRequest,
                              context: Any) -> AsyncIterator[pb.CompleteChunk]:
         req = convert.completion_request(request, request_id_var.get())
+        req = replace(req, route=self._scoped(req.route))
         trace = Trace(req)
         trace_var.set(trace)
         async for event in self.completer.stream(req, Deadline.from_grpc(context)):
@@ -71,9 +92,13 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         trace = Trace({"request_id": request.request_id, "prompt": request.prompt,
                        "model": request.model, "score": request.score, "source": request.source})
         trace_var.set(trace)
+        ident = identity_var.get()
+        if ident is not None and request.model:
+            ident.check_model(request.model, "feedback.model")
         result = await self.outcomes.feedback(
             request_id=request.request_id, prompt=request.prompt, model=request.model,
-            score=request.score, comment=request.comment, source=request.source)
+            score=request.score, comment=request.comment, source=request.source,
+            owner=_owner())
         trace.result = {"feedback_id": result.feedback_id, "learned": result.learned}
         log_fields_var.get({}).update(model=request.model, learned=result.learned)
         return pb.FeedbackResponse(feedback_id=result.feedback_id, learned=result.learned)
