@@ -35,6 +35,16 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
         raise SystemExit("--workers > 1 needs a fixed --http-port (the workers share it)")
     if ns.workers > 1 and port == 0:
         raise SystemExit("--workers > 1 needs a fixed --port (the workers share it)")
+    if ns.workers > 1:
+        from routecore.state import parse_state
+
+        if parse_state(config.extra.get("state")).backend == "memory":
+            import structlog
+
+            structlog.get_logger("routecore.cli").warning(
+                "per_process_state", workers=ns.workers,
+                detail="state.backend is memory: budgets, rate limits and feedback are per "
+                       "process; set state.backend: redis for one global state")
     from routecore.observe.exposition import multiprocess_metrics
 
     procs = []
@@ -148,12 +158,14 @@ def validate_all(config: Any) -> None:
     from routecore.routing.router import Router
     from routecore.server.identity import parse_auth
     from routecore.state import parse_state
+    from routecore.state.budget import parse_budgets
 
     parse_settings(config)
     feedback_path(config.extra)
     parse_state(config.extra.get("state"))
     parse_audit(config)
     parse_metrics(config)
+    parse_budgets(config.extra.get("budgets"))
     Router.from_config(config)
     parse_auth(config)
 

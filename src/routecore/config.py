@@ -247,6 +247,7 @@ SECTIONS = frozenset({
     "audit",       # observe/settings.py
     "metrics",     # observe/settings.py
     "auth",        # server/identity.py
+    "budgets",     # state/budget.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED = {"cache": "response caching"}

@@ -186,6 +186,16 @@ class CandidateTable(Sequence[Candidate]):
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetState:
+    """The caller's budget as routing saw it: the cap nearest to its limit decides."""
+
+    share_used: float  # highest spent-plus-reserved share of any cap that applies (may pass 1)
+    remaining_usd: float | None  # least USD left under any USD cap; None: no USD cap applies
+    cap: str  # which cap is nearest, e.g. "tenant acme usd_per_day"
+    pacing: float  # 0 below budgets.pacing.start, rising smoothly to 1 at the cap
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     model: str
     provider: str
@@ -205,3 +215,4 @@ class Decision:
     request_id: str
     decision_micros: int = 0
     variant: str = ""
+    budget: BudgetState | None = None  # set when a budget applies to the caller

@@ -34,7 +34,7 @@ def test_unknown_top_level_section_is_named() -> None:
     raw = _raw()
     raw["resilence"] = {"retry": {"max_attempts": 1}}
     (p,) = _problems(raw)
-    assert p.startswith("resilence: unknown section (known: ab, audit, auth, cascade, categories,")
+    assert p.startswith("resilence: unknown section (known: ab, audit, auth, budgets, cascade,")
 
 
 @pytest.mark.parametrize("section", ["cache"])

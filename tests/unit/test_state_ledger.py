@@ -19,7 +19,7 @@ def _tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
-def _counters(limit: int = 100, tokens: int = 0) -> list[Counter]:
+def _counters(limit: int = 100, tokens: int = -1) -> list[Counter]:
     far = 4_000_000_000
     return [Counter("t:usd:day:2026-11-30", limit, far), Counter("t:tok:day:2026-11-30", tokens, far)]
 

@@ -56,6 +56,7 @@ from routecore.errors import (
     StreamInterrupted,
 )
 from routecore.routing.tokens import count_chat_tokens, count_tokens
+from routecore.state.budget import BudgetExceeded, Budgets, Hold
 
 log = structlog.get_logger("routecore.calling.completion")
 RouteFn = Callable[[RouteRequest], "Decision | Awaitable[Decision]"]
@@ -87,6 +88,14 @@ def parse_settings(config: Config) -> CompletionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class _Held:
+    """What one model's call holds until it is settled: TPM tokens and a budget hold."""
+
+    tokens: int
+    budget: Hold | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Target:
     model: str
     spec: ModelSpec
@@ -107,7 +116,8 @@ class Completer:
     def __init__(self, config: Config, router: Any, *,
                  providers: Mapping[str, Provider] | None = None,
                  resilience: Resilience | None = None,
-                 sim_engine: SimEngine | None = None) -> None:
+                 sim_engine: SimEngine | None = None,
+                 budgets: Budgets | None = None) -> None:
         self.config = config
         self.settings = parse_settings(config)
         route = getattr(router, "route", router)
@@ -119,6 +129,7 @@ class Completer:
             dict(build_providers(config, self.pool, sim_engine))
         self.resilience = resilience or Resilience(self.settings.resilience)
         self._key_model: dict[str, str] = {}
+        self.budgets = budgets if budgets is not None and budgets.enabled else None
         if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
             router.health_source = self.health
 
@@ -203,10 +214,10 @@ class Completer:
             self.resilience.verdict(target.key,
                                     False if cut else True if end is not None else None)
             await _close(chunks)
-            # Settle the rate-limit reservation with what was used, however the stream ended.
+            # Settle the rate-limit and budget holds with what was used, however it ended.
             usage = (end.usage if end is not None else None) or \
                 Usage(count_chat_tokens(req.messages()), count_tokens("".join(parts)))
-            self._settle(model, reserved, usage)
+            await self._settle(target, reserved, usage)
         yield StreamEvent(model=model, done=True, usage=usage,
                           cost_usd=cost_usd(target.spec, usage), attempts=tuple(attempts),
                           request_id=rid, finish_reason=end.finish_reason or "stop",
@@ -262,7 +273,7 @@ class Completer:
         msgs = messages if messages is not None else req.messages()
         usage = resp.usage or Usage(count_chat_tokens(msgs),
                                     count_tokens(resp.text))
-        self._settle(target.model, reserved, usage)
+        await self._settle(target, reserved, usage)
         return ModelAnswer(target.model, spec.provider, target.key, resp.text, resp.finish_reason,
                            usage, cost_usd(spec, usage), resp.logprobs)
 
@@ -270,11 +281,13 @@ class Completer:
                           decision: Decision, deadline: Deadline, attempts: list[Attempt],
                           run: Callable[[Provider, ProviderCall], Callable[[float], Awaitable[T]]],
                           *, messages: tuple[Message, ...] | None = None,
-                          logprobs: bool = False) -> tuple[_Target, T, int]:
-        """The first success of `run(provider, call)` along the chain: (target, result, reserved).
+                          logprobs: bool = False) -> tuple[_Target, T, _Held]:
+        """The first success of `run(provider, call)` along the chain: (target, result, held).
 
-        `reserved` is the TPM reservation the caller settles with the real usage;
-        a model that does not answer gives its reservation back (and its request
+        Before a model is called its worst-case cost is reserved on the caller's
+        budgets (a model that does not fit is skipped, as a rate-limited one is)
+        and its tokens on its TPM limit; the caller settles `held` with the real
+        usage. A model that does not answer gives both back (and its request
         slot too when no call reached the upstream).
         """
         msgs = messages if messages is not None else req.messages()
@@ -291,7 +304,13 @@ class Completer:
             n_in = decision.input_tokens if messages is None and decision.input_tokens else \
                 count_chat_tokens(msgs)
             reserved = n_in + max_out
+            try:
+                hold = await self._reserve_budget(req, spec, n_in, max_out)
+            except BudgetExceeded as exc:  # this model does not fit: a cheaper one may
+                attempts.append(Attempt(spec.provider, model, "", exc.message))
+                continue
             if not await self._admit(spec, reserved, deadline, attempts):
+                await self._release(hold)
                 continue
             sent = 0
             answered = False
@@ -327,10 +346,11 @@ class Completer:
                             break  # the same model on another deployment overflows the same way
                         continue
                     answered = True
-                    return target, result, reserved
+                    return target, result, _Held(reserved, hold)
             finally:
                 if not answered:
                     self.resilience.limits.adjust(model, -reserved, 0 if sent else -1)
+                    await self._release(hold)  # nothing answered: nothing to pay
         raise self._failure(attempts)
 
     async def _next_chunk(self, it: AsyncIterator[StreamChunk], deadline: Deadline) -> StreamChunk:
@@ -415,9 +435,26 @@ class Completer:
             await self.resilience.sleep(wait)
             waited += wait
 
-    def _settle(self, model: str, reserved: int, usage: Usage) -> None:
-        """Correct a model's TPM reservation to the tokens really used."""
-        self.resilience.limits.adjust(model, usage.input_tokens + usage.output_tokens - reserved)
+    async def _reserve_budget(self, req: CompletionRequest, spec: ModelSpec, n_in: int,
+                              max_out: int) -> Hold | None:
+        """Hold the call's worst-case cost on the caller's budgets (None: no budget applies).
+        Raises BudgetExceeded, or StateUnavailable when the backend is down (fail closed)."""
+        if self.budgets is None:
+            return None
+        r = req.route
+        usd = (n_in * spec.price.input + max_out * spec.price.output) / 1e6
+        return await self.budgets.reserve(r.tenant, r.user, r.key_id, usd, n_in + max_out)
+
+    async def _release(self, hold: Hold | None) -> None:
+        if hold is not None and self.budgets is not None:
+            await self.budgets.settle(hold, 0.0, 0)
+
+    async def _settle(self, target: _Target, held: _Held, usage: Usage) -> None:
+        """Correct a model's TPM reservation and budget hold to what was really used."""
+        tokens = usage.input_tokens + usage.output_tokens
+        self.resilience.limits.adjust(target.model, tokens - held.tokens)
+        if held.budget is not None and self.budgets is not None:
+            await self.budgets.settle(held.budget, cost_usd(target.spec, usage), tokens)
 
     def _interrupted(self, target: _Target, attempts: list[Attempt], chunks: int,
                      exc: ProviderError) -> StreamInterrupted:
@@ -446,6 +483,10 @@ class Completer:
 
     def _failure(self, attempts: Sequence[Attempt]) -> Exception:
         failed = [a for a in attempts if a.error]
+        budget = [a.error for a in failed if a.error.startswith("budget exhausted")]
+        if budget and all(a.error.startswith(("budget exhausted", "rate limited (client-side)"))
+                          for a in failed):
+            return BudgetExceeded(budget[0])  # says what is left and when it resets
         if failed and all(a.error.startswith("rate limited (client-side)") for a in failed):
             return ResourceExhausted("every candidate model is at its rate limit: "
                                      + "; ".join(f"{a.model}: {a.error}" for a in failed))

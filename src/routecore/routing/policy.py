@@ -73,6 +73,10 @@ class PolicyInput:
     strategy: str
     weights: Weights
     willingness_to_pay: float
+    # Budget pacing in [0, 1]: 0 leaves the choice alone; rising to 1, the per-request
+    # cost ceiling falls from the dearest eligible model to the cheapest.
+    pacing: float = 0.0
+    pacing_note: str = ""  # which budget, for the reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +283,12 @@ class Policy:
                 reasons[i] = self._why(int(fail[i]), i, inp, float(q[i]), float(cost[i]),
                                        float(lat[i]), unhealthy)
 
+        pace_note = ""
+        if inp.pacing > 0.0:
+            pace_note = self._pace(inp, cost, reasons, order.tolist() if learned is None else
+                                   [i for i in self.learned_index if not reasons[i]])
+            if learned is None:
+                order = np.array([i for i in order.tolist() if not reasons[i]], dtype=np.int64)
         if learned is not None:
             for i in self._outside:
                 if not reasons[i]:
@@ -320,10 +330,32 @@ class Policy:
                   f"(confidence {cls.confidence:.2f}), complexity {cls.complexity:.2f}; chose "
                   f"{reg.names[best]} (quality {qb:.3f}, {_fmt_usd(cb)}, "
                   f"{lb:.0f} ms){runner}; {n - len(ranked)} of {n} candidates fail the "
-                  f"constraints")
+                  f"constraints{pace_note}")
         return PolicyResult(model=reg.names[best], fallbacks=fallbacks, candidates=candidates,
                             reason=reason, predicted_quality=qb,
                             estimated_cost_usd=cb, estimated_latency_ms=lb)
+
+    @staticmethod
+    def _pace(inp: PolicyInput, cost: F64, reasons: list[str], eligible: list[int]) -> str:
+        """Budget pacing: reject eligible models above a cost ceiling that falls, on a log
+        scale, from the dearest eligible model (pacing 0) to the cheapest (pacing 1), so
+        the choice slides toward cheaper models as spend nears the cap. Returns the note
+        for the decision's reason."""
+        if not eligible:
+            return ""
+        costs = [float(cost[i]) for i in eligible]
+        lo, hi = min(costs), max(costs)
+        p = min(1.0, inp.pacing)
+        ceiling = lo * (hi / lo) ** (1.0 - p) if lo > 0 else hi * (1.0 - p)
+        ceiling = max(ceiling, lo)  # the cheapest eligible model always stays
+        over = 0
+        for i, c in zip(eligible, costs, strict=True):
+            if c > ceiling * (1 + 1e-9):
+                reasons[i] = (f"budget pacing: estimated cost {_fmt_usd(c)} > ceiling "
+                              f"{_fmt_usd(ceiling)}")
+                over += 1
+        return (f"; budget pacing {p:.2f} ({inp.pacing_note}): cost ceiling "
+                f"{_fmt_usd(ceiling)}, {over} dearer model(s) set aside")
 
     def _fallbacks(self, best: int, ranked: list[int], reasons: list[str]) -> tuple[str, ...]:
         """The chosen model's configured fallbacks that pass the constraints, then the

@@ -24,6 +24,7 @@ from routecore.domain import (
     NO_CONSTRAINTS,
     ROLES,
     STRATEGIES,
+    BudgetState,
     Constraints,
     Decision,
     Message,
@@ -77,6 +78,9 @@ class Router:
         self._new_request_id = RequestIds()
         # Set by the completion layer: model -> why it is unhealthy (open breaker).
         self.health_source: Callable[[], Mapping[str, str]] | None = None
+        # Set by the server when budgets are on: (tenant, user, key_id) -> the caller's
+        # budget state, read without I/O (pacing shifts spend toward cheaper models).
+        self.budget_source: Callable[[str, str, str], BudgetState | None] | None = None
 
     @classmethod
     def from_config(cls, config: str | Path | Config | None) -> Router:
@@ -192,11 +196,17 @@ class Router:
         constraints = req.constraints
         if req.model:  # the policy still checks the constraints and explains the estimates
             constraints = replace(constraints, allow_models=frozenset((req.model,)))
+        budget = (self.budget_source(req.tenant, req.user, req.key_id)
+                  if self.budget_source is not None else None)
+        pacing, pacing_note = 0.0, ""
+        if budget is not None and budget.pacing > 0.0:
+            pacing, pacing_note = budget.pacing, f"{budget.cap} at {budget.share_used:.0%}"
         result = policy.decide(
             PolicyInput(text=text, vec=feats.vec, classification=cls, input_tokens=input_tokens,
                         output_tokens=output_tokens, constraints=constraints,
                         strategy=strategy, weights=req.weights or routing.weights,
-                        willingness_to_pay=wtp),
+                        willingness_to_pay=wtp, pacing=pacing,
+                        pacing_note=pacing_note),
             # A pinned model is tried even behind an open breaker: its fallbacks follow it.
             self.health_source() if self.health_source is not None and not req.model else None,
         )
@@ -216,7 +226,7 @@ class Router:
             predicted_quality=result.predicted_quality, reason=reason,
             candidates=result.candidates, router_version=self.version, strategy=strategy,
             input_tokens=input_tokens, request_id=request_id,
-            decision_micros=int(micros), variant=variant,
+            decision_micros=int(micros), variant=variant, budget=budget,
         )
 
 

@@ -28,6 +28,7 @@ from routecore.server.observing import Observer
 from routecore.server.servicer import RouterServicer
 from routecore.server.tls import server_credentials
 from routecore.state import Backend, open_backend, parse_state
+from routecore.state.budget import Budgets, parse_budgets
 from routecore.v1 import router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("routecore.server")
@@ -53,6 +54,7 @@ class App:
     serve_metrics: bool = True  # False in extra --workers processes: one serves /metrics
     observer: Observer | None = None
     authenticator: Authenticator | None = None  # API keys (config `auth`); None: auth off
+    budgets: Budgets | None = None  # config `budgets`, on `state`, from start()
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -78,9 +80,14 @@ class App:
         ]
         # The state backend (its one Redis pool), providers and their HTTP pools belong to
         # this event loop: built here, closed in stop().
-        self.state = open_backend(parse_state(self.router.config.extra.get("state")))
+        extra = self.router.config.extra
+        budgets_config = parse_budgets(extra.get("budgets"))
+        self.state = open_backend(parse_state(extra.get("state")))
         await self.state.start()
-        self.completer = Completer(self.router.config, self.router)
+        self.budgets = Budgets(budgets_config, self.state)
+        if self.budgets.enabled:
+            self.router.budget_source = self.budgets.view
+        self.completer = Completer(self.router.config, self.router, budgets=self.budgets)
         self.observer = Observer.start(self.router.config, self.completer, audit_db=self.audit_db,
                                        metrics_port=self.metrics_port,
                                        serve_metrics=self.serve_metrics)
@@ -89,7 +96,7 @@ class App:
         server = grpc.aio.server(interceptors=[interceptor], options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db)
         router_pb2_grpc.add_RouterServicer_to_server(  # type: ignore[no-untyped-call]
-            RouterServicer(self.router, self.completer, self.outcomes), server)
+            RouterServicer(self.router, self.completer, self.outcomes, self.budgets), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         # Reflection lists every RPC to anyone: off when auth is on, unless asked for.
         if cfg.reflection if cfg.reflection is not None else self.authenticator is None:
@@ -138,6 +145,9 @@ class App:
         if self.outcomes is not None:
             await self.outcomes.aclose()
             self.outcomes = None
+        if self.budgets is not None:
+            await self.budgets.aclose()
+            self.budgets = None
         if self.state is not None:
             await self.state.aclose()
             self.state = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 from routecore.calling.types import (
     Attempt,
@@ -15,6 +16,7 @@ from routecore.calling.types import (
 from routecore.config import ModelSpec
 from routecore.domain import (
     NO_CONSTRAINTS,
+    BudgetState,
     CandidateTable,
     Constraints,
     Decision,
@@ -23,6 +25,7 @@ from routecore.domain import (
     Weights,
     check_request_id,
 )
+from routecore.state.budget import WindowStatus
 from routecore.v1 import router_pb2 as pb
 
 
@@ -99,7 +102,29 @@ def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
         input_tokens=d.input_tokens,
         model_version=d.model_version,
         variant=d.variant,
+        budget=None if d.budget is None else budget_state(d.budget),
     )
+
+
+def budget_state(b: BudgetState) -> pb.BudgetState:
+    return pb.BudgetState(share_used=b.share_used, remaining_usd=b.remaining_usd, cap=b.cap,
+                          pacing=b.pacing)
+
+
+def budget_request(msg: pb.BudgetRequest, request_id: str) -> RouteRequest:
+    """GetBudget's caller, through the same conversion as Route's request, so whatever binds
+    Route to the caller's own tenant (auth) binds GetBudget too."""
+    return route_request(pb.RouteRequest(tenant=msg.tenant, user=msg.user), request_id)
+
+
+def budget_status(tenant: str, user: str, windows: list[WindowStatus]) -> pb.BudgetStatus:
+    return pb.BudgetStatus(tenant=tenant, user=user, windows=[
+        pb.BudgetWindow(scope=w.scope, name=w.name, limit_name=w.limit_name, period=w.period,
+                        spent=w.spent, reserved=w.reserved, limit=w.limit,
+                        remaining=w.remaining, resets_at_unix=w.resets_at,
+                        resets_at=datetime.fromtimestamp(w.resets_at, UTC).strftime(
+                            "%Y-%m-%dT%H:%M:%SZ"))
+        for w in windows])
 
 
 def model_info(spec: ModelSpec) -> pb.ModelInfo:

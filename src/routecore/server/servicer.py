@@ -17,6 +17,7 @@ from routecore.routing.router import Router
 from routecore.server import convert
 from routecore.server.interceptors import identity_var, log_fields_var, request_id_var
 from routecore.server.records import Trace, trace_var
+from routecore.state.budget import Budgets
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc as pb_grpc
 
@@ -28,10 +29,12 @@ def _owner() -> str:
 
 
 class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
-    def __init__(self, router: Router, completer: Completer, outcomes: Outcomes) -> None:
+    def __init__(self, router: Router, completer: Completer, outcomes: Outcomes,
+                 budgets: Budgets) -> None:
         self.router = router
         self.completer = completer
         self.outcomes = outcomes
+        self.budgets = budgets
 
     def _scoped(self, req: RouteRequest) -> RouteRequest:
         """With auth on, the request as the caller's key allows it (tenant, user, models)."""
@@ -103,3 +106,9 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         log_fields_var.get({}).update(model=request.model, learned=result.learned)
         return pb.FeedbackResponse(feedback_id=result.feedback_id, learned=result.learned)
 
+    async def GetBudget(self, request: pb.BudgetRequest, context: Any) -> pb.BudgetStatus:
+        # With auth on, only the caller's own tenant (and user) as its key allows.
+        ident = self._scoped(convert.budget_request(request, request_id_var.get()))
+        windows = await self.budgets.status(ident.tenant, ident.user, ident.key_id)
+        log_fields_var.get({}).update(windows=len(windows))
+        return convert.budget_status(ident.tenant, ident.user, windows)

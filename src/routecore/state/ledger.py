@@ -26,7 +26,7 @@ from routecore.state.backend import Backend, MemoryBackend, RedisBackend
 @dataclass(frozen=True, slots=True)
 class Counter:
     name: str  # inside the tenant's key space, e.g. "t:usd:day:2026-11-30"
-    limit: int  # <= 0: tracked, never refuses
+    limit: int  # < 0: tracked, never refuses (0 refuses any positive amount)
     expires_at: int  # epoch seconds after which the counter (its window) is forgotten
 
 
@@ -97,7 +97,7 @@ class MemoryLedger:
         cells = [self._cell(tenant, c) for c in counters]
         used = [cell[0] + cell[1] for cell in cells]
         for i, c in enumerate(counters):
-            if c.limit > 0 and used[i] + amounts[i] > c.limit:
+            if c.limit >= 0 and used[i] + amounts[i] > c.limit:
                 return i, used
         for cell, amount in zip(cells, amounts, strict=True):
             cell[1] += amount
@@ -150,7 +150,7 @@ for i = 1, n do
   local v = redis.call('HMGET', KEYS[i + 2], 's', 'r')
   used[i] = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
   local limit = tonumber(ARGV[3 * i + 1])
-  if refused == 0 and limit > 0 and used[i] + tonumber(ARGV[3 * i + 2]) > limit then
+  if refused == 0 and limit >= 0 and used[i] + tonumber(ARGV[3 * i + 2]) > limit then
     refused = i
   end
 end

@@ -77,7 +77,7 @@ class Candidate(_message.Message):
     def __init__(self, model: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., score: _Optional[float] = ..., rejected_reason: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
 
 class RouteDecision(_message.Message):
-    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant")
+    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class RouteDecision(_message.Message):
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
@@ -114,7 +115,20 @@ class RouteDecision(_message.Message):
     input_tokens: int
     model_version: str
     variant: str
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
+    budget: BudgetState
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ...) -> None: ...
+
+class BudgetState(_message.Message):
+    __slots__ = ("share_used", "remaining_usd", "cap", "pacing")
+    SHARE_USED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_USD_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    PACING_FIELD_NUMBER: _ClassVar[int]
+    share_used: float
+    remaining_usd: float
+    cap: str
+    pacing: float
+    def __init__(self, share_used: _Optional[float] = ..., remaining_usd: _Optional[float] = ..., cap: _Optional[str] = ..., pacing: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -290,3 +304,45 @@ class FeedbackResponse(_message.Message):
     feedback_id: str
     learned: bool
     def __init__(self, feedback_id: _Optional[str] = ..., learned: _Optional[bool] = ...) -> None: ...
+
+class BudgetRequest(_message.Message):
+    __slots__ = ("tenant", "user")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    user: str
+    def __init__(self, tenant: _Optional[str] = ..., user: _Optional[str] = ...) -> None: ...
+
+class BudgetWindow(_message.Message):
+    __slots__ = ("scope", "name", "limit_name", "period", "spent", "reserved", "limit", "remaining", "resets_at_unix", "resets_at")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESETS_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    name: str
+    limit_name: str
+    period: str
+    spent: float
+    reserved: float
+    limit: float
+    remaining: float
+    resets_at_unix: int
+    resets_at: str
+    def __init__(self, scope: _Optional[str] = ..., name: _Optional[str] = ..., limit_name: _Optional[str] = ..., period: _Optional[str] = ..., spent: _Optional[float] = ..., reserved: _Optional[float] = ..., limit: _Optional[float] = ..., remaining: _Optional[float] = ..., resets_at_unix: _Optional[int] = ..., resets_at: _Optional[str] = ...) -> None: ...
+
+class BudgetStatus(_message.Message):
+    __slots__ = ("tenant", "user", "windows")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    user: str
+    windows: _containers.RepeatedCompositeFieldContainer[BudgetWindow]
+    def __init__(self, tenant: _Optional[str] = ..., user: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ...) -> None: ...

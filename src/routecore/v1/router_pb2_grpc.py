@@ -59,6 +59,11 @@ class RouterStub:
                 request_serializer=routecore_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=routecore_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.GetBudget = channel.unary_unary(
+                '/routecore.v1.Router/GetBudget',
+                request_serializer=routecore_dot_v1_dot_router__pb2.BudgetRequest.SerializeToString,
+                response_deserializer=routecore_dot_v1_dot_router__pb2.BudgetStatus.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -99,6 +104,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBudget(self, request, context):
+        """Spent, limit, remaining and reset time of every budget cap on a caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +138,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=routecore_dot_v1_dot_router__pb2.FeedbackRequest.FromString,
                     response_serializer=routecore_dot_v1_dot_router__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'GetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudget,
+                    request_deserializer=routecore_dot_v1_dot_router__pb2.BudgetRequest.FromString,
+                    response_serializer=routecore_dot_v1_dot_router__pb2.BudgetStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +280,33 @@ class Router:
             '/routecore.v1.Router/Feedback',
             routecore_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
             routecore_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routecore.v1.Router/GetBudget',
+            routecore_dot_v1_dot_router__pb2.BudgetRequest.SerializeToString,
+            routecore_dot_v1_dot_router__pb2.BudgetStatus.FromString,
             options,
             channel_credentials,
             insecure,
