@@ -80,7 +80,8 @@ async def state_backend(request):  # type: ignore[no-untyped-def]
         backend = MemoryBackend(clock=clock)
     else:
         url = request.getfixturevalue("redis_url")
-        backend = RedisBackend(StateConfig(backend="redis", redis_url=url), clock)
+        # A generous timeout: the suite shares a loaded machine with other work.
+        backend = RedisBackend(StateConfig(backend="redis", redis_url=url, timeout_s=5.0), clock)
     await backend.start()
     yield backend
     await backend.aclose()

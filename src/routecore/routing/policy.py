@@ -343,16 +343,18 @@ class Policy:
         for the decision's reason."""
         if not eligible:
             return ""
-        costs = [float(cost[i]) for i in eligible]
+        costs = cost[eligible].tolist()
         lo, hi = min(costs), max(costs)
         p = min(1.0, inp.pacing)
         ceiling = lo * (hi / lo) ** (1.0 - p) if lo > 0 else hi * (1.0 - p)
-        ceiling = max(ceiling, lo)  # the cheapest eligible model always stays
+        ceiling = max(ceiling, lo) * (1 + 1e-9)  # the cheapest eligible model always stays
+        # One shared reason (each candidate reports its own estimate beside it): formatting
+        # one string per model would cost more than the rest of the pacing.
+        why = f"budget pacing: estimated cost above the ceiling {_fmt_usd(ceiling)}"
         over = 0
         for i, c in zip(eligible, costs, strict=True):
-            if c > ceiling * (1 + 1e-9):
-                reasons[i] = (f"budget pacing: estimated cost {_fmt_usd(c)} > ceiling "
-                              f"{_fmt_usd(ceiling)}")
+            if c > ceiling:
+                reasons[i] = why
                 over += 1
         return (f"; budget pacing {p:.2f} ({inp.pacing_note}): cost ceiling "
                 f"{_fmt_usd(ceiling)}, {over} dearer model(s) set aside")
