@@ -175,3 +175,30 @@ async def test_redis_down_fails_budgets_closed_but_routes() -> None:
             assert app.state is not None and app.state.failures >= 2
     finally:
         await app.stop(0.5)
+
+
+async def test_with_auth_a_caller_sees_and_spends_only_its_own_budget() -> None:
+    """With API keys, GetBudget answers for the key's own tenant (another is PERMISSION_DENIED),
+    and a key's own cap is charged by its calls."""
+    from test_auth_rpc import ACME, BOB, auth_config, bearer
+
+    app = await _serve(auth_config({"budgets": {
+        "tenants": {"acme": {"usd_per_day": 1}, "globex": {"usd_per_day": 2}},
+        "keys": {"acme-bob": {"usd_per_day": 0.001}}}}))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = router_pb2_grpc.RouterStub(ch)
+            mine = await stub.GetBudget(pb.BudgetRequest(), metadata=bearer(ACME), timeout=5)
+            assert mine.tenant == "acme" and [w.limit for w in mine.windows] == [1.0]
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetBudget(pb.BudgetRequest(tenant="globex"), metadata=bearer(ACME),
+                                     timeout=5)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            res = await stub.Complete(_req(""), metadata=bearer(BOB), timeout=10)
+            bob = await stub.GetBudget(pb.BudgetRequest(), metadata=bearer(BOB), timeout=5)
+            assert bob.user == "bob"
+            spent = {(w.scope, w.name): w.spent for w in bob.windows}
+            assert spent == {("tenant", "acme"): pytest.approx(res.cost_usd),
+                             ("key", "acme-bob"): pytest.approx(res.cost_usd)}
+    finally:
+        await app.stop(0.5)
