@@ -72,7 +72,11 @@ async def test_every_rpc_writes_one_complete_record(sqlite_app: App, tmp_path: P
     assert route["strategy"] == r.strategy and route["router_version"] == r.router_version
     assert route["category"] == r.category and route["fallbacks"] == list(r.fallbacks)
     assert len(route["candidates"]) == len(r.candidates) and route["decision_us"] > 0
-    assert any(c["rejected_reason"] == "" and c["model"] == r.model for c in route["candidates"])
+    for stored, sent in zip(route["candidates"], r.candidates, strict=True):
+        assert (stored["model"], stored["provider"], stored["rejected_reason"]) == (
+            sent.model, sent.provider, sent.rejected_reason)
+        assert stored["estimated_cost_usd"] == pytest.approx(sent.estimated_cost_usd)
+        assert stored["predicted_quality"] == pytest.approx(sent.predicted_quality)
     assert route["prompt"] == "" and route["prompt_sha256"] == hashlib.sha256(
         PROMPT.encode()).hexdigest()
     assert route["features"]["chars"] == len(PROMPT) and route["input_tokens"] == r.input_tokens

@@ -3,6 +3,7 @@ prompt storage, config errors naming the field."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,18 @@ async def test_retention_deletes_only_old_rows(tmp_path: Path) -> None:
     assert await store.delete_before(now - 30 * 86400) == 1
     await store.close()
     assert [d["request_id"] async for d in documents(str(tmp_path / "a.db"))] == ["new"]
+
+
+async def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
+    """A batch is written in one transaction: a bad row leaves none of the batch behind
+    (and a good batch is one commit, not one per row)."""
+    store = SqliteStore(tmp_path / "a.db")
+    good = to_row(AuditRecord(ts=time.time(), request_id="ok", rpc="Route", status="OK"))
+    with pytest.raises(sqlite3.ProgrammingError):
+        await store.write([good, good[:-1]])
+    await store.write([good])
+    await store.close()
+    assert [d["request_id"] async for d in documents(str(tmp_path / "a.db"))] == ["ok"]
 
 
 def test_prompt_is_stored_only_when_asked() -> None:

@@ -28,7 +28,7 @@ live gauges use "livemostrecent" (the newest worker's window), breaker state
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -127,21 +127,24 @@ class Metrics:
     # -- feeding ------------------------------------------------------------------
 
     def observe(self, records: Iterable[AuditRecord]) -> None:
-        """Count a batch of records and refresh the live gauges (the writer thread)."""
+        """Count a batch of records and refresh the live gauges (the writer thread).
+        Counters are summed over the batch first: one increment per label set."""
+        incs: dict[tuple[Any, ...], float] = defaultdict(float)
         for rec in records:
-            self._one(rec)
+            self._one(rec, incs)
+        for (metric, *labels), n in incs.items():
+            self._child(metric, *labels).inc(n)
         self.refresh(time.time())
 
-    def _one(self, rec: AuditRecord) -> None:
-        child = self._child
-        child(self.requests, rec.rpc, rec.status).inc()
-        child(self.rpc, rec.rpc).observe(rec.latency_ms / 1000.0)
+    def _one(self, rec: AuditRecord, incs: dict[tuple[Any, ...], float]) -> None:
+        incs[(self.requests, rec.rpc, rec.status)] += 1
+        self._child(self.rpc, rec.rpc).observe(rec.latency_ms / 1000.0)
         if rec.decision_us:
             self.decision.observe(rec.decision_us / 1e6)
         for model, _dep, _prov, outcome, ms, _retry, _err in rec.attempts:
             m = self._model(model)
-            child(self.attempts, m, outcome).inc()
-            child(self.upstream, m).observe(ms / 1000.0)
+            incs[(self.attempts, m, outcome)] += 1
+            self._child(self.upstream, m).observe(ms / 1000.0)
         if rec.rpc == "Feedback":
             self._feedback(rec)
             return
@@ -149,11 +152,11 @@ class Metrics:
             return
         served = self._model(rec.served_model or rec.model)
         if rec.input_tokens and rec.served_model:
-            child(self.tokens, served, "input").inc(rec.input_tokens)
+            incs[(self.tokens, served, "input")] += rec.input_tokens
         if rec.output_tokens:
-            child(self.tokens, served, "output").inc(rec.output_tokens)
+            incs[(self.tokens, served, "output")] += rec.output_tokens
         if rec.cost_usd:
-            child(self.cost, served, self._tenant(rec.tenant)).inc(rec.cost_usd)
+            incs[(self.cost, served, self._tenant(rec.tenant))] += rec.cost_usd
         self._live(rec)
 
     def _live(self, rec: AuditRecord) -> None:

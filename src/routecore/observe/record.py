@@ -1,15 +1,18 @@
 """One audit record: what one RPC asked, what was decided, what it cost.
 
 Scalar fields are table columns (so `summary` and filters are plain SQL);
-lists and mappings (candidates, attempts, fallbacks, features, feedback) are
-JSON text. Fields filled by features that land later stay at their documented
-empty values: `key_id` "" (no API keys yet), `cache` "" (no response cache),
-`budget` "" (no budgets).
+attempts, fallbacks, features and feedback are JSON text; candidates are
+packed (see below) and exported as objects. Empty values are documented:
+`key_id` "" when the caller used no API key, `cache` "" while there is no
+response cache, `budget` "" when no budget applied.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +72,15 @@ SCALARS = ("ts", "request_id", "rpc", "status", "error", "tenant", "user", "key_
            "model_version", "provider", "served_model", "predicted_quality",
            "estimated_cost_usd", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
            "decision_us", "upstream_ms", "cache", "budget", "prompt_sha256", "prompt")
-JSONS = ("candidates", "fallbacks", "attempts", "features", "feedback")
-COLUMNS = SCALARS + JSONS
+# Candidates are stored as two columns: their names and reasons as text (models,
+# providers and reasons, each list joined by US (0x1f), the three joined by RS
+# (0x1e)) and their four numbers per model as packed little-endian float64
+# ([quality...], [cost...], [latency...], [score...]). Writing them as JSON cost
+# more than the rest of the record together.
+JSONS = ("fallbacks", "attempts", "features", "feedback")
+TEXTS = ("candidates",)
+BLOBS = ("candidate_numbers",)
+COLUMNS = SCALARS + TEXTS + JSONS + BLOBS
 INTEGERS = frozenset({"input_tokens", "output_tokens", "decision_us"})
 REALS = frozenset({"ts", "category_confidence", "complexity", "predicted_quality",
                    "estimated_cost_usd", "cost_usd", "latency_ms", "upstream_ms"})
@@ -78,22 +88,44 @@ REALS = frozenset({"ts", "category_confidence", "complexity", "predicted_quality
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-def _clean(x: float) -> float:
-    # JSON has no inf/NaN: a rejected candidate's score can be -inf.
-    return x if x == x and x not in (float("inf"), float("-inf")) else 0.0
+def _json(value: Any) -> str:
+    return _dumps(value) if value else ("{}" if isinstance(value, dict) else "[]")
+
+
+US, RS = "\x1f", "\x1e"
+
+
+def _joined(items: tuple[str, ...]) -> str:
+    text = US.join(items)
+    if RS in text or text.count(US) != len(items) - 1:  # a separator inside a name
+        text = US.join(i.replace(US, " ").replace(RS, " ") for i in items)
+    return text
+
+
+def _candidates(rows: list[CandidateRow]) -> tuple[str, bytes]:
+    if not rows:
+        return "", b""
+    m, p, q, c, lat, s, r = zip(*rows, strict=True)
+    numbers = array("d", q + c + lat + s)
+    if sys.byteorder != "little":
+        numbers.byteswap()
+    return RS.join((_joined(m), _joined(p), _joined(r))), numbers.tobytes()
 
 
 def to_row(rec: AuditRecord) -> tuple[Any, ...]:
-    """The record as a row in COLUMNS order, lists and mappings as compact JSON text."""
-    cands = [(m, p, q, c, lat, _clean(s), r) for m, p, q, c, lat, s, r in rec.candidates]
+    """The record as a row in COLUMNS order (JSON text, packed candidate numbers)."""
+    names, numbers = _candidates(rec.candidates)
     return (rec.ts, rec.request_id, rec.rpc, rec.status, rec.error, rec.tenant, rec.user,
             rec.key_id, rec.strategy, rec.variant, rec.router_version, rec.category,
             rec.category_confidence, rec.complexity, rec.model, rec.model_version, rec.provider,
             rec.served_model, rec.predicted_quality, rec.estimated_cost_usd, rec.input_tokens,
             rec.output_tokens, rec.cost_usd, rec.latency_ms, rec.decision_us, rec.upstream_ms,
-            rec.cache, rec.budget, rec.prompt_sha256, rec.prompt, _dumps(cands),
-            _dumps(rec.fallbacks), _dumps(rec.attempts), _dumps(rec.features),
-            _dumps(rec.feedback))
+            rec.cache, rec.budget, rec.prompt_sha256, rec.prompt, names, _json(rec.fallbacks),
+            _json(rec.attempts), _json(rec.features), _json(rec.feedback), numbers)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # a rejected candidate's score is -inf
 
 
 def to_document(row: tuple[Any, ...] | dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +134,16 @@ def to_document(row: tuple[Any, ...] | dict[str, Any]) -> dict[str, Any]:
     for key in JSONS:
         v = values[key]
         values[key] = json.loads(v) if isinstance(v, str) else v
-    values["candidates"] = [dict(zip(CANDIDATE_KEYS, c, strict=True)) for c in values["candidates"]]
+    numbers = array("d")
+    numbers.frombytes(bytes(values.pop("candidate_numbers") or b""))
+    if sys.byteorder != "little":
+        numbers.byteswap()
+    text = values["candidates"]
+    names = [part.split(US) for part in text.split(RS)] if text else []
+    n = len(names[0]) if names else 0
+    values["candidates"] = [
+        dict(zip(CANDIDATE_KEYS, (names[0][i], names[1][i], numbers[i], numbers[n + i],
+                                  numbers[2 * n + i], _finite(numbers[3 * n + i]), names[2][i]),
+                 strict=True)) for i in range(n)]
     values["attempts"] = [dict(zip(ATTEMPT_KEYS, a, strict=True)) for a in values["attempts"]]
     return values

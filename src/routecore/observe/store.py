@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from routecore.errors import InvalidRequest
-from routecore.observe.record import COLUMNS, INTEGERS, JSONS, REALS, to_document
+from routecore.observe.record import BLOBS, COLUMNS, INTEGERS, JSONS, REALS, to_document
 
 T = TypeVar("T")
 TABLE = "routecore_audit"
@@ -33,14 +33,16 @@ def _sql_type(col: str, pg: bool) -> str:
         return "DOUBLE PRECISION NOT NULL" if pg else "REAL NOT NULL"
     if col in JSONS:
         return "JSONB NOT NULL" if pg else "TEXT NOT NULL"
+    if col in BLOBS:
+        return "BYTEA NOT NULL" if pg else "BLOB NOT NULL"
     return "TEXT NOT NULL DEFAULT ''"
 
 
 def schema(pg: bool) -> list[str]:
     cols = ",\n  ".join(f'"{c}" {_sql_type(c, pg)}' for c in COLUMNS)
     return [f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {cols}\n)",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts)",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_tenant_ts ON {TABLE} (tenant, ts)"]
+            # One index: every reader (export, summary, retention) filters on time.
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts)"]
 
 
 def is_postgres(target: str) -> bool:
@@ -86,8 +88,14 @@ class SqliteStore:
 
     async def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
         def put(db: sqlite3.Connection) -> None:
-            with db:  # one transaction per batch
+            # One transaction per batch (autocommit mode would commit every row).
+            db.execute("BEGIN")
+            try:
                 db.executemany(self._insert, rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         await self._run(put)
 
     async def delete_before(self, ts: float) -> int:
