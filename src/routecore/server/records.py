@@ -145,6 +145,7 @@ def _feedback(rec: AuditRecord, req: dict[str, Any], result: Any, store_prompts:
     prompt = str(req.get("prompt", ""))
     rec.model = rec.served_model = str(req.get("model", ""))
     rec.tenant, rec.user = str(req.get("tenant", "")), str(req.get("user", ""))
+    rec.key_id = str(req.get("key_id", ""))
     rec.feedback = {"ref_request_id": req.get("request_id", ""), "score": req.get("score"),
                     "source": req.get("source", "")}
     if isinstance(result, dict):

@@ -92,10 +92,12 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
             yield convert.stream_event(event)
 
     async def Feedback(self, request: pb.FeedbackRequest, context: Any) -> pb.FeedbackResponse:
-        trace = Trace({"request_id": request.request_id, "prompt": request.prompt,
-                       "model": request.model, "score": request.score, "source": request.source})
-        trace_var.set(trace)
         ident = identity_var.get()
+        trace = Trace({"request_id": request.request_id, "prompt": request.prompt,
+                       "model": request.model, "score": request.score, "source": request.source,
+                       "tenant": ident.tenant if ident else "", "user": ident.user if ident else "",
+                       "key_id": ident.key_id if ident else ""})
+        trace_var.set(trace)
         if ident is not None and request.model:
             ident.check_model(request.model, "feedback.model")
         result = await self.outcomes.feedback(
