@@ -49,7 +49,7 @@ function main() {
   const route = { prompt: prompt || '', strategy: args.strategy };
   switch (command) {
     case 'route':
-      client.Route(route, { deadline }, (err, res) => (err ? fail(err) : console.log(JSON.stringify(res))));
+      client.Route({ ...route, explain: true }, { deadline }, (err, res) => (err ? fail(err) : console.log(JSON.stringify(res))));
       break;
     case 'models':
       client.ListModels({}, { deadline }, (err, res) => (err ? fail(err) : console.log(JSON.stringify(res))));

@@ -21,8 +21,9 @@ async def _status(call: object) -> tuple[grpc.StatusCode, str]:
 
 
 async def test_route_fills_every_field(stub: Stub) -> None:
-    """A Route call returns a decision with every field of RouteDecision filled."""
-    d = await stub.Route(pb.RouteRequest(prompt="Write a Python function that merges two sorted lists."))
+    """A Route call with explain returns a decision with every field of RouteDecision filled."""
+    d = await stub.Route(pb.RouteRequest(prompt="Write a Python function that merges two sorted lists.",
+                                         explain=True))
     assert d.model and d.provider and d.category and d.reason and d.router_version
     assert d.fallbacks and d.candidates and d.request_id and d.strategy and d.model_version
     assert d.estimated_cost_usd > 0 and d.estimated_latency_ms > 0 and d.predicted_quality > 0
@@ -30,6 +31,16 @@ async def test_route_fills_every_field(stub: Stub) -> None:
     assert {c.model for c in d.candidates} >= {d.model, *d.fallbacks}
     chosen = next(c for c in d.candidates if c.model == d.model)
     assert chosen.rejected_reason == "" and chosen.estimated_cost_usd == d.estimated_cost_usd
+
+
+async def test_candidates_only_with_explain(stub: Stub) -> None:
+    """Without explain the decision has no candidates but the same choice and its one-line reason."""
+    prompt = "Write a Python function that merges two sorted lists."
+    short = await stub.Route(pb.RouteRequest(prompt=prompt))
+    full = await stub.Route(pb.RouteRequest(prompt=prompt, explain=True))
+    assert not short.candidates and len(full.candidates) > 1
+    assert short.model == full.model and short.fallbacks == full.fallbacks
+    assert short.reason and short.reason == full.reason
 
 
 async def test_easy_prompt_is_cheaper_than_proof_and_code(stub: Stub) -> None:
@@ -54,7 +65,8 @@ async def test_messages_and_constraints(stub: Stub) -> None:
         messages=[pb.Message(role="system", content="You are terse."),
                   pb.Message(role="user", content="Describe this picture of a cat.")],
         constraints=pb.Constraints(required_capabilities=["vision"], deny_models=["gpt-4o"],
-                                   allow_models=["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"]))
+                                   allow_models=["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"]),
+        explain=True)
     d = await stub.Route(req)
     assert d.model in ("gpt-4o-mini", "claude-sonnet-4")
     reasons = {c.model: c.rejected_reason for c in d.candidates}

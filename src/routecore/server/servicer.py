@@ -52,7 +52,7 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         log_fields_var.get({}).update(model=decision.model, category=decision.category,
                                       decision_us=decision.decision_micros,
                                       variant=decision.variant)
-        return convert.decision(decision)
+        return convert.decision(decision, with_candidates=request.explain)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
         ident = identity_var.get()

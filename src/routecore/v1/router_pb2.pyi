@@ -33,7 +33,7 @@ class Constraints(_message.Message):
     def __init__(self, max_cost_usd: _Optional[float] = ..., max_latency_ms: _Optional[float] = ..., min_quality: _Optional[float] = ..., required_capabilities: _Optional[_Iterable[str]] = ..., allow_models: _Optional[_Iterable[str]] = ..., deny_models: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("prompt", "messages", "tenant", "user", "strategy", "constraints", "request_id", "willingness_to_pay", "weight_quality", "weight_cost", "weight_latency")
+    __slots__ = ("prompt", "messages", "tenant", "user", "strategy", "constraints", "request_id", "willingness_to_pay", "weight_quality", "weight_cost", "weight_latency", "explain")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class RouteRequest(_message.Message):
     WEIGHT_QUALITY_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_COST_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     tenant: str
@@ -56,7 +57,8 @@ class RouteRequest(_message.Message):
     weight_quality: float
     weight_cost: float
     weight_latency: float
-    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tenant: _Optional[str] = ..., user: _Optional[str] = ..., strategy: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., request_id: _Optional[str] = ..., willingness_to_pay: _Optional[float] = ..., weight_quality: _Optional[float] = ..., weight_cost: _Optional[float] = ..., weight_latency: _Optional[float] = ...) -> None: ...
+    explain: bool
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tenant: _Optional[str] = ..., user: _Optional[str] = ..., strategy: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., request_id: _Optional[str] = ..., willingness_to_pay: _Optional[float] = ..., weight_quality: _Optional[float] = ..., weight_cost: _Optional[float] = ..., weight_latency: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("model", "predicted_quality", "estimated_cost_usd", "estimated_latency_ms", "score", "rejected_reason", "provider")
