@@ -91,11 +91,11 @@ class App:
         self.observer = Observer.start(self.router.config, self.completer, audit_db=self.audit_db,
                                        metrics_port=self.metrics_port,
                                        serve_metrics=self.serve_metrics)
-        interceptor = RpcInterceptor(self.access_log, self.observer.record,
-                                     authenticator=self.authenticator)
-        server = grpc.aio.server(interceptors=[interceptor], options=options)
+        server = grpc.aio.server(options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db)
-        router_pb2_grpc.add_RouterServicer_to_server(  # type: ignore[no-untyped-call]
+        RpcInterceptor(self.access_log, self.observer.record,
+                       authenticator=self.authenticator).register(
+            router_pb2_grpc.add_RouterServicer_to_server,
             RouterServicer(self.router, self.completer, self.outcomes, self.budgets), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         # Reflection lists every RPC to anyone: off when auth is on, unless asked for.

@@ -4,15 +4,18 @@ This is the only place a routecore error becomes a gRPC status. Anything that
 is not a `RoutecoreError` is a bug: it is logged with its traceback and the
 caller gets INTERNAL, and the server keeps serving.
 
-Wrapped handlers are cached per method, so an RPC pays one dict lookup here,
-not a handler rebuild.
+It wraps the Router service's handlers once, when they are registered
+(`RpcInterceptor.register`), rather than as a grpc.aio server interceptor: that
+one runs an extra coroutine and handler lookup on every RPC, health checks
+included. The OK access line is handed to the log listener thread as it is
+(`logs.HotLog`); formatting it at the call site cost more than the routing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -27,10 +30,12 @@ from routecore.errors import (
     RoutecoreError,
     cap_message,
 )
+from routecore.logs import HotLog
 from routecore.server.identity import Authenticator, Identity, authorization_of
 from routecore.server.records import trace_var
 
 log = structlog.get_logger("routecore.rpc")
+access = HotLog("routecore.rpc")
 
 # Per-RPC state for the servicer: each grpc.aio RPC runs in its own task, so
 # these are isolated per call.
@@ -75,33 +80,44 @@ def _authenticate(authenticator: Authenticator, context: grpc.aio.ServicerContex
     fields["key_id"] = ident.key_id
 
 
-class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _Handlers:
+    """Stands in for the server while generated `add_XServicer_to_server` code runs,
+    keeping the method handlers it builds."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, generic: Any) -> None:
+        pass  # the same handlers also arrive through add_registered_method_handlers
+
+    def add_registered_method_handlers(self, service: str,
+                                       handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.service, self.handlers = service, handlers
+
+
+class RpcInterceptor:
     """request id -> log line -> error mapping, for unary and server-streaming RPCs."""
 
     def __init__(self, access_log: bool = True,
                  record: Callable[[str, str, float, str, BaseException | None, Any], None]
                  | None = None, authenticator: Authenticator | None = None) -> None:
-        self._cache: dict[str, grpc.RpcMethodHandler] = {}
         self._access_log = access_log
         # Recorder.put: (rpc, request id, t0, status, exception, trace); only enqueues.
         self._record = record
         self._request_id = _RequestIds()
         self._authenticator = authenticator
 
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None or not method.startswith("/routecore."):
-            return handler  # health, reflection: left as they are
-        wrapped = self._wrap(method.rsplit("/", 1)[-1], handler)
-        self._cache[method] = wrapped
-        return wrapped
+    def register(self, add_to_server: Callable[[Any, Any], None], servicer: Any,
+                 server: grpc.aio.Server) -> None:
+        """`add_to_server(servicer, server)` (a generated function), with every
+        handler wrapped; other services (health, reflection) are left as they are."""
+        got = _Handlers()
+        add_to_server(servicer, got)
+        wrapped = {name: self._wrap(name, h) for name, h in got.handlers.items()}
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(got.service, wrapped),))
+        server.add_registered_method_handlers(got.service, wrapped)
 
     def _finish(self, rpc: str, rid: str, t0: float, exc: BaseException | None,
                 context: grpc.aio.ServicerContext, fields: dict[str, Any]) -> None:
@@ -109,9 +125,10 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if exc is None:
             if record is not None:
                 record(rpc, rid, t0, "OK", None, trace_var.get())
-            if self._access_log:
-                log.info("rpc", rpc=rpc, request_id=rid, status="OK",
-                         latency_ms=round((time.perf_counter() - t0) * 1000, 3), **fields)
+            if self._access_log and access.enabled():
+                access.info("rpc", {"rpc": rpc, "request_id": rid, "status": "OK",
+                                    "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+                                    **fields})
             return
         code = status_of(exc)
         if record is not None:
