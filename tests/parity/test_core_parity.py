@@ -40,8 +40,9 @@ texts = st.text(alphabet=_alphabet, max_size=300)
 def test_fixed_cases_agree(text: str) -> None:
     """C and Python give equal token counts and features on hand-picked edge cases."""
     assert _fast.count_tokensC(text) == _fast.count_tokensPy(text)
-    v1, s1 = _fast.extractC(text, 256)
-    v2, s2 = _fast.extractPy(text, 256)
+    v1, s1, t1 = _fast.extractC(text, 256)
+    v2, s2, t2 = _fast.extractPy(text, 256)
+    assert t1 == t2 == _fast.count_tokensC(text)
     np.testing.assert_allclose(v1, v2, atol=1e-5)
     np.testing.assert_allclose(s1, s2, atol=1e-5)
 
@@ -56,9 +57,11 @@ def test_token_counts_agree(text: str) -> None:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts, st.sampled_from([16, 64, 1024]))
 def test_features_agree(text: str, dim: int) -> None:
-    """C and Python features match within 1e-5 on arbitrary Unicode text."""
-    v1, s1 = _fast.extractC(text, dim)
-    v2, s2 = _fast.extractPy(text, dim)
+    """C and Python features match within 1e-5 on arbitrary Unicode text, and both
+    return the same token estimate as count_tokens."""
+    v1, s1, t1 = _fast.extractC(text, dim)
+    v2, s2, t2 = _fast.extractPy(text, dim)
+    assert t1 == t2 == _fast.count_tokensC(text)
     assert v1.dtype == v2.dtype == np.float32
     np.testing.assert_allclose(v1, v2, atol=1e-5)
     np.testing.assert_allclose(s1, s2, atol=1e-5)
@@ -79,9 +82,9 @@ def test_chat_tokens_agree(contents: list[str]) -> None:
 
 def test_feature_vectors_are_unit_or_zero() -> None:
     """Vectors are L2-normalised, and the empty text gives the zero vector."""
-    v, _ = _fast.extractC("some text here", 128)
+    v, _, _ = _fast.extractC("some text here", 128)
     assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
-    z, _ = _fast.extractC("", 128)
+    z, _, _ = _fast.extractC("", 128)
     assert not z.any()
 
 

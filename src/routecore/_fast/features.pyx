@@ -182,8 +182,10 @@ cdef void _grams(const ucs_t* u, Py_ssize_t n, int32_t* acc, uint64_t mask) noex
         a1 = r
 
 
-cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t dim,
-                       float* vec, float* scalars) noexcept nogil:
+cdef long long extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t dim,
+                            float* vec, float* scalars) noexcept nogil:
+    """Fills vec and scalars; returns the token estimate (count_tokens), whose
+    log1p is scalars[1], so callers need not walk the text again for it."""
     cdef Py_ssize_t i, b
     cdef Py_UCS4 c, c2, last_nonspace = 0, last_line_char = 0
     cdef uint32_t lc
@@ -338,7 +340,8 @@ cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t di
     if w.wh_starts:
         question += 0.25
     scalars[0] = <float>log1p(<double>n)
-    scalars[1] = <float>log1p(<double>count_tokens_kind(u, n))
+    cdef long long tokens = count_tokens_kind(u, n)
+    scalars[1] = <float>log1p(<double>tokens)
     scalars[2] = <float>(w.code_m / (w.code_m + 4.0 + fw))
     scalars[3] = <float>(w.math_m / (w.math_m + 4.0 + fw))
     scalars[4] = <float>question
@@ -348,6 +351,7 @@ cdef void extract_kind(const ucs_t* u, Py_ssize_t n, int32_t* acc, Py_ssize_t di
     scalars[8] = <float>(<double>digits / n if n else 0.0)
     scalars[9] = <float>log1p(<double>lines)
     scalars[10] = <float>log1p(<double>sentences)
+    return tokens
 
 
 # Per-dim scratch accumulator, all zeros between calls (extract_kind clears
@@ -377,10 +381,11 @@ def extract(str text not None, Py_ssize_t dim):
     cdef cnp.ndarray scalars = cnp.PyArray_EMPTY(1, &ns, cnp.NPY_FLOAT32, 0)
     cdef float* vp = <float*>cnp.PyArray_DATA(vec)
     cdef float* sp = <float*>cnp.PyArray_DATA(scalars)
+    cdef long long tokens
     if kind == 1:
-        extract_kind(<const uint8_t*>data, n, _acc, dim, vp, sp)
+        tokens = extract_kind(<const uint8_t*>data, n, _acc, dim, vp, sp)
     elif kind == 2:
-        extract_kind(<const uint16_t*>data, n, _acc, dim, vp, sp)
+        tokens = extract_kind(<const uint16_t*>data, n, _acc, dim, vp, sp)
     else:
-        extract_kind(<const Py_UCS4*>data, n, _acc, dim, vp, sp)
-    return vec, scalars
+        tokens = extract_kind(<const Py_UCS4*>data, n, _acc, dim, vp, sp)
+    return vec, scalars, tokens

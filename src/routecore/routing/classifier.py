@@ -55,6 +55,7 @@ class Features:
 
     vec: F32
     scalars: F32
+    tokens: int  # the token estimate of the text (count_tokens)
 
 
 def _window(text: str, head: int = _HEAD, tail: int = _TAIL) -> str:
@@ -154,8 +155,7 @@ class Classifier:
         self._i_code = SCALAR_NAMES.index("code")
 
     def features(self, text: str) -> Features:
-        vec, scalars = self.extractor.extract(text)
-        return Features(vec, scalars)
+        return Features(*self.extractor.extract_counted(text))
 
     def classify(self, text: str, feats: Features) -> Classification:
         # Evidence from the matchers, then one core call for the category

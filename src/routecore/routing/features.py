@@ -62,8 +62,21 @@ class FeatureExtractor:
         """
         if not isinstance(text, str):
             raise InvalidRequest(f"text must be a str, not {type(text).__name__}")
-        vec, scalars = _fast.extract(text, self._dim)
+        vec, scalars, _ = _fast.extract(text, self._dim)
         return vec, scalars
+
+    def extract_counted(
+        self, text: str,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int]:
+        """`extract` plus the token estimate (`routing.tokens.count_tokens`), which the
+        same walk computes: the router needs both and need not walk the text twice.
+
+        Raises InvalidRequest if `text` is not a str.
+        """
+        if not isinstance(text, str):
+            raise InvalidRequest(f"text must be a str, not {type(text).__name__}")
+        vec, scalars, tokens = _fast.extract(text, self._dim)
+        return vec, scalars, tokens
 
     def __repr__(self) -> str:
         return f"FeatureExtractor(dim={self._dim})"

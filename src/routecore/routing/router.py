@@ -38,7 +38,7 @@ from routecore.routing.classifier import Classifier
 from routecore.routing.features import FeatureExtractor
 from routecore.routing.policy import Policy, PolicyInput, QualityModel
 from routecore.routing.registry import Registry
-from routecore.routing.tokens import count_chat_tokens, count_tokens
+from routecore.routing.tokens import count_chat_tokens
 
 MAX_PROMPT_CHARS = 4_000_000
 _KNOWN_CAPS = frozenset(CAPABILITIES)
@@ -176,7 +176,7 @@ class Router:
         text = req.text()
         feats = self.classifier.features(text)
         cls = self.classifier.classify(text, feats)
-        input_tokens = count_chat_tokens(req.messages) if req.messages else count_tokens(text)
+        input_tokens = count_chat_tokens(req.messages) if req.messages else feats.tokens
         output_tokens = req.constraints.max_output_tokens or routing.default_output_tokens
         strategy = req.strategy or routing.default_strategy
         policy, variant = self.policy, ""

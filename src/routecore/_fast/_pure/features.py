@@ -101,8 +101,10 @@ def _single_char_word(cp: int) -> bool:
     return s in (S_HAN, S_KANA)
 
 
-def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Hashed n-gram vector (L2-normalised) and the scalar features, in one walk."""
+def extract(text: str,
+            dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int]:
+    """Hashed n-gram vector (L2-normalised), the scalar features, and the token
+    estimate (count_tokens; its log1p is a scalar), in one walk."""
     if dim < 1 or dim & (dim - 1) or dim > MAX_DIM:
         raise ValueError("dim must be a power of two <= 2**30")
     # Signed sum of family weights (in tenths) per bucket.
@@ -273,10 +275,11 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
         question += 0.25
     if wh_starts:
         question += 0.25
+    tokens = count_tokens(text)
     scalars = np.array(
         [
             math.log1p(n),
-            math.log1p(count_tokens(text)),
+            math.log1p(tokens),
             code_m / (code_m + 4.0 + fw),
             math_m / (math_m + 4.0 + fw),
             question,
@@ -289,4 +292,4 @@ def extract(text: str, dim: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[n
         ],
         dtype=np.float32,
     )
-    return vec.astype(np.float32), scalars
+    return vec.astype(np.float32), scalars, tokens
