@@ -38,7 +38,8 @@ async def _traffic(app: App) -> dict[str, Any]:
     """One of each audited RPC, plus a rejected Route; returns what the client saw."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
         stub = router_pb2_grpc.RouterStub(ch)
-        route = await stub.Route(pb.RouteRequest(prompt=PROMPT, tenant="acme", user="u1"))
+        route = await stub.Route(pb.RouteRequest(prompt=PROMPT, tenant="acme", user="u1",
+                                                  explain=True))
         done = await stub.Complete(pb.CompleteRequest(
             route=pb.RouteRequest(prompt="What is the capital of Australia?", tenant="acme"),
             max_output_tokens=32), timeout=10)
