@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from routecore.cli import main
-from routecore.config import load_config
+from routecore.config import load_config, parse_config
 from routecore.observe.store import documents, summary
 from routecore.server.app import App
 from routecore.v1 import router_pb2 as pb
@@ -25,8 +25,8 @@ from routecore.v1 import router_pb2_grpc
 PROMPT = "Write a Python function that merges two sorted lists."
 
 
-async def _start(audit_db: str, metrics: bool = True) -> App:
-    app = App.from_config(load_config(None), access_log=False)
+async def _start(audit_db: str, metrics: bool = True, config: Any = None) -> App:
+    app = App.from_config(config or load_config(None), access_log=False)
     app.audit_db, app.metrics_port = audit_db, (0 if metrics else None)
     app.feedback_db = str(Path(audit_db).with_name("feedback.db")) if "://" not in audit_db \
         else None
@@ -170,3 +170,33 @@ async def test_cli_export_and_summary_on_sqlite(sqlite_app: App, tmp_path: Path,
     assert {r["tenant"] for r in rows} == {"", "acme", "beta"}
     assert await asyncio.to_thread(main, ["audit", "summary", "--db", str(tmp_path / "missing.db")]) == 2
     assert await asyncio.to_thread(main, [*export, "--since", "yesterday-ish"]) == 2
+
+
+async def test_budget_share_and_outcome(tmp_path: Path) -> None:
+    """With budgets on, /metrics shows the tenant's used share and the record says the call
+    was within its budget."""
+    from importlib import resources
+
+    import yaml
+
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    raw["budgets"] = {"tenants": {"acme": {"usd_per_day": 0.5}}}
+    app = await _start(str(tmp_path / "audit.db"), config=parse_config(raw))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            await router_pb2_grpc.RouterStub(ch).Complete(pb.CompleteRequest(
+                route=pb.RouteRequest(prompt="Summarize the history of Rome.", tenant="acme"),
+                max_output_tokens=64), timeout=10)
+        assert app.observer is not None and app.observer.recorder is not None
+        await app.observer.recorder.flush()
+        await app.observer.recorder.flush()  # the probe reads the budget after the spend
+        assert app.observer.server is not None
+        url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            text = await resp.text()
+    finally:
+        await app.stop(0.5)
+    m = re.search(r'^routecore_budget_used_ratio\{tenant="acme"\} ([0-9.e+-]+)$', text, re.M)
+    assert m and 0 < float(m.group(1)) < 1
+    (doc,) = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert doc["budget"] == "within" and doc["features"]["budget"]["share_used"] >= 0

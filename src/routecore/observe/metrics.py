@@ -212,5 +212,12 @@ class Metrics:
         for model, state in states.items():
             self._child(self.breaker, self._model(model)).set(BREAKER_VALUES.get(state, 0.0))
 
+    def tenants(self) -> list[str]:
+        """Tenants with a label value so far (a copy: the writer thread adds to it)."""
+        return list(self._tenants)
+
+    def set_budget(self, tenant: str, share_used: float) -> None:
+        self._child(self.budget, self._tenant(tenant)).set(share_used)
+
     def add_dropped(self, reason: str, n: int) -> None:
         self._child(self.dropped, reason).inc(n)

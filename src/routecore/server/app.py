@@ -88,7 +88,8 @@ class App:
         if self.budgets.enabled:
             self.router.budget_source = self.budgets.view
         self.completer = Completer(self.router.config, self.router, budgets=self.budgets)
-        self.observer = Observer.start(self.router.config, self.completer, audit_db=self.audit_db,
+        self.observer = Observer.start(self.router.config, self.completer, self.budgets,
+                                       audit_db=self.audit_db,
                                        metrics_port=self.metrics_port,
                                        serve_metrics=self.serve_metrics)
         server = grpc.aio.server(options=options)

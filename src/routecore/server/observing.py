@@ -23,6 +23,7 @@ from routecore.observe.recorder import Recorder
 from routecore.observe.settings import parse_audit, parse_metrics
 from routecore.observe.store import is_postgres, redact_dsn
 from routecore.server.records import build_record
+from routecore.state.budget import Budgets
 
 log = structlog.get_logger("routecore.observe")
 
@@ -40,7 +41,8 @@ class Observer:
         return self.recorder.put if self.recorder is not None else None
 
     @classmethod
-    def start(cls, config: Config, completer: Completer, *, audit_db: str | None = None,
+    def start(cls, config: Config, completer: Completer, budgets: Budgets | None = None, *,
+              audit_db: str | None = None,
               metrics_port: int | None = None, serve_metrics: bool = True) -> Observer:
         audit = parse_audit(config)
         if audit_db is not None:
@@ -57,6 +59,8 @@ class Observer:
         if audit.enabled or metrics is not None:
             probes = [] if metrics is None else [
                 lambda: metrics.set_breakers(completer.breaker_states())]
+            if metrics is not None and budgets is not None and budgets.enabled:
+                probes.append(functools.partial(_budget_probe, metrics, budgets))
             build = functools.partial(build_record, store_prompts=audit.store_prompts)
             recorder = Recorder(build, audit, metrics, probes)
             recorder.start()
@@ -74,3 +78,10 @@ class Observer:
         if self.server is not None:
             self.server.close()
 
+
+def _budget_probe(metrics: Metrics, budgets: Budgets) -> None:
+    """Each budgeted tenant's used share (configured tenants and those seen in traffic)."""
+    for tenant in {*budgets.config.tenants, *metrics.tenants()}:
+        state = budgets.view(tenant)
+        if state is not None:
+            metrics.set_budget(tenant, state.share_used)

@@ -24,6 +24,7 @@ from routecore.observe.record import (
     CandidateRow,
 )
 from routecore.observe.recorder import Event
+from routecore.state.budget import BudgetExceeded
 
 trace_var: ContextVar[Trace | None] = ContextVar("routecore_trace", default=None)
 
@@ -104,6 +105,10 @@ def _with_decision(rec: AuditRecord, d: Decision) -> None:
     rec.input_tokens, rec.decision_us = d.input_tokens, d.decision_micros
     rec.fallbacks = list(d.fallbacks)
     rec.candidates = candidate_rows(d)
+    if d.budget is not None and not rec.budget:
+        rec.budget = "paced" if d.budget.pacing > 0.0 else "within"
+        rec.features["budget"] = {"cap": d.budget.cap, "share_used": d.budget.share_used,
+                                  "pacing": d.budget.pacing}
 
 
 def build_record(ev: Event, offset: float, store_prompts: bool) -> AuditRecord | None:
@@ -118,6 +123,8 @@ def build_record(ev: Event, offset: float, store_prompts: bool) -> AuditRecord |
         rec.error = msg[:MAX_ERROR_CHARS]
         if isinstance(exc, AllProvidersFailed):
             rec.attempts = _attempt_rows(exc.attempts)
+        if isinstance(exc, BudgetExceeded):
+            rec.budget = "exceeded"
     if not isinstance(trace, Trace):
         return rec
     req = trace.request
