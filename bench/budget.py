@@ -13,9 +13,10 @@
    reserved afterwards (0: every hold was settled), the number of charges the
    spend amounts to against the number of successes (equal: nobody was charged
    twice), and how many calls got RESOURCE_EXHAUSTED.
-2. Route cost of budgets: Route p50/p99 at concurrency 1 against a server with
-   the budget on Redis (the tenant's caps read from the pacing snapshot)
-   versus a server without budgets, in the same run (target: within 1.3x).
+2. Route cost of auth and budgets: Route p50/p99 at concurrency 1 against a
+   budgeted server with API keys on (the caller's caps read from the pacing
+   snapshot) versus a server with neither, in the same run (target: within
+   1.3x); and for the exhausted tenant, whose Routes are paced.
 
 No timed assertions; the machine is small and shared, so compare within a run.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -55,6 +57,12 @@ ROUTE_TENANT = "route-tenant"  # budgeted too, with room to spare (no pacing)
 MODEL = "gemini-2.5-pro"
 PROMPT = "Summarize the plot of Hamlet in two sentences."
 _UP_TO = re.compile(r"may cost up to \$([0-9.]+)")
+# API keys for the budgeted servers: the target is Route with auth AND Redis budgets on.
+KEYS = {TENANT: "rk-bench-tenant-key-0001", ROUTE_TENANT: "rk-bench-route-key-0002"}
+
+
+def bearer(tenant: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {KEYS[tenant]}"),)
 
 
 def free_port() -> int:
@@ -107,6 +115,9 @@ def write_config(path: Path, budgets: dict[str, Any] | None, redis_url: str,
     if budgets is not None:
         raw["budgets"] = budgets
         raw["state"] = {"backend": "redis", "redis_url": redis_url}
+        raw["auth"] = {"keys": [{"id": f"{t}-key", "tenant": t,
+                                 "sha256": hashlib.sha256(k.encode()).hexdigest()}
+                                for t, k in KEYS.items()]}
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -117,7 +128,9 @@ async def ready(stub: pbg.RouterStub) -> None:
         try:
             await stub.ListModels(pb.ListModelsRequest(), timeout=2)
             return
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return  # up, with auth on
             if time.monotonic() > end:
                 raise
             await asyncio.sleep(0.2)
@@ -125,15 +138,15 @@ async def ready(stub: pbg.RouterStub) -> None:
 
 async def exactness(stubs: list[pbg.RouterStub], clients: int, requests: int,
                     cap: float) -> dict[str, Any]:
-    warm = pb.CompleteRequest(route=pb.RouteRequest(prompt=PROMPT, tenant="warm-up"))
+    warm = pb.CompleteRequest(route=pb.RouteRequest(prompt=PROMPT))
     for s in stubs:  # the first call builds each server's provider pools
-        await s.Complete(warm, timeout=30)
+        await s.Complete(warm, metadata=bearer(ROUTE_TENANT), timeout=30)
     todo = iter(range(requests))
     costs: list[float] = []
     lat: list[float] = []
     exhausted, other, estimates = 0, [], []
     req = pb.CompleteRequest(route=pb.RouteRequest(
-        prompt=PROMPT, tenant=TENANT, constraints=pb.Constraints(allow_models=[MODEL])),
+        prompt=PROMPT, constraints=pb.Constraints(allow_models=[MODEL])),
         max_output_tokens=64)
 
     async def client(i: int) -> None:
@@ -142,7 +155,7 @@ async def exactness(stubs: list[pbg.RouterStub], clients: int, requests: int,
         for _ in todo:
             t0 = time.perf_counter()
             try:
-                res = await stub.Complete(req, timeout=30)
+                res = await stub.Complete(req, metadata=bearer(TENANT), timeout=30)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     exhausted += 1
@@ -158,7 +171,8 @@ async def exactness(stubs: list[pbg.RouterStub], clients: int, requests: int,
     t0 = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
     wall = time.perf_counter() - t0
-    views = [await s.GetBudget(pb.BudgetRequest(tenant=TENANT), timeout=5) for s in stubs]
+    views = [await s.GetBudget(pb.BudgetRequest(), metadata=bearer(TENANT), timeout=5)
+             for s in stubs]
     (w,) = views[0].windows
     same = all(v.windows[0].spent == w.spent for v in views)
     per_call = statistics.median(costs) if costs else 0.0
@@ -178,14 +192,16 @@ async def exactness(stubs: list[pbg.RouterStub], clients: int, requests: int,
     }
 
 
-async def route_latency(stub: pbg.RouterStub, n: int, tenant: str) -> dict[str, float]:
-    req = pb.RouteRequest(prompt=PROMPT, tenant=tenant)
+async def route_latency(stub: pbg.RouterStub, n: int, tenant: str | None) -> dict[str, float]:
+    """Route p50/p99 at concurrency 1; `tenant` None: no auth (the server without budgets)."""
+    req = pb.RouteRequest(prompt=PROMPT)
+    md = bearer(tenant) if tenant else None
     for _ in range(200):
-        await stub.Route(req, timeout=5)
+        await stub.Route(req, metadata=md, timeout=5)
     lat = []
     for _ in range(n):
         t0 = time.perf_counter()
-        await stub.Route(req, timeout=5)
+        await stub.Route(req, metadata=md, timeout=5)
         lat.append((time.perf_counter() - t0) * 1e6)
     return {"p50_us": round(pct(lat, 0.5), 1), "p99_us": round(pct(lat, 0.99), 1)}
 
@@ -217,12 +233,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 # the exhausted tenant (pacing at 1), alternating to spread the noise.
                 rounds = []
                 for _ in range(3):
-                    rounds.append((await route_latency(stubs[2], args.route_n, ROUTE_TENANT),
+                    rounds.append((await route_latency(stubs[2], args.route_n, None),
                                    await route_latency(stubs[1], args.route_n, ROUTE_TENANT),
                                    await route_latency(stubs[1], args.route_n, TENANT)))
                 base, with_b, paced = (statistics.median(r[k]["p50_us"] for r in rounds)
                                        for k in range(3))
-                out["route"] = {"without_budgets_p50_us": base, "budgets_redis_p50_us": with_b,
+                out["route"] = {"plain_p50_us": base, "auth_budgets_redis_p50_us": with_b,
                                 "ratio": round(with_b / base, 3), "paced_p50_us": paced,
                                 "paced_ratio": round(paced / base, 3), "rounds": rounds,
                                 "n_per_round": args.route_n}
@@ -260,8 +276,8 @@ def main() -> None:
     print(f"  left reserved     ${e['left_reserved_usd']:.6f}; both servers agree: "
           f"{e['servers_agree']}; Complete p50 {e['complete_p50_ms']} ms, "
           f"p99 {e['complete_p99_ms']} ms")
-    print(f"route p50 (c1, {r['n_per_round']} x 3 rounds): without budgets "
-          f"{r['without_budgets_p50_us']} us, budgets on Redis {r['budgets_redis_p50_us']} us "
+    print(f"route p50 (c1, {r['n_per_round']} x 3 rounds): no auth, no budgets "
+          f"{r['plain_p50_us']} us; auth + budgets on Redis {r['auth_budgets_redis_p50_us']} us "
           f"(ratio {r['ratio']}), exhausted tenant paced {r['paced_p50_us']} us "
           f"(ratio {r['paced_ratio']})")
 
