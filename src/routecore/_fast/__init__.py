@@ -34,6 +34,9 @@ __all__ = [
     "extract",
     "extractC",
     "extractPy",
+    "extract_many",
+    "extract_manyC",
+    "extract_manyPy",
     "features_dense_dot",
     "features_dense_dotC",
     "features_dense_dotPy",
@@ -60,6 +63,7 @@ __all__ = [
 count_tokensPy = _pure.count_tokens
 count_chat_tokensPy = _pure.count_chat_tokens
 extractPy = _pure.extract
+extract_manyPy = _pure.extract_many
 features_dense_dotPy = _pure.features_dense_dot
 top_kPy = _pure.top_k
 max_by_labelPy = _pure.max_by_label
@@ -89,6 +93,7 @@ if _core is not None:
     count_tokensC = _core.count_tokens
     count_chat_tokensC = _core.count_chat_tokens
     extractC = _core.extract
+    extract_manyC = _core.extract_many
     features_dense_dotC = _core.features_dense_dot
     top_kC = _core.top_k
     max_by_labelC = _core.max_by_label
@@ -101,6 +106,7 @@ else:
     count_tokensC = _missing("count_tokens")
     count_chat_tokensC = _missing("count_chat_tokens")
     extractC = _missing("extract")
+    extract_manyC = _missing("extract_many")
     features_dense_dotC = _missing("features_dense_dot")
     top_kC = _missing("top_k")
     max_by_labelC = _missing("max_by_label")
@@ -116,6 +122,7 @@ if _USE_C:
     count_tokens = count_tokensC
     count_chat_tokens = count_chat_tokensC
     extract = extractC
+    extract_many = extract_manyC
     features_dense_dot = features_dense_dotC
     top_k = top_kC
     max_by_label = max_by_labelC
@@ -128,6 +135,7 @@ else:
     count_tokens = count_tokensPy
     count_chat_tokens = count_chat_tokensPy
     extract = extractPy
+    extract_many = extract_manyPy
     features_dense_dot = features_dense_dotPy
     top_k = top_kPy
     max_by_label = max_by_labelPy

@@ -360,7 +360,8 @@ cdef int32_t* _acc = NULL
 cdef Py_ssize_t _acc_cap = 0
 
 
-def extract(str text not None, Py_ssize_t dim):
+cdef int _ensure_acc(Py_ssize_t dim) except -1:
+    """Check `dim` and grow the shared bucket accumulator to hold it."""
     global _acc, _acc_cap
     if dim < 1 or (dim & (dim - 1)) != 0 or dim > MAX_DIM:
         raise ValueError("dim must be a power of two <= 2**30")
@@ -372,6 +373,11 @@ def extract(str text not None, Py_ssize_t dim):
         free(_acc)
         _acc = <int32_t*>p
         _acc_cap = dim
+    return 0
+
+
+def extract(str text not None, Py_ssize_t dim):
+    _ensure_acc(dim)
     PyUnicode_READY(text)
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
@@ -389,3 +395,47 @@ def extract(str text not None, Py_ssize_t dim):
     else:
         tokens = extract_kind(<const Py_UCS4*>data, n, _acc, dim, vp, sp)
     return vec, scalars, tokens
+
+
+def extract_many(list texts not None, Py_ssize_t dim):
+    """`extract` for every text at once: (vecs float32[n, dim], scalars float32[n, N_SCALARS],
+    token estimates int64[n]).
+
+    One call and three allocations for the whole batch instead of a call and two
+    arrays per text; row i equals `extract(texts[i], dim)`.
+    """
+    _ensure_acc(dim)
+    cdef Py_ssize_t rows = len(texts), r
+    for r in range(rows):
+        if not isinstance(texts[r], str):
+            raise TypeError(f"texts[{r}] must be a str, not {type(texts[r]).__name__}")
+    cdef cnp.npy_intp shape_v[2]
+    cdef cnp.npy_intp shape_s[2]
+    shape_v[0] = rows
+    shape_v[1] = dim
+    shape_s[0] = rows
+    shape_s[1] = N_SCALARS
+    cdef cnp.ndarray vecs = cnp.PyArray_EMPTY(2, shape_v, cnp.NPY_FLOAT32, 0)
+    cdef cnp.ndarray scalars = cnp.PyArray_EMPTY(2, shape_s, cnp.NPY_FLOAT32, 0)
+    cdef float* vp = <float*>cnp.PyArray_DATA(vecs)
+    cdef float* sp = <float*>cnp.PyArray_DATA(scalars)
+    cdef cnp.npy_intp nrows = rows
+    cdef cnp.ndarray tokens = cnp.PyArray_EMPTY(1, &nrows, cnp.NPY_INT64, 0)
+    cdef int64_t* tp = <int64_t*>cnp.PyArray_DATA(tokens)
+    cdef str text
+    cdef int kind
+    cdef void* data
+    cdef Py_ssize_t n
+    for r in range(rows):
+        text = <str>texts[r]
+        PyUnicode_READY(text)
+        kind = PyUnicode_KIND(text)
+        data = PyUnicode_DATA(text)
+        n = PyUnicode_GET_LENGTH(text)
+        if kind == 1:
+            tp[r] = extract_kind(<const uint8_t*>data, n, _acc, dim, vp + r * dim, sp + r * N_SCALARS)
+        elif kind == 2:
+            tp[r] = extract_kind(<const uint16_t*>data, n, _acc, dim, vp + r * dim, sp + r * N_SCALARS)
+        else:
+            tp[r] = extract_kind(<const Py_UCS4*>data, n, _acc, dim, vp + r * dim, sp + r * N_SCALARS)
+    return vecs, scalars, tokens

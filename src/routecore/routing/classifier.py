@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,6 +135,13 @@ class EmbeddingClassifier:
         out: F32 = _fast.top_k_max_by_label(self._rows @ vec, self._labels, self._n, self._k)
         return out
 
+    def sims_many(self, vecs: F32) -> list[F32]:
+        """`sims` for each row of `vecs`; a small index scores them all in one product."""
+        if self._rows is None:
+            return [self._index.nearest_labels(v, self._n, self._k) for v in vecs]
+        scores = np.ascontiguousarray(vecs @ self._rows.T)
+        return [_fast.top_k_max_by_label(row, self._labels, self._n, self._k) for row in scores]
+
 
 class Classifier:
     """The configured classifier: rule, embedding or combined."""
@@ -158,12 +166,23 @@ class Classifier:
         return Features(*self.extractor.extract_counted(text))
 
     def classify(self, text: str, feats: Features) -> Classification:
+        return self._combine(text, feats.scalars,
+                             self._embed.sims(feats.vec) if self._embed is not None else None)
+
+    def classify_many(self, texts: Sequence[str], vecs: F32, scalars: F32
+                      ) -> list[Classification]:
+        """`classify` for each text (row i of vecs/scalars is its features); the
+        exemplar similarities of all rows come from one matrix product."""
+        sims = self._embed.sims_many(vecs) if self._embed is not None else None
+        return [self._combine(t, scalars[i], None if sims is None else sims[i])
+                for i, t in enumerate(texts)]
+
+    def _combine(self, text: str, scalars: F32, sims: F32 | None) -> Classification:
         # Evidence from the matchers, then one core call for the category
         # distribution, confidence and complexity (see _fast.combine_categories).
         rules = self._rules
-        scalars = feats.scalars
         best, confidence, complexity, probs = _fast.combine_categories(
-            self._embed.sims(feats.vec) if self._embed is not None else None, self._w,
+            sims, self._w,
             rules.phrase_hits(text), rules._slot_owners, rules._slot_hard,
             rules.pattern_hits(text), self._base_arr, float(scalars[self._i_tokens]),
             float(scalars[self._i_math]), float(scalars[self._i_code]),

@@ -25,6 +25,7 @@ from routecore.domain import (
     ROLES,
     STRATEGIES,
     BudgetState,
+    Classification,
     Constraints,
     Decision,
     Message,
@@ -34,7 +35,7 @@ from routecore.domain import (
 )
 from routecore.errors import ConfigError, InvalidRequest, echo, echo_list
 from routecore.routing.ab import CANDIDATE, assign, parse_ab
-from routecore.routing.classifier import Classifier
+from routecore.routing.classifier import Classifier, Features
 from routecore.routing.features import FeatureExtractor
 from routecore.routing.policy import Policy, PolicyInput, QualityModel
 from routecore.routing.registry import Registry
@@ -82,6 +83,10 @@ class Router:
         # budget state, read without I/O (pacing shifts spend toward cheaper models).
         self.budget_source: Callable[[str, str, str], BudgetState | None] | None = None
 
+    def health(self) -> Mapping[str, str] | None:
+        """Models the completion layer reports unhealthy (model -> why), if it is attached."""
+        return self.health_source() if self.health_source is not None else None
+
     @classmethod
     def from_config(cls, config: str | Path | Config | None) -> Router:
         """Build a router from a config file, a parsed `Config`, or None (defaults)."""
@@ -97,7 +102,8 @@ class Router:
 
     # -- request validation (the edge of the domain) -------------------------
 
-    def _validate(self, req: RouteRequest) -> None:
+    def validate(self, req: RouteRequest) -> None:
+        """Raise InvalidRequest (naming the field) unless `req` can be routed."""
         if not req.prompt.strip() and not any(m.content.strip() for m in req.messages):
             raise InvalidRequest("prompt: must not be empty (give a prompt or messages)")
         if req.prompt and req.messages:
@@ -171,11 +177,17 @@ class Router:
 
     def _route(self, req: RouteRequest) -> Decision:
         t0 = time.perf_counter_ns()
-        self._validate(req)
-        routing = self.config.routing
+        self.validate(req)
         text = req.text()
         feats = self.classifier.features(text)
-        cls = self.classifier.classify(text, feats)
+        return self.decide(req, text, feats, self.classifier.classify(text, feats), t0)
+
+    def decide(self, req: RouteRequest, text: str, feats: Features, cls: Classification,
+               t0: int, unhealthy: Mapping[str, str] | None = None) -> Decision:
+        """The decision for a validated request whose features and classification are
+        known (`route` and `routing.batch` share it); `t0` (perf_counter_ns) starts
+        its decision_micros. `unhealthy` (a batch reads it once): else the health source."""
+        routing = self.config.routing
         input_tokens = count_chat_tokens(req.messages) if req.messages else feats.tokens
         output_tokens = req.constraints.max_output_tokens or routing.default_output_tokens
         strategy = req.strategy or routing.default_strategy
@@ -208,7 +220,7 @@ class Router:
                         willingness_to_pay=wtp, pacing=pacing,
                         pacing_note=pacing_note),
             # A pinned model is tried even behind an open breaker: its fallbacks follow it.
-            self.health_source() if self.health_source is not None and not req.model else None,
+            None if req.model else unhealthy if unhealthy is not None else self.health(),
         )
         spec = self.registry.specs[result.model]
         fallbacks, reason = result.fallbacks, result.reason

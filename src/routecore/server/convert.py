@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from routecore.calling.types import (
@@ -25,6 +26,8 @@ from routecore.domain import (
     Weights,
     check_request_id,
 )
+from routecore.errors import RoutecoreError
+from routecore.routing.batch import item_error
 from routecore.state.budget import WindowStatus
 from routecore.v1 import router_pb2 as pb
 
@@ -125,6 +128,20 @@ def budget_status(tenant: str, user: str, windows: list[WindowStatus]) -> pb.Bud
                         resets_at=datetime.fromtimestamp(w.resets_at, UTC).strftime(
                             "%Y-%m-%dT%H:%M:%SZ"))
         for w in windows])
+
+
+def route_batch(results: Sequence[Decision | RoutecoreError],
+                explain: bool) -> pb.RouteBatchResponse:
+    """Decisions in request order; a failed item is an empty decision plus an error."""
+    out = pb.RouteBatchResponse()
+    for i, r in enumerate(results):
+        if isinstance(r, Decision):
+            out.decisions.append(decision(r, with_candidates=explain))
+        else:
+            out.decisions.add()
+            out.errors.append(pb.BatchItemError(index=i, code=r.status,
+                                                message=item_error(i, r)))
+    return out
 
 
 def model_info(spec: ModelSpec) -> pb.ModelInfo:

@@ -11,8 +11,9 @@ from typing import Any
 
 from routecore.calling.completion import Completer
 from routecore.calling.deadline import Deadline
-from routecore.domain import RouteRequest
+from routecore.domain import Decision, RouteRequest
 from routecore.learned.outcomes import Outcomes
+from routecore.routing.batch import check_batch_size, route_batch
 from routecore.routing.router import Router
 from routecore.server import convert
 from routecore.server.interceptors import identity_var, log_fields_var, request_id_var
@@ -53,6 +54,19 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
                                       decision_us=decision.decision_micros,
                                       variant=decision.variant)
         return convert.decision(decision, with_candidates=request.explain)
+
+    async def RouteBatch(self, request: pb.RouteBatchRequest,
+                         context: Any) -> pb.RouteBatchResponse:
+        check_batch_size(len(request.requests), request.explain)
+        reqs = [convert.route_request(r) for r in request.requests]
+        results = route_batch(self.router, reqs, request.explain, scope=self._scoped)
+        owner = _owner()
+        for req, r in zip(reqs, results, strict=True):
+            if isinstance(r, Decision):
+                self.outcomes.record(r, req.text(), owner=owner)
+        response = convert.route_batch(results, request.explain)
+        log_fields_var.get({}).update(items=len(reqs), item_errors=len(response.errors))
+        return response
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
         ident = identity_var.get()

@@ -132,6 +132,32 @@ class BudgetState(_message.Message):
     pacing: float
     def __init__(self, share_used: _Optional[float] = ..., remaining_usd: _Optional[float] = ..., cap: _Optional[str] = ..., pacing: _Optional[float] = ...) -> None: ...
 
+class RouteBatchRequest(_message.Message):
+    __slots__ = ("requests", "explain")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[RouteRequest]
+    explain: bool
+    def __init__(self, requests: _Optional[_Iterable[_Union[RouteRequest, _Mapping]]] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class BatchItemError(_message.Message):
+    __slots__ = ("index", "code", "message")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    code: str
+    message: str
+    def __init__(self, index: _Optional[int] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class RouteBatchResponse(_message.Message):
+    __slots__ = ("decisions", "errors")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[RouteDecision]
+    errors: _containers.RepeatedCompositeFieldContainer[BatchItemError]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[RouteDecision, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[BatchItemError, _Mapping]]] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -39,6 +39,11 @@ class RouterStub:
                 request_serializer=routecore_dot_v1_dot_router__pb2.RouteRequest.SerializeToString,
                 response_deserializer=routecore_dot_v1_dot_router__pb2.RouteDecision.FromString,
                 _registered_method=True)
+        self.RouteBatch = channel.unary_unary(
+                '/routecore.v1.Router/RouteBatch',
+                request_serializer=routecore_dot_v1_dot_router__pb2.RouteBatchRequest.SerializeToString,
+                response_deserializer=routecore_dot_v1_dot_router__pb2.RouteBatchResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/routecore.v1.Router/ListModels',
                 request_serializer=routecore_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
@@ -71,6 +76,13 @@ class RouterServicer:
 
     def Route(self, request, context):
         """Decide which model should answer; no provider is called.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RouteBatch(self, request, context):
+        """Route up to 5,000 requests in one call; a bad item gets its own error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +130,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Route,
                     request_deserializer=routecore_dot_v1_dot_router__pb2.RouteRequest.FromString,
                     response_serializer=routecore_dot_v1_dot_router__pb2.RouteDecision.SerializeToString,
+            ),
+            'RouteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RouteBatch,
+                    request_deserializer=routecore_dot_v1_dot_router__pb2.RouteBatchRequest.FromString,
+                    response_serializer=routecore_dot_v1_dot_router__pb2.RouteBatchResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -172,6 +189,33 @@ class Router:
             '/routecore.v1.Router/Route',
             routecore_dot_v1_dot_router__pb2.RouteRequest.SerializeToString,
             routecore_dot_v1_dot_router__pb2.RouteDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RouteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routecore.v1.Router/RouteBatch',
+            routecore_dot_v1_dot_router__pb2.RouteBatchRequest.SerializeToString,
+            routecore_dot_v1_dot_router__pb2.RouteBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .._constants import SCALAR_NAMES
 from .classify import combine_categories
-from .features import extract
+from .features import extract, extract_many
 from .knn import features_dense_dot, max_by_label, top_k, top_k_max_by_label
 from .phrases import phrase_hash, phrase_hits, word_hashes
 from .policy import score_models
@@ -28,6 +28,7 @@ __all__ = [
     "count_chat_tokens",
     "count_tokens",
     "extract",
+    "extract_many",
     "features_dense_dot",
     "max_by_label",
     "phrase_hash",

@@ -21,6 +21,7 @@ from .._constants import (
     IMPERATIVE_WORDS,
     MATH_WORDS,
     NGRAM_MULTS,
+    SCALAR_NAMES,
     WH_WORDS,
 )
 from .tokens import GOLDEN, M64, S_HAN, S_HANGUL, S_KANA, count_tokens, script_of
@@ -293,3 +294,20 @@ def extract(text: str,
         dtype=np.float32,
     )
     return vec.astype(np.float32), scalars, tokens
+
+
+def extract_many(texts: list[str], dim: int
+                 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32],
+                            npt.NDArray[np.int64]]:
+    """`extract` for every text: (vecs float32[n, dim], scalars float32[n, N_SCALARS],
+    token estimates int64[n])."""
+    if dim < 1 or dim & (dim - 1) or dim > MAX_DIM:
+        raise ValueError("dim must be a power of two <= 2**30")
+    vecs = np.empty((len(texts), dim), dtype=np.float32)
+    scalars = np.empty((len(texts), len(SCALAR_NAMES)), dtype=np.float32)
+    tokens = np.empty(len(texts), dtype=np.int64)
+    for r, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{r}] must be a str, not {type(text).__name__}")
+        vecs[r], scalars[r], tokens[r] = extract(text, dim)
+    return vecs, scalars, tokens
