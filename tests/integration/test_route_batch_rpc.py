@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
 from routecore.routing.batch import MAX_BATCH, MAX_BATCH_EXPLAINED
+from routecore.server.app import App
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc
 
@@ -99,3 +102,41 @@ async def test_feedback_names_a_batch_decision(stub: Stub) -> None:
     d = resp.decisions[0]
     fb = await stub.Feedback(pb.FeedbackRequest(request_id=d.request_id, model=d.model, score=1))
     assert fb.feedback_id
+
+
+async def test_auth_scopes_each_item(tmp_path: Path) -> None:
+    """With API keys, each item is scoped to the caller's key: an item naming another tenant
+    or a model outside the key's list gets PERMISSION_DENIED, the others route as the key's
+    tenant, and another tenant cannot give feedback on the batch's request ids."""
+    from test_auth_rpc import ACME, GLOBEX, NARROW, auth_config, bearer
+
+    app = App.from_config(auth_config(), access_log=False, feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            code, _ = await _status(stub.RouteBatch(pb.RouteBatchRequest(
+                requests=[pb.RouteRequest(prompt="hi")])))
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+            resp = await stub.RouteBatch(pb.RouteBatchRequest(requests=[
+                pb.RouteRequest(prompt="hi"),
+                pb.RouteRequest(prompt="hi", tenant="globex"),
+                pb.RouteRequest(prompt="hi", tenant="acme"),
+            ]), metadata=bearer(ACME))
+            assert [e.index for e in resp.errors] == [1]
+            assert resp.errors[0].code == "PERMISSION_DENIED"
+            assert resp.decisions[0].model and resp.decisions[2].model
+            narrow = await stub.RouteBatch(pb.RouteBatchRequest(requests=[
+                pb.RouteRequest(prompt="Prove Fermat's little theorem."),
+                pb.RouteRequest(prompt="hi", constraints=pb.Constraints(allow_models=["gpt-5"])),
+            ]), metadata=bearer(NARROW))
+            assert narrow.decisions[0].model in ("gpt-4o-mini", "gpt-4.1-nano")
+            assert [(e.index, e.code) for e in narrow.errors] == [(1, "PERMISSION_DENIED")]
+            rid = resp.decisions[0].request_id
+            code, _ = await _status(stub.Feedback(pb.FeedbackRequest(request_id=rid, score=1),
+                                                  metadata=bearer(GLOBEX)))
+            assert code == grpc.StatusCode.NOT_FOUND
+            assert (await stub.Feedback(pb.FeedbackRequest(request_id=rid, score=1),
+                                        metadata=bearer(ACME))).feedback_id
+    finally:
+        await app.stop(0.5)
