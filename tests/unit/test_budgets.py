@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -147,3 +148,33 @@ def test_config_errors_name_the_field(raw: dict[str, Any], msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):
         parse_budgets(raw)
     assert not parse_budgets(None).enabled
+
+
+async def test_a_cancelled_reserve_gives_its_hold_back(redis_url: str) -> None:
+    """A caller cancelled while Redis takes its hold (client gone) does not hold budget until
+    the reservation expires: the hold is released as soon as the script answers."""
+    from routecore.state.ledger import RedisLedger
+
+    class LateLedger(RedisLedger):  # the real script, its answer arriving late
+        async def reserve(self, *args: Any, **kw: Any) -> tuple[int, list[int]]:
+            out = await super().reserve(*args, **kw)
+            await asyncio.sleep(0.05)
+            return out
+
+    backend = RedisBackend(StateConfig("redis", redis_url, timeout_s=5))
+    await backend.start()
+    t = _name()
+    b = _budgets(backend, tenants={t: {"usd_per_day": 1}})
+    b.ledger = LateLedger(backend)
+    try:
+        call = asyncio.ensure_future(b.reserve(t, "", "", 0.5, 1))
+        await asyncio.sleep(0.02)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await b.aclose()
+        (w,) = await b.status(t)
+        assert (w.spent, w.reserved) == (0.0, 0.0)
+    finally:
+        await b.aclose()
+        await backend.aclose()

@@ -195,7 +195,8 @@ class Budgets:
         self._caps: dict[tuple[str, str, str], tuple[_Cap, ...]] = {}
         self._caps_until = 0.0  # cached caps are for the periods before this instant
         self._views: dict[tuple[str, str, str], tuple[float, tuple[int, ...]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._states: dict[tuple[str, str, str], tuple[tuple[int, ...], BudgetState]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._refreshing: set[tuple[str, str, str]] = set()
 
     # -- which caps apply ---------------------------------------------------------
@@ -206,6 +207,7 @@ class Budgets:
         if now >= self._caps_until:
             self._caps.clear()
             self._views.clear()
+            self._states.clear()
         ident = (tenant, user, key_id)
         caps = self._caps.get(ident)
         if caps is not None:
@@ -253,10 +255,14 @@ class Budgets:
             return None
         amounts = [self._units(c, usd, tokens, ceil=True) for c in caps]
         rid = f"{self._rid_prefix}{next(self._rid):x}"
+        counters = [c.counter for c in caps]
+        until = self.clock() + self.config.reservation_ttl_s
         try:
-            refused, used = await self.ledger.reserve(
-                tenant, rid, [c.counter for c in caps], amounts,
-                self.clock() + self.config.reservation_ttl_s)
+            if isinstance(self.ledger, MemoryLedger):  # no await inside: cannot be cut short
+                refused, used = await self.ledger.reserve(tenant, rid, counters, amounts, until)
+            else:
+                refused, used = await self._reserve_shielded(
+                    (tenant, user, key_id), rid, caps, amounts, until)
         except StateUnavailable as exc:
             self.failures += 1
             if self.backend.config.fail_open:
@@ -270,6 +276,30 @@ class Budgets:
             raise BudgetExceeded(self._refusal(caps[refused], used[refused], amounts[refused]))
         self.reserved += 1
         return Hold(tenant, rid, caps, (tenant, user, key_id))
+
+    async def _reserve_shielded(self, ident: tuple[str, str, str], rid: str,
+                                caps: tuple[_Cap, ...], amounts: list[int],
+                                until: float) -> tuple[int, list[int]]:
+        """The Redis reserve, finished even if the caller is cancelled meanwhile (client gone):
+        a hold the script took is then given back at once instead of waiting to expire."""
+        counters = [c.counter for c in caps]
+        task = asyncio.ensure_future(self.ledger.reserve(ident[0], rid, counters, amounts, until))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            hold = Hold(ident[0], rid, caps, ident)
+
+            def give_back(t: asyncio.Task[tuple[int, list[int]]]) -> None:
+                if t.cancelled() or t.exception() is not None or t.result()[0] != -1:
+                    return
+                undo = asyncio.ensure_future(self._settle(hold, [0] * len(counters)))
+                self._tasks.add(undo)
+                undo.add_done_callback(self._tasks.discard)
+
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(give_back)
+            raise
 
     async def settle(self, hold: Hold, usd: float, tokens: int) -> None:
         """Replace the hold by the real cost. Never raises: with the backend down the cost
@@ -321,10 +351,17 @@ class Budgets:
             snap = self._views.get(ident)
             if snap is None or self.clock() - snap[0] > SNAPSHOT_S:
                 self._refresh(ident, caps)
-            if snap is None:
+            if snap is None or len(snap[1]) != len(caps):
                 return None  # first sight of this caller: no pacing until the read is back
             used = snap[1]
-        return self._state(caps, used)
+        cached = self._states.get(ident)
+        if cached is not None and cached[0] == used:
+            return cached[1]  # unchanged since the last Route: no arithmetic, no allocation
+        state = self._state(caps, used)
+        if ident not in self._states and len(self._states) >= _MAX_VIEWS:
+            self._states.pop(next(iter(self._states)))
+        self._states[ident] = (used, state)
+        return state
 
     def _state(self, caps: tuple[_Cap, ...], used: tuple[int, ...]) -> BudgetState:
         share, nearest, remaining = -1.0, caps[0], None
