@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+# Fewer stored outcomes than this are noise, not a signal worth an artifact.
+MIN_FEEDBACK = 50
+
 
 def add_commands(sub: Any) -> None:
     """Register the learned-router subcommands on an argparse subparsers object."""
@@ -20,6 +23,8 @@ def add_commands(sub: Any) -> None:
                    help="training JSONL (repeatable)")
     p.add_argument("--feedback", metavar="DB", default=None,
                    help="also train on outcomes stored in this feedback database")
+    p.add_argument("--min-feedback", type=int, default=MIN_FEEDBACK, metavar="N",
+                   help=f"refuse a feedback database with fewer records (default {MIN_FEEDBACK})")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
     p.add_argument("--dim", type=int, default=None, help="hashed feature dimension")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -42,14 +47,19 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_ab_report)
 
 
-def feedback_dataset(db: str) -> Any:
-    """Stored feedback as a `Dataset` (one observed model per row; unknown costs NaN)."""
+def feedback_dataset(db: str, minimum: int = 1) -> Any:
+    """Stored feedback as a `Dataset` (one observed model per row; unknown costs NaN).
+
+    A row's `source` is metadata about who sent it, not a task family: sources are
+    left empty so training assigns families from the prompts.
+    """
     from routecore.learned.data import DataError, Dataset
     from routecore.learned.feedback import read_rows_sync
 
     rows = read_rows_sync(db)
-    if not rows:
-        raise DataError(f"{db}: no feedback rows")
+    if len(rows) < max(minimum, 1):
+        raise DataError(f"{db}: {len(rows)} feedback records, fewer than the {max(minimum, 1)} "
+                        "needed to learn from (collect more, or lower --min-feedback)")
     models = tuple(sorted({r["model"] for r in rows}))
     scores = np.full((len(rows), len(models)), np.nan)
     costs = np.full((len(rows), len(models)), np.nan)
@@ -60,14 +70,14 @@ def feedback_dataset(db: str) -> Any:
             costs[i, j] = r["cost_usd"]
     return Dataset(ids=tuple(f"feedback-{r['feedback_id']}" for r in rows),
                    prompts=tuple(r["prompt"] for r in rows),
-                   sources=tuple(r["source"] for r in rows), models=models,
+                   sources=("",) * len(rows), models=models,
                    scores=scores, costs=costs)
 
 
 def _cmd_train(ns: argparse.Namespace) -> int:
     from routecore.learned.train import DEFAULT_DIM, train
 
-    extra = feedback_dataset(ns.feedback) if ns.feedback else None
+    extra = feedback_dataset(ns.feedback, ns.min_feedback) if ns.feedback else None
     router = train(ns.data, ns.out, dim=ns.dim or DEFAULT_DIM, progress=not ns.quiet,
                    extra=extra)
     print(f"wrote {ns.out}: {len(router.models)} models, {len(router.tasks)} tasks, "

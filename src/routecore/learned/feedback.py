@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import sqlite3
 import time
 import uuid
@@ -51,8 +52,17 @@ COLUMNS = ("feedback_id", "request_id", "prompt", "model", "score", "comment", "
            "cost_usd", "created_at")
 
 
+def default_path(env: Mapping[str, str] | None = None) -> Path:
+    """$XDG_DATA_HOME/routecore/feedback.db, else ~/.local/share/routecore/feedback.db: one
+    per user, never a file that every server started in some directory shares by accident."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local/share")
+    return Path(base) / "routecore" / "feedback.db"
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
-    """Open (creating) the database in WAL mode with the schema in place."""
+    """Open (creating it and its directory) the database in WAL mode with the schema in place."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

@@ -23,12 +23,11 @@ import structlog
 from routecore.domain import Decision, check_request_id
 from routecore.errors import InvalidRequest, NotFound, echo
 from routecore.learned.ab import DecisionLog
-from routecore.learned.feedback import FeedbackStore, feedback_path
+from routecore.learned.feedback import FeedbackStore, default_path, feedback_path
 from routecore.routing.router import Router
 
 log = structlog.get_logger("routecore.learned.outcomes")
 
-DEFAULT_DB = "routecore-feedback.db"
 RECENT = 100_000
 # Recent decisions keep their prompt text; bound the total too, or 100k long
 # prompts (up to 4M chars each) could hold gigabytes.
@@ -55,7 +54,7 @@ class Outcomes:
     def __init__(self, router: Router, db_path: str | Path | None = None,
                  capacity: int = RECENT, max_chars: int = RECENT_CHARS) -> None:
         self.router = router
-        path = db_path or feedback_path(router.config.extra) or DEFAULT_DB
+        path = db_path or feedback_path(router.config.extra) or default_path()
         self.store = FeedbackStore(path)
         self.decisions = DecisionLog(path)
         self._recent: OrderedDict[tuple[str, str], Recent] = OrderedDict()

@@ -301,7 +301,8 @@ def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False
     W, b = fit_task_classifier(X, y, len(tasks), progress=progress)
     q_sum, q_cnt, q_prior = _task_stats(y, len(tasks), ds.scores)
     cost_a, cost_s, cost_floor = _cost_model(y, len(tasks), n_chars, ds.costs)
-    mean_cost = np.nanmean(ds.costs, axis=0)
+    seen = (~np.isnan(ds.costs)).sum(axis=0)  # nanmean warns on a model never priced
+    mean_cost = np.where(seen > 0, np.nansum(ds.costs, axis=0) / np.maximum(seen, 1), np.nan)
     cost_ref = float(np.nanmax(mean_cost)) if np.isfinite(mean_cost).any() else 1.0
     Q = (q_sum + PRIOR_STRENGTH * q_prior) / (q_cnt + PRIOR_STRENGTH)
     z: F32 | None = None
@@ -354,12 +355,16 @@ def train_dataset(ds: Dataset, *, dim: int = DEFAULT_DIM, progress: bool = False
 
 def train(paths: Sequence[str | Path], out_dir: str | Path | None, *, dim: int = DEFAULT_DIM,
           progress: bool = True, extra: Dataset | None = None) -> LearnedRouter:
-    """Train from JSONL files (plus `extra` records, e.g. exported feedback) and save."""
+    """Train from JSONL files (plus `extra` records, e.g. exported feedback) and save.
+
+    `extra` rows carry no task family (feedback's `source` is metadata, never a
+    family): each is given the family a task classifier fit on the files predicts.
+    """
     if not paths and extra is None:
         raise DataError("train: give at least one --data file or --feedback database")
     ds = load_records(paths) if paths else None
     if extra is not None:
-        ds = extra if ds is None else merge(ds, extra)
+        ds = extra if ds is None else merge(ds, label_tasks(ds, extra, dim))
     assert ds is not None
     router = train_dataset(ds, dim=dim, progress=progress, manifest_extra={
         "data_sha256": data_sha256(paths), "data_files": [str(p) for p in paths],
@@ -367,6 +372,16 @@ def train(paths: Sequence[str | Path], out_dir: str | Path | None, *, dim: int =
     if out_dir is not None:
         router.save(out_dir)
     return router
+
+
+def label_tasks(labelled: Dataset, rows: Dataset, dim: int = DEFAULT_DIM) -> Dataset:
+    """`rows` with each prompt's most likely task family under a classifier fit on `labelled`."""
+    tasks = tuple(sorted({s or DEFAULT_TASK for s in labelled.sources}))
+    y = np.array([tasks.index(s or DEFAULT_TASK) for s in labelled.sources], dtype=np.int64)
+    W, b = fit_task_classifier(featurize(labelled.prompts, dim), y, len(tasks))
+    best = np.argmax((featurize(rows.prompts, dim) @ W).astype(np.float64) + b, axis=1)
+    return Dataset(ids=rows.ids, prompts=rows.prompts, sources=tuple(tasks[i] for i in best),
+                   models=rows.models, scores=rows.scores, costs=rows.costs)
 
 
 def merge(a: Dataset, b: Dataset) -> Dataset:
