@@ -45,6 +45,14 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
                 "per_process_state", workers=ns.workers,
                 detail="state.backend is memory: budgets, rate limits and feedback are per "
                        "process; set state.backend: redis for one global state")
+    group = ns.workers > 1
+    if group:  # the group shares its ports (SO_REUSEPORT): first make sure nobody else has them
+        from routecore.server.ports import ensure_free
+
+        host = ns.host if ns.host is not None else config.server.host
+        ensure_free(host, port, "gRPC")
+        if http_port is not None:
+            ensure_free(host, http_port, "HTTP")
     from routecore.observe.exposition import multiprocess_metrics
 
     procs = []
@@ -58,7 +66,7 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
             proc.start()
             procs.append(proc)
         try:
-            _run(_serve(config, ns.host, port, http_port, ns.metrics_port))
+            _run(_serve(config, ns.host, port, http_port, ns.metrics_port, reuse_port=group))
         finally:
             for proc in procs:
                 proc.terminate()
@@ -75,11 +83,12 @@ def _run(coro: Any) -> None:
 
 
 async def _serve(config: Any, host: str | None, port: int, http_port: int | None,
-                 metrics_port: int | None, serve_metrics: bool = True) -> None:
+                 metrics_port: int | None, serve_metrics: bool = True,
+                 reuse_port: bool = False) -> None:
     from routecore.server.app import serve
 
     await serve(config, host, port, http_port, metrics_port=metrics_port,
-                serve_metrics=serve_metrics)
+                serve_metrics=serve_metrics, reuse_port=reuse_port)
 
 
 def _worker(config_path: str | None, host: str | None, port: int, level: str,
@@ -90,8 +99,12 @@ def _worker(config_path: str | None, host: str | None, port: int, level: str,
 
     configure_logging(level, json=True if json_logs else None)
     # Only the first process serves /metrics; this one still records (multiprocess files).
-    _run(_serve(load_config(config_path), host, port, http_port, metrics_port,
-                serve_metrics=False))
+    try:
+        _run(_serve(load_config(config_path), host, port, http_port, metrics_port,
+                    serve_metrics=False, reuse_port=True))
+    except RoutecoreError as exc:  # e.g. the port was taken meanwhile: a line, no traceback
+        print(f"routecore: {exc.message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _constraints(ns: argparse.Namespace) -> Any:

@@ -149,6 +149,12 @@ class DeadlineExceeded(RoutecoreError):
     status = "DEADLINE_EXCEEDED"
 
 
+class AddressInUse(RoutecoreError):
+    """A port to serve on cannot be bound (taken by another server or program)."""
+
+    status = "UNAVAILABLE"
+
+
 class Cancelled(RoutecoreError):
     """The caller cancelled the RPC (or went away) before it finished."""
 

@@ -19,12 +19,14 @@ from grpc_reflection.v1alpha import reflection
 
 from routecore.calling.completion import Completer
 from routecore.config import Config, missing_api_keys
+from routecore.errors import AddressInUse
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server.http_api import HttpFrontDoor
 from routecore.server.identity import Authenticator, parse_auth
 from routecore.server.interceptors import RpcInterceptor
 from routecore.server.observing import Observer
+from routecore.server.ports import ensure_free
 from routecore.server.servicer import RouterServicer
 from routecore.server.tls import server_credentials
 from routecore.state import Backend, open_backend, parse_state
@@ -55,6 +57,7 @@ class App:
     observer: Observer | None = None
     authenticator: Authenticator | None = None  # API keys (config `auth`); None: auth off
     budgets: Budgets | None = None  # config `budgets`, on `state`, from start()
+    reuse_port: bool = False  # SO_REUSEPORT: only inside one --workers group (server/ports.py)
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -76,7 +79,7 @@ class App:
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
-            ("grpc.so_reuseport", 1),
+            ("grpc.so_reuseport", int(self.reuse_port)),
         ]
         # The state backend (its one Redis pool), providers and their HTTP pools belong to
         # this event loop: built here, closed in stop().
@@ -106,15 +109,26 @@ class App:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{host}:{port}"
-        bound: int = (server.add_secure_port(address, server_credentials(cfg.tls)) if cfg.tls
-                      else server.add_insecure_port(address))
+        try:
+            bound: int = (server.add_secure_port(address, server_credentials(cfg.tls)) if cfg.tls
+                          else server.add_insecure_port(address))
+        except RuntimeError:  # grpc's "Failed to bind": say why, without a traceback
+            bound = 0
         if bound == 0:
-            raise OSError(f"cannot bind {host}:{port}")
+            await self._close_parts()
+            ensure_free(host, port, "gRPC")
+            raise AddressInUse(f"cannot serve gRPC on {address}")
         await server.start()
         self.server, self.port = server, bound
         if http_port is not None:
             self.http = HttpFrontDoor(self.router, self.completer, self.outcomes, self.access_log)
-            await self.http.start(host, http_port, cfg.grace_s)
+            try:
+                await self.http.start(host, http_port, cfg.grace_s, reuse_port=self.reuse_port)
+            except OSError as exc:
+                self.http = None
+                await self.stop(0)
+                raise AddressInUse(f"cannot serve HTTP on {host}:{http_port}: "
+                                   f"{exc.strerror or exc}") from None
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", host=host, port=bound, models=len(self.router.registry),
@@ -140,6 +154,11 @@ class App:
         else:
             await self.server.stop(grace)
         self.server = None
+        await self._close_parts()
+        log.info("stopped")
+
+    async def _close_parts(self) -> None:
+        """Close what start() opened besides the server (also when binding failed)."""
         if self.completer is not None:
             await self.completer.aclose()
             self.completer = None
@@ -155,7 +174,6 @@ class App:
         if self.observer is not None:  # after the drain: in-flight calls are recorded too
             await self.observer.aclose()
             self.observer = None
-        log.info("stopped")
 
     async def wait(self) -> None:
         if self.server is not None:
@@ -164,10 +182,11 @@ class App:
 
 async def serve(config: Config, host: str | None = None, port: int | None = None,
                 http_port: int | None = None, *, metrics_port: int | None = None,
-                serve_metrics: bool = True) -> None:
+                serve_metrics: bool = True, reuse_port: bool = False) -> None:
     """Run until SIGINT/SIGTERM (which flushes the audit trail); a second signal exits at once."""
     app = App.from_config(config)
     app.metrics_port, app.serve_metrics = metrics_port, serve_metrics
+    app.reuse_port = reuse_port
     await app.start(host, port, http_port)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

@@ -64,14 +64,20 @@ class HttpFrontDoor:
         app.router.add_route("*", "/{tail:.*}", self._guarded("*", self._no_route))
         self._runner: web.AppRunner | None = None
 
-    async def start(self, host: str, port: int, shutdown_timeout: float = 5.0) -> int:
-        """Bind (port 0: ephemeral; the port is shared with other workers) and serve."""
+    async def start(self, host: str, port: int, shutdown_timeout: float = 5.0,
+                    reuse_port: bool = False) -> int:
+        """Bind (port 0: ephemeral; shared only with the other --workers: `reuse_port`)."""
         runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
                                shutdown_timeout=shutdown_timeout)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
-        await site.start()
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            self._runner = None
+            raise
         self.port = int(runner.addresses[0][1])
         self.ready = True
         return self.port
