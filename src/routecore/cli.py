@@ -261,11 +261,13 @@ def _cmd_sim_provider(ns: argparse.Namespace) -> int:
 def _add_optional_commands(sub: Any) -> None:
     """Commands owned by other modules register themselves here."""
     from routecore.learned.commands import add_commands as add_learned_commands
+    from routecore.learned.replay import add_commands as add_replay_commands
     from routecore.observe.commands import add_commands as add_audit_commands
     from routecore.server.commands import add_commands as add_server_commands
 
     add_learned_commands(sub)
     add_audit_commands(sub)
+    add_replay_commands(sub)
     add_server_commands(sub)
 
 

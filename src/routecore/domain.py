@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -216,3 +216,5 @@ class Decision:
     decision_micros: int = 0
     variant: str = ""
     budget: BudgetState | None = None  # set when a budget applies to the caller
+    # The classifier's probability per category (the audit trail keeps it for replay).
+    category_scores: Mapping[str, float] | None = None

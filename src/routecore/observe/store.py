@@ -182,12 +182,13 @@ def _summary_sql(pg: bool, where: str) -> str:
             f"FROM {TABLE}{where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
 
 
-async def documents(target: str, since: float | None = None,
-                    tenant: str | None = None) -> AsyncIterator[dict[str, Any]]:
-    """Stored records, oldest first, as JSON-ready documents."""
+async def rows(target: str, columns: Sequence[str] = COLUMNS, since: float | None = None,
+               tenant: str | None = None) -> AsyncIterator[tuple[Any, ...]]:
+    """Stored rows (only `columns`, in that order), oldest first."""
     pg = is_postgres(target)
     where, args = _where(since, tenant, pg)
-    sql = f"SELECT {QCOLUMNS} FROM {TABLE}{where} ORDER BY ts"
+    sql = f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM {TABLE}{where} " \
+          "ORDER BY ts"
     if pg:
         import asyncpg
 
@@ -195,16 +196,25 @@ async def documents(target: str, since: float | None = None,
         try:
             async with conn.transaction():
                 async for rec in conn.cursor(sql, *args, prefetch=1000):
-                    yield to_document(dict(rec.items()))
+                    yield tuple(rec.values())
         finally:
             await conn.close()
         return
     db = connect_sqlite(target, create=False)
     try:
-        for row in db.execute(sql, args):
-            yield to_document(tuple(row))
+        cur = db.execute(sql, args)
+        while batch := cur.fetchmany(1000):
+            for row in batch:
+                yield row
     finally:
         db.close()
+
+
+async def documents(target: str, since: float | None = None,
+                    tenant: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Stored records, oldest first, as JSON-ready documents."""
+    async for row in rows(target, COLUMNS, since, tenant):
+        yield to_document(tuple(row))
 
 
 async def summary(target: str, since: float | None = None,

@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from routecore.config import Config, load_config
 from routecore.domain import (
     CAPABILITIES,
@@ -102,9 +104,10 @@ class Router:
 
     # -- request validation (the edge of the domain) -------------------------
 
-    def validate(self, req: RouteRequest) -> None:
-        """Raise InvalidRequest (naming the field) unless `req` can be routed."""
-        if not req.prompt.strip() and not any(m.content.strip() for m in req.messages):
+    def validate(self, req: RouteRequest, text: bool = True) -> None:
+        """Raise InvalidRequest (naming the field) unless `req` can be routed (`text=False`:
+        its classification is already known, the prompt may be absent)."""
+        if text and not req.prompt.strip() and not any(m.content.strip() for m in req.messages):
             raise InvalidRequest("prompt: must not be empty (give a prompt or messages)")
         if req.prompt and req.messages:
             raise InvalidRequest("prompt and messages: give one or the other, not both")
@@ -182,6 +185,16 @@ class Router:
         feats = self.classifier.features(text)
         return self.decide(req, text, feats, self.classifier.classify(text, feats), t0)
 
+    def route_classified(self, req: RouteRequest, classification: Classification,
+                         input_tokens: int) -> Decision:
+        """Route a request whose classification is already known (offline replay of an
+        audit trail kept without prompts): the same `decide` as `route`. The learned
+        strategy reads the prompt itself, so it is refused here."""
+        t0 = time.perf_counter_ns()
+        self.validate(req, text=False)
+        feats = Features(np.zeros(0, np.float32), np.zeros(0, np.float32), input_tokens)
+        return self.decide(req, req.text(), feats, classification, t0)
+
     def decide(self, req: RouteRequest, text: str, feats: Features, cls: Classification,
                t0: int, unhealthy: Mapping[str, str] | None = None) -> Decision:
         """The decision for a validated request whose features and classification are
@@ -203,6 +216,8 @@ class Router:
                     strategy, policy = "learned", self.candidate_policy
         if strategy == "learned" and policy.learned is None:
             strategy = "multi_objective"
+        if strategy == "learned" and not text:
+            raise InvalidRequest("strategy learned: needs the prompt (audit.store_prompts)")
         wtp = (req.willingness_to_pay if req.willingness_to_pay is not None
                else routing.learned.willingness_to_pay)
         constraints = req.constraints
@@ -239,6 +254,7 @@ class Router:
             candidates=result.candidates, router_version=self.version, strategy=strategy,
             input_tokens=input_tokens, request_id=request_id,
             decision_micros=int(micros), variant=variant, budget=budget,
+            category_scores=cls.scores,
         )
 
 

@@ -105,6 +105,8 @@ def _with_decision(rec: AuditRecord, d: Decision) -> None:
     rec.input_tokens, rec.decision_us = d.input_tokens, d.decision_micros
     rec.fallbacks = list(d.fallbacks)
     rec.candidates = candidate_rows(d)
+    if d.category_scores:
+        rec.features["category_scores"] = d.category_scores
     if d.budget is not None and not rec.budget:
         rec.budget = "paced" if d.budget.pacing > 0.0 else "within"
         rec.features["budget"] = {"cap": d.budget.cap, "share_used": d.budget.share_used,
