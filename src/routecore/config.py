@@ -29,8 +29,32 @@ CLASSIFIER_MODES = ("rule", "embedding", "combined")
 
 @dataclass(frozen=True, slots=True)
 class Price:
+    """USD per 1M tokens. `long_*`: a long-context tier (a request with more than
+    `long_above` input tokens pays those rates on all its tokens; 0: no tier).
+    `batch_discount`: the fraction a vendor's batch API takes off every rate."""
+
     input: float  # USD per 1M input tokens
     output: float  # USD per 1M output tokens
+    batch_discount: float = 0.0
+    long_above: int = 0
+    long_input: float = 0.0
+    long_output: float = 0.0
+
+    def rates(self, input_tokens: int, batch: bool = False) -> tuple[float, float]:
+        """(input, output) USD per 1M tokens for a request with `input_tokens`."""
+        if self.long_above and input_tokens > self.long_above:
+            i, o = self.long_input, self.long_output
+        else:
+            i, o = self.input, self.output
+        if batch:
+            keep = 1.0 - self.batch_discount
+            return i * keep, o * keep
+        return i, o
+
+    def cost(self, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+        """USD for one request (tier by its input tokens; batch rates if `batch`)."""
+        i, o = self.rates(input_tokens, batch)
+        return (input_tokens * i + output_tokens * o) / 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +315,7 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     values = dict(
         provider=r.get(m, "provider", p, str),
         version=r.get(m, "version", p, str, model_id),
-        price_in=r.number(price, "input", f"{p}.price", lo=0.0),
-        price_out=r.number(price, "output", f"{p}.price", lo=0.0),
+        price=_price(r, price, f"{p}.price"),
         ctx=r.number(m, "context_window", p, lo=1, integer=True),
         max_out=r.number(m, "max_output_tokens", p, lo=1, integer=True, default=4096),
         p50=r.number(lat, "p50_ms", f"{p}.latency", lo=0.0),
@@ -308,12 +331,32 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
         r.fail(f"{p}.latency.p95_ms", "must be >= latency.p50_ms")
     return ModelSpec(
         name=name, provider=values["provider"], model_id=model_id, version=values["version"],
-        price=Price(values["price_in"], values["price_out"]), context_window=values["ctx"],
+        price=values["price"], context_window=values["ctx"],
         max_output_tokens=values["max_out"], capabilities=frozenset(caps), quality=quality,
         latency=Latency(values["p50"], values["p95"], values["tps"]),
         rate_limits=RateLimits(values["rpm"], values["tpm"]), fallbacks=fallbacks,
         deployments=tuple(deployments), sim=dict(sim),
     )
+
+
+def _price(r: _Reader, node: dict[str, Any], p: str) -> Price | None:
+    r.unknown(node, p, {"input", "output", "batch_discount", "long_context"})
+    base_in = r.number(node, "input", p, lo=0.0)
+    base_out = r.number(node, "output", p, lo=0.0)
+    discount = r.number(node, "batch_discount", p, lo=0.0, hi=0.99, default=0.0)
+    long = r.mapping(node.get("long_context"), f"{p}.long_context", required=False)
+    r.unknown(long, f"{p}.long_context", {"above_input_tokens", "input", "output"})
+    above: Any = 0
+    long_in: Any = 0.0
+    long_out: Any = 0.0
+    if long:
+        lp = f"{p}.long_context"
+        above = r.number(long, "above_input_tokens", lp, lo=1, integer=True)
+        long_in = r.number(long, "input", lp, lo=0.0)
+        long_out = r.number(long, "output", lp, lo=0.0)
+    if None in (base_in, base_out, discount, above, long_in, long_out):
+        return None
+    return Price(base_in, base_out, discount, above, long_in, long_out)
 
 
 def _endpoint(r: _Reader, name: str, node: Any) -> Endpoint | None:

@@ -106,8 +106,8 @@ class _Target:
 
 
 def cost_usd(spec: ModelSpec, usage: Usage) -> float:
-    """Registry price: input*price.input/1e6 + output*price.output/1e6."""
-    return (usage.input_tokens * spec.price.input + usage.output_tokens * spec.price.output) / 1e6
+    """Registry price (its long-context tier when the input is past it)."""
+    return spec.price.cost(usage.input_tokens, usage.output_tokens)
 
 
 class Completer:

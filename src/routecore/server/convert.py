@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from routecore.calling.batch import BatchJob
 from routecore.calling.types import (
     Attempt,
     CascadeStep,
@@ -142,6 +143,18 @@ def route_batch(results: Sequence[Decision | RoutecoreError],
             out.errors.append(pb.BatchItemError(index=i, code=r.status,
                                                 message=item_error(i, r)))
     return out
+
+
+def batch_job(job: BatchJob) -> pb.BatchJob:
+    return pb.BatchJob(
+        job_id=job.job_id, status=job.status, created_at_unix=int(job.created_at),
+        total=job.total, succeeded=job.succeeded, failed=job.failed,
+        cost_usd=job.cost_usd, standard_cost_usd=job.standard_cost_usd,
+        items=[pb.BatchItem(index=i.index, request_id=i.request_id, model=i.model,
+                            provider=i.provider, text=i.text, finish_reason=i.finish_reason,
+                            usage=_usage(i.usage), cost_usd=i.cost_usd,
+                            standard_cost_usd=i.standard_cost_usd, error_code=i.error_code,
+                            error=i.error) for i in job.items])
 
 
 def model_info(spec: ModelSpec) -> pb.ModelInfo:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from routecore.calling.batch import BatchJobs
 from routecore.calling.completion import Completer
 from routecore.calling.deadline import Deadline
 from routecore.domain import Decision, RouteRequest
@@ -35,6 +36,7 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         self.router = router
         self.completer = completer
         self.outcomes = outcomes
+        self.batches = BatchJobs(router.config, router, completer.providers)
         self.budgets = budgets
 
     def _scoped(self, req: RouteRequest) -> RouteRequest:
@@ -67,6 +69,18 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         response = convert.route_batch(results, request.explain)
         log_fields_var.get({}).update(items=len(reqs), item_errors=len(response.errors))
         return response
+
+    async def CompleteBatch(self, request: pb.CompleteBatchRequest, context: Any) -> pb.BatchJob:
+        check_batch_size(len(request.requests))
+        reqs = [convert.completion_request(r, "") for r in request.requests]
+        job = await self.batches.submit(reqs, owner=_owner(), scope=self._scoped)
+        log_fields_var.get({}).update(job_id=job.job_id, items=job.total, item_errors=job.failed)
+        return convert.batch_job(job)
+
+    async def GetBatch(self, request: pb.GetBatchRequest, context: Any) -> pb.BatchJob:
+        job = await self.batches.get(request.job_id, owner=_owner())
+        log_fields_var.get({}).update(job_id=job.job_id, status=job.status)
+        return convert.batch_job(job)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
         ident = identity_var.get()

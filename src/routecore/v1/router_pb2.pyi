@@ -158,6 +158,66 @@ class RouteBatchResponse(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[BatchItemError]
     def __init__(self, decisions: _Optional[_Iterable[_Union[RouteDecision, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[BatchItemError, _Mapping]]] = ...) -> None: ...
 
+class CompleteBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[CompleteRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[CompleteRequest, _Mapping]]] = ...) -> None: ...
+
+class GetBatchRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class BatchItem(_message.Message):
+    __slots__ = ("index", "request_id", "model", "provider", "text", "finish_reason", "usage", "cost_usd", "standard_cost_usd", "error_code", "error")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    STANDARD_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    request_id: str
+    model: str
+    provider: str
+    text: str
+    finish_reason: str
+    usage: Usage
+    cost_usd: float
+    standard_cost_usd: float
+    error_code: str
+    error: str
+    def __init__(self, index: _Optional[int] = ..., request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., standard_cost_usd: _Optional[float] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class BatchJob(_message.Message):
+    __slots__ = ("job_id", "status", "created_at_unix", "total", "succeeded", "failed", "items", "cost_usd", "standard_cost_usd")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    STANDARD_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    status: str
+    created_at_unix: int
+    total: int
+    succeeded: int
+    failed: int
+    items: _containers.RepeatedCompositeFieldContainer[BatchItem]
+    cost_usd: float
+    standard_cost_usd: float
+    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[str] = ..., created_at_unix: _Optional[int] = ..., total: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., cost_usd: _Optional[float] = ..., standard_cost_usd: _Optional[float] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

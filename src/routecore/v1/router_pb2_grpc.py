@@ -44,6 +44,16 @@ class RouterStub:
                 request_serializer=routecore_dot_v1_dot_router__pb2.RouteBatchRequest.SerializeToString,
                 response_deserializer=routecore_dot_v1_dot_router__pb2.RouteBatchResponse.FromString,
                 _registered_method=True)
+        self.CompleteBatch = channel.unary_unary(
+                '/routecore.v1.Router/CompleteBatch',
+                request_serializer=routecore_dot_v1_dot_router__pb2.CompleteBatchRequest.SerializeToString,
+                response_deserializer=routecore_dot_v1_dot_router__pb2.BatchJob.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/routecore.v1.Router/GetBatch',
+                request_serializer=routecore_dot_v1_dot_router__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=routecore_dot_v1_dot_router__pb2.BatchJob.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/routecore.v1.Router/ListModels',
                 request_serializer=routecore_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
@@ -83,6 +93,21 @@ class RouterServicer:
 
     def RouteBatch(self, request, context):
         """Route up to 5,000 requests in one call; a bad item gets its own error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteBatch(self, request, context):
+        """Deferred: route up to 5,000 completions and submit them through the providers'
+        batch APIs at the batch price; returns a job to poll with GetBatch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """A batch job's state and, as they finish, its answers (caller's own jobs only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +160,16 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.RouteBatch,
                     request_deserializer=routecore_dot_v1_dot_router__pb2.RouteBatchRequest.FromString,
                     response_serializer=routecore_dot_v1_dot_router__pb2.RouteBatchResponse.SerializeToString,
+            ),
+            'CompleteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteBatch,
+                    request_deserializer=routecore_dot_v1_dot_router__pb2.CompleteBatchRequest.FromString,
+                    response_serializer=routecore_dot_v1_dot_router__pb2.BatchJob.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=routecore_dot_v1_dot_router__pb2.GetBatchRequest.FromString,
+                    response_serializer=routecore_dot_v1_dot_router__pb2.BatchJob.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -216,6 +251,60 @@ class Router:
             '/routecore.v1.Router/RouteBatch',
             routecore_dot_v1_dot_router__pb2.RouteBatchRequest.SerializeToString,
             routecore_dot_v1_dot_router__pb2.RouteBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routecore.v1.Router/CompleteBatch',
+            routecore_dot_v1_dot_router__pb2.CompleteBatchRequest.SerializeToString,
+            routecore_dot_v1_dot_router__pb2.BatchJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routecore.v1.Router/GetBatch',
+            routecore_dot_v1_dot_router__pb2.GetBatchRequest.SerializeToString,
+            routecore_dot_v1_dot_router__pb2.BatchJob.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,13 +6,25 @@ from collections.abc import Mapping
 
 from routecore.calling.providers.anthropic import AnthropicProvider
 from routecore.calling.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
+from routecore.calling.providers.batch_api import BatchAPI, OpenAIBatchAPI
 from routecore.calling.providers.openai import OpenAIProvider
 from routecore.calling.providers.pool import HttpPool
 from routecore.calling.providers.simulated import SimEngine, SimulatedProvider
 from routecore.config import Config, Endpoint
 
-__all__ = ["AnthropicProvider", "HttpPool", "OpenAIProvider", "Provider", "ProviderCall",
-           "ProviderResponse", "SimEngine", "SimulatedProvider", "StreamChunk", "build_providers"]
+__all__ = ["AnthropicProvider", "BatchAPI", "HttpPool", "OpenAIProvider", "Provider", "ProviderCall",
+           "ProviderResponse", "SimEngine", "SimulatedProvider", "StreamChunk", "batch_api",
+           "build_providers"]
+
+
+def batch_api(provider: Provider) -> BatchAPI | None:
+    """The endpoint's batch API: the simulated provider's, or /v1/batches on an OpenAI-compatible
+    endpoint with option `batch_api: true`; None when it has none."""
+    if isinstance(provider, SimulatedProvider):
+        return provider.batch_api
+    if isinstance(provider, OpenAIProvider) and provider.endpoint.options.get("batch_api"):
+        return OpenAIBatchAPI(provider)
+    return None
 
 
 def build_provider(endpoint: Endpoint, pool: HttpPool, engine: SimEngine) -> Provider:

@@ -5,7 +5,8 @@ key from the endpoint's `api_key_env`, read at construction. Streaming uses SSE
 with `stream_options.include_usage`. Endpoint options: `headers` (extra
 headers), `max_tokens_field` (default "max_tokens"; "max_completion_tokens" for
 o-series), `logprobs` (false for upstreams that reject it), `usage_in_stream`
-(false for upstreams that reject stream_options).
+(false for upstreams that reject stream_options), `batch_api` (true when the
+upstream serves /v1/files + /v1/batches: CompleteBatch then submits there).
 """
 
 from __future__ import annotations
@@ -53,14 +54,7 @@ class OpenAIProvider(HttpProvider):
         return body
 
     def _response(self, data: Any) -> ProviderResponse:
-        choice = data["choices"][0]
-        content = choice["message"].get("content") or ""
-        lps = None
-        lp = choice.get("logprobs")
-        if isinstance(lp, dict) and isinstance(lp.get("content"), list):
-            lps = tuple(float(t.get("logprob", 0.0)) for t in lp["content"])
-        return ProviderResponse(content, _finish(choice.get("finish_reason")),
-                                _usage(data.get("usage")), lps)
+        return parse_completion(data)
 
     async def _chunks(self, events: AsyncIterator[tuple[str, str]],
                       where: str) -> AsyncIterator[StreamChunk]:
@@ -85,6 +79,18 @@ class OpenAIProvider(HttpProvider):
         if not done and not finish:
             raise ProviderError(f"{where}: stream ended without [DONE]", kind="stream_cut")
         yield StreamChunk(finish_reason=finish or "stop", usage=usage)
+
+
+def parse_completion(data: Any) -> ProviderResponse:
+    """A chat.completion object's answer (may raise any of base.MALFORMED)."""
+    choice = data["choices"][0]
+    content = choice["message"].get("content") or ""
+    lps = None
+    lp = choice.get("logprobs")
+    if isinstance(lp, dict) and isinstance(lp.get("content"), list):
+        lps = tuple(float(t.get("logprob", 0.0)) for t in lp["content"])
+    return ProviderResponse(content, _finish(choice.get("finish_reason")),
+                            _usage(data.get("usage")), lps)
 
 
 def _finish(reason: Any) -> str:

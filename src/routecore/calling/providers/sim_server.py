@@ -5,8 +5,10 @@ current loop (tests, benchmarks: port 0 picks a free port); `run_sim_server`
 blocks serving it (the CLI's `routecore sim-provider --port N`).
 
 Routes: POST /v1/chat/completions (JSON or SSE with stream_options.include_usage,
-logprobs), POST /v1/messages (Anthropic Messages, JSON or SSE), GET /v1/models,
-GET /health. Behaviour per model: see `routecore.calling.providers.simulated`.
+logprobs), POST /v1/messages (Anthropic Messages, JSON or SSE), POST /v1/files,
+GET /v1/files/{id}/content, POST /v1/batches, GET /v1/batches/{id} (OpenAI's
+batch API, see `simulated.SimBatches`), GET /v1/models, GET /health.
+Behaviour per model: see `routecore.calling.providers.simulated`.
 """
 
 from __future__ import annotations
@@ -19,22 +21,33 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from routecore.calling.providers.base import ProviderCall
-from routecore.calling.providers.simulated import SimEngine, SimPlan
+from routecore.calling.providers.simulated import (
+    SimBatches,
+    SimEngine,
+    SimPlan,
+    call_from_body,
+    chat_completion,
+)
 from routecore.config import Config
-from routecore.domain import Message
 
 ENGINE_KEY: web.AppKey[SimEngine] = web.AppKey("engine", SimEngine)
+BATCHES_KEY: web.AppKey[SimBatches] = web.AppKey("batches", SimBatches)
 
 
 def make_sim_app(config: Config | None = None, *, seed: int = 0,
-                 engine: SimEngine | None = None) -> web.Application:
+                 engine: SimEngine | None = None, batch_delay_s: float = 0.0) -> web.Application:
     """An aiohttp app serving the simulated models of `config` (None: generic models)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[ENGINE_KEY] = engine or SimEngine(config, seed)
+    app[BATCHES_KEY] = SimBatches(app[ENGINE_KEY], batch_delay_s)
     app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/files", _upload)
+    app.router.add_get("/v1/files/{file_id}/content", _file_content)
+    app.router.add_post("/v1/batches", _create_batch)
+    app.router.add_get("/v1/batches/{batch_id}", _get_batch)
     app.router.add_post("/v1/messages", _messages)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
@@ -45,8 +58,8 @@ class SimServer:
     """Runs the sim app on host:port in the running loop; `async with SimServer(cfg) as s`."""
 
     def __init__(self, config: Config | None = None, host: str = "127.0.0.1", port: int = 0,
-                 *, seed: int = 0) -> None:
-        self.app = make_sim_app(config, seed=seed)
+                 *, seed: int = 0, batch_delay_s: float = 0.0) -> None:
+        self.app = make_sim_app(config, seed=seed, batch_delay_s=batch_delay_s)
         self.host, self.port = host, port
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
                                      shutdown_timeout=0.5)
@@ -96,25 +109,48 @@ async def _models(request: web.Request) -> web.Response:
                                        for n in names]})
 
 
-def _call(body: dict[str, Any], anthropic: bool) -> ProviderCall:
-    msgs = [Message(str(m.get("role", "user")), _content(m.get("content", "")))
-            for m in body.get("messages") or []]
-    if anthropic and body.get("system"):
-        msgs.insert(0, Message("system", _content(body["system"])))
-    fmt = body.get("response_format") or {}
-    max_out = body.get("max_tokens") or body.get("max_completion_tokens") or 0
-    model = str(body.get("model", ""))
-    return ProviderCall(model=model, model_id=model, messages=tuple(msgs),
-                        max_output_tokens=int(max_out),
-                        temperature=float(body.get("temperature") or 0.0),
-                        json_mode=isinstance(fmt, dict) and fmt.get("type") == "json_object",
-                        logprobs=bool(body.get("logprobs")))
+async def _upload(request: web.Request) -> web.Response:
+    """POST /v1/files (multipart: purpose, file)."""
+    purpose, content, filename = "", None, ""
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "purpose":
+                purpose = (await part.text()).strip()
+            elif part.name == "file":
+                filename, content = part.filename or "", bytes(await part.read())
+    except (ValueError, AssertionError) as exc:  # not multipart, or a broken body
+        return _error(400, f"expected multipart/form-data ({exc})", "invalid_request_error",
+                      False)
+    if content is None or not purpose:
+        return _error(400, "purpose and file are required", "invalid_request_error", False)
+    return web.json_response(request.app[BATCHES_KEY].add_file(content, purpose, filename))
 
 
-def _content(c: Any) -> str:
-    if isinstance(c, list):  # content blocks
-        return "".join(str(b.get("text", "")) for b in c if isinstance(b, dict))
-    return str(c)
+async def _file_content(request: web.Request) -> web.Response:
+    content = request.app[BATCHES_KEY].file_content(request.match_info["file_id"])
+    if content is None:
+        return _error(404, "no such file", "invalid_request_error", False)
+    return web.Response(body=content, content_type="application/jsonl")
+
+
+async def _create_batch(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        batch = request.app[BATCHES_KEY].create(str(body["input_file_id"]),
+                                                str(body.get("endpoint", "")))
+    except (ValueError, KeyError, TypeError) as exc:
+        return _error(400, str(exc), "invalid_request_error", False)
+    return web.json_response(batch)
+
+
+async def _get_batch(request: web.Request) -> web.Response:
+    batch = request.app[BATCHES_KEY].get(request.match_info["batch_id"])
+    if batch is None:
+        return _error(404, "no such batch", "invalid_request_error", False)
+    return web.json_response(batch)
 
 
 def _drop(request: web.Request) -> None:
@@ -156,7 +192,7 @@ async def _prepare(request: web.Request, anthropic: bool,
                    ) -> tuple[dict[str, Any], ProviderCall, SimPlan, web.StreamResponse | None]:
     """Read the request and plan it: (body, call, plan, the failure response or None)."""
     body = await request.json()
-    call = _call(body, anthropic)
+    call = call_from_body(body, anthropic)
     plan = request.app[ENGINE_KEY].plan(call)
     if plan.fault == "drop":
         _drop(request)
@@ -182,17 +218,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     if failed is not None:
         return failed
     a = plan.answer
+    if not body.get("stream"):
+        return web.json_response(chat_completion(call, a))
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
     usage = {"prompt_tokens": a.input_tokens, "completion_tokens": len(a.pieces),
              "total_tokens": a.input_tokens + len(a.pieces)}
-    if not body.get("stream"):
-        choice: dict[str, Any] = {"index": 0, "finish_reason": a.finish_reason,
-                                  "message": {"role": "assistant", "content": a.text}}
-        if call.logprobs:
-            choice["logprobs"] = {"content": [{"token": p, "logprob": lp}
-                                              for p, lp in zip(a.pieces, a.logprobs, strict=False)]}
-        return web.json_response({"id": rid, "object": "chat.completion", "created": created,
-                                  "model": call.model_id, "choices": [choice], "usage": usage})
     resp = web.StreamResponse(headers={"content-type": "text/event-stream",
                                        "cache-control": "no-cache"})
     await resp.prepare(request)

@@ -4,6 +4,10 @@
 plays it in-process (endpoint kind "simulated") and `sim_server` serves it as
 an OpenAI-compatible (and Anthropic-compatible) HTTP upstream.
 
+`SimBatches` plays OpenAI's Files + Batches API (in-process through
+`SimulatedProvider.batch_api`, over HTTP through sim_server); a batch finishes
+`batch_delay_s` (endpoint option, default 0) after it is created.
+
 Behaviour per model comes from `ModelSpec.sim` (validated by `validate_sim`):
 
     sim:
@@ -39,11 +43,23 @@ import json
 import math
 import random
 import re
+import time
+import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from routecore.calling.providers.base import Provider, ProviderCall, ProviderResponse, StreamChunk
+from routecore.calling.providers.batch_api import (
+    TERMINAL,
+    BatchAPI,
+    LineResult,
+    ProviderBatch,
+    input_line,
+    parse_output,
+)
+from routecore.calling.providers.openai import parse_completion
 from routecore.calling.types import Usage
 from routecore.config import Config, Endpoint, ModelSpec
 from routecore.domain import Message
@@ -313,6 +329,8 @@ class SimulatedProvider(Provider):
     def __init__(self, endpoint: Endpoint, engine: SimEngine) -> None:
         super().__init__(endpoint)
         self.engine = engine
+        delay = endpoint.options.get("batch_delay_s", 0.0)
+        self.batch_api = SimBatchAPI(SimBatches(engine, float(delay)))
 
     async def _fail_or_wait(self, plan: SimPlan) -> None:
         where = f"{self.name}"
@@ -351,3 +369,172 @@ class SimulatedProvider(Provider):
                 await asyncio.sleep(plan.piece_delay_s)
             yield StreamChunk(delta=piece)
         yield StreamChunk(finish_reason=a.finish_reason, usage=a.usage)
+
+
+def call_from_body(body: dict[str, Any], anthropic: bool = False) -> ProviderCall:
+    """The call an OpenAI chat-completions (or Anthropic messages) request body makes."""
+    msgs = [Message(str(m.get("role", "user")), _content(m.get("content", "")))
+            for m in body.get("messages") or []]
+    if anthropic and body.get("system"):
+        msgs.insert(0, Message("system", _content(body["system"])))
+    fmt = body.get("response_format") or {}
+    max_out = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+    model = str(body.get("model", ""))
+    return ProviderCall(model=model, model_id=model, messages=tuple(msgs),
+                        max_output_tokens=int(max_out),
+                        temperature=float(body.get("temperature") or 0.0),
+                        json_mode=isinstance(fmt, dict) and fmt.get("type") == "json_object",
+                        logprobs=bool(body.get("logprobs")))
+
+
+def _content(c: Any) -> str:
+    if isinstance(c, list):  # content blocks
+        return "".join(str(b.get("text", "")) for b in c if isinstance(b, dict))
+    return str(c)
+
+
+def chat_completion(call: ProviderCall, a: SimAnswer) -> dict[str, Any]:
+    """The OpenAI chat.completion object for a simulated answer."""
+    choice: dict[str, Any] = {"index": 0, "finish_reason": a.finish_reason,
+                              "message": {"role": "assistant", "content": a.text}}
+    if call.logprobs:
+        choice["logprobs"] = {"content": [{"token": p, "logprob": lp}
+                                          for p, lp in zip(a.pieces, a.logprobs, strict=False)]}
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+            "created": int(time.time()), "model": call.model_id, "choices": [choice],
+            "usage": {"prompt_tokens": a.input_tokens, "completion_tokens": len(a.pieces),
+                      "total_tokens": a.input_tokens + len(a.pieces)}}
+
+
+_FAULT_STATUS = {"rate_limit": 429, "server": 500, "timeout": 504, "drop": 502,
+                 "context_overflow": 400}
+
+
+class SimBatches:
+    """OpenAI's Files and Batches API, played by a SimEngine (in memory, bounded).
+
+    A batch is `in_progress` until `delay_s` after its creation, then the first
+    look runs every line through the engine (its scripted faults become error
+    lines) and writes the output and error files: no background task.
+    """
+
+    MAX_OBJECTS = 10_000
+
+    def __init__(self, engine: SimEngine, delay_s: float = 0.0) -> None:
+        self.engine = engine
+        self.delay_s = delay_s
+        self._files: OrderedDict[str, bytes] = OrderedDict()
+        self._batches: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def _keep(self, store: OrderedDict[str, Any], key: str, value: Any) -> None:
+        store[key] = value
+        while len(store) > self.MAX_OBJECTS:
+            store.popitem(last=False)
+
+    def add_file(self, content: bytes, purpose: str, filename: str = "") -> dict[str, Any]:
+        fid = f"file-{uuid.uuid4().hex}"
+        self._keep(self._files, fid, content)
+        return {"id": fid, "object": "file", "bytes": len(content), "purpose": purpose,
+                "filename": filename, "created_at": int(time.time())}
+
+    def file_content(self, file_id: str) -> bytes | None:
+        return self._files.get(file_id)
+
+    def create(self, input_file_id: str, endpoint: str) -> dict[str, Any]:
+        """A new batch; raises ValueError naming what is wrong with the request."""
+        if endpoint != "/v1/chat/completions":
+            raise ValueError(f"endpoint: {endpoint!r} is not supported (/v1/chat/completions)")
+        if input_file_id not in self._files:
+            raise ValueError(f"input_file_id: no file {input_file_id!r}")
+        bid = f"batch_{uuid.uuid4().hex}"
+        batch = {"id": bid, "object": "batch", "endpoint": endpoint, "status": "in_progress",
+                 "input_file_id": input_file_id, "completion_window": "24h",
+                 "created_at": int(time.time()), "output_file_id": None, "error_file_id": None,
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                 "_due": time.monotonic() + self.delay_s}
+        self._keep(self._batches, bid, batch)
+        return _public(batch)
+
+    def get(self, batch_id: str) -> dict[str, Any] | None:
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            return None
+        if batch["status"] == "in_progress" and time.monotonic() >= batch["_due"]:
+            self._run(batch)
+        return _public(batch)
+
+    def _run(self, batch: dict[str, Any]) -> None:
+        out: list[str] = []
+        err: list[str] = []
+        raw = self._files.get(batch["input_file_id"], b"").decode("utf-8", "replace")
+        for n, text in enumerate(raw.splitlines()):
+            if not text.strip():
+                continue
+            try:
+                line = json.loads(text)
+                cid = str(line["custom_id"])
+                call = call_from_body(line["body"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                err.append(json.dumps({"custom_id": f"line-{n}", "response": None, "error": {
+                    "code": "invalid_request", "message": f"line {n} is not a valid request"}}))
+                continue
+            plan = self.engine.plan(call)
+            if plan.fault:
+                status = _FAULT_STATUS.get(plan.fault, 500)
+                err.append(json.dumps({"custom_id": cid, "response": {
+                    "status_code": status, "body": {"error": {"message": plan.fault}}},
+                    "error": None}))
+            else:
+                out.append(json.dumps({"custom_id": cid, "response": {
+                    "status_code": 200, "body": chat_completion(call, plan.answer)},
+                    "error": None}))
+        if out:
+            batch["output_file_id"] = self.add_file("\n".join(out).encode(), "batch_output")["id"]
+        if err:
+            batch["error_file_id"] = self.add_file("\n".join(err).encode(), "batch_output")["id"]
+        batch["request_counts"] = {"total": len(out) + len(err), "completed": len(out),
+                                   "failed": len(err)}
+        batch["status"] = "completed"
+        batch["completed_at"] = int(time.time())
+
+
+def _public(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+
+class SimBatchAPI(BatchAPI):
+    """The in-process simulated provider's batch API: SimBatches, same JSONL as over HTTP."""
+
+    def __init__(self, batches: SimBatches) -> None:
+        self.batches = batches
+
+    async def submit(self, lines: Sequence[tuple[str, ProviderCall]], timeout: float) -> str:
+        jsonl = "\n".join(input_line(cid, openai_body(call)) for cid, call in lines)
+        f = self.batches.add_file(jsonl.encode(), "batch")
+        return str(self.batches.create(f["id"], "/v1/chat/completions")["id"])
+
+    async def poll(self, batch_id: str, timeout: float) -> ProviderBatch:
+        b = self.batches.get(batch_id)
+        if b is None:
+            raise ProviderError(f"batch {batch_id!r} not found", retryable=False,
+                                http_status=404, kind="bad_request")
+        if b["status"] not in TERMINAL:
+            return ProviderBatch(batch_id, b["status"])
+        results: list[LineResult] = []
+        for key in ("output_file_id", "error_file_id"):
+            content = self.batches.file_content(b[key]) if b.get(key) else None
+            if content is not None:
+                results.extend(parse_output(content.decode(), parse_completion))
+        return ProviderBatch(batch_id, b["status"], tuple(results))
+
+
+def openai_body(call: ProviderCall) -> dict[str, Any]:
+    """A chat-completions request body for `call` (what the sim's batch lines carry)."""
+    body: dict[str, Any] = {"model": call.model_id, "temperature": call.temperature,
+                            "messages": [{"role": m.role, "content": m.content}
+                                         for m in call.messages]}
+    if call.max_output_tokens > 0:
+        body["max_tokens"] = call.max_output_tokens
+    if call.json_mode:
+        body["response_format"] = {"type": "json_object"}
+    return body

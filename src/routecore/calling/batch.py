@@ -1,0 +1,247 @@
+"""Deferred completions: CompleteBatch submits through the providers' batch APIs, GetBatch polls.
+
+    jobs = BatchJobs(config, router, completer.providers)
+    job = await jobs.submit([CompletionRequest(RouteRequest(prompt=p)) for p in prompts],
+                            owner="acme")
+    job = await jobs.get(job.job_id, owner="acme")      # in_progress ... completed
+
+Every request is routed as `Route` would route it, among the models that have
+a deployment on an endpoint with a batch API (an explicit `allow_models` is
+narrowed to those). Requests are grouped by endpoint and each group is
+uploaded as one JSONL batch (see `providers.batch_api`). A job is
+`in_progress` until every group is terminal, then `completed` (items that
+failed carry their error) or `failed` (none succeeded). Each answer costs its
+model's batch price (`price.batch_discount` off, long-context tier included);
+the job also reports what the same tokens cost at the standard price.
+
+Jobs belong to their owner (the caller's tenant with auth on): any other
+owner's lookup is NOT_FOUND, the same answer as an id that never existed.
+Jobs are kept in this process's memory (bounded, oldest dropped first); with
+several serving processes, poll the one that accepted the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from routecore.calling.providers import BatchAPI, Provider, ProviderCall, batch_api
+from routecore.calling.providers.batch_api import TERMINAL, LineResult
+from routecore.calling.types import CompletionRequest, Usage
+from routecore.config import Config
+from routecore.domain import Decision, RouteRequest
+from routecore.errors import InvalidRequest, NotFound, ProviderError, echo
+from routecore.routing.batch import item_error, route_batch
+from routecore.routing.router import Router
+
+MAX_JOBS = 10_000
+SUBMIT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One request's outcome: an answer, an error (`error_code` a gRPC status name), or
+    neither yet (still running upstream)."""
+
+    index: int
+    request_id: str = ""
+    model: str = ""
+    provider: str = ""
+    text: str = ""
+    finish_reason: str = ""
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    standard_cost_usd: float = 0.0
+    error_code: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    job_id: str
+    status: str  # in_progress | completed | failed
+    created_at: float
+    total: int
+    items: tuple[BatchItem, ...]  # in request order
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for i in self.items if i.usage is not None and not i.error_code)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for i in self.items if i.error_code)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(i.cost_usd for i in self.items)
+
+    @property
+    def standard_cost_usd(self) -> float:
+        return sum(i.standard_cost_usd for i in self.items)
+
+
+@dataclass(slots=True)
+class _Group:
+    """One upstream batch: an endpoint's share of a job."""
+
+    endpoint: str
+    api: BatchAPI
+    batch_id: str
+    indexes: list[int]
+    status: str = "in_progress"
+
+
+@dataclass(slots=True)
+class _Job:
+    id: str
+    owner: str
+    created_at: float
+    items: list[BatchItem]
+    groups: list[_Group] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def snapshot(self) -> BatchJob:
+        if any(g.status not in TERMINAL for g in self.groups):
+            status = "in_progress"
+        else:
+            status = "completed" if any(not i.error_code for i in self.items) else "failed"
+        return BatchJob(self.id, status, self.created_at, len(self.items), tuple(self.items))
+
+
+class BatchJobs:
+    """Submits and tracks batch jobs; one per serving process."""
+
+    def __init__(self, config: Config, router: Router, providers: Mapping[str, Provider],
+                 max_jobs: int = MAX_JOBS) -> None:
+        self.config = config
+        self.router = router
+        self._apis = {name: api for name, p in providers.items()
+                      if (api := batch_api(p)) is not None}
+        # Model -> its first deployment on a batch-capable endpoint: (endpoint, model_id).
+        self._route_to: dict[str, tuple[str, str]] = {}
+        for name, spec in config.models.items():
+            for dep in spec.deployments:
+                if dep.endpoint in self._apis:
+                    self._route_to[name] = (dep.endpoint, dep.model_id)
+                    break
+        self._batchable = frozenset(self._route_to)
+        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._max_jobs = max_jobs
+
+    def _narrow(self, req: RouteRequest) -> RouteRequest:
+        """Route only among models that can be batched."""
+        allow = req.constraints.allow_models
+        fit = (allow & self._batchable) if allow else self._batchable
+        if not fit:
+            raise InvalidRequest(
+                "constraints.allow_models: none of the allowed models has an endpoint with a "
+                f"batch API (batchable: {', '.join(sorted(self._batchable)) or 'none'})")
+        return replace(req, constraints=replace(req.constraints, allow_models=fit))
+
+    async def submit(self, requests: Sequence[CompletionRequest], owner: str = "",
+                     scope: Callable[[RouteRequest], RouteRequest] | None = None) -> BatchJob:
+        """Route every request and submit one upstream batch per endpoint."""
+        for i, r in enumerate(requests):
+            if r.max_output_tokens < 0 or not 0.0 <= r.temperature <= 2.0:
+                raise InvalidRequest(f"requests[{i}]: max_output_tokens must be >= 0 and "
+                                     f"temperature in [0, 2]")
+            if r.cascade or r.ensemble_size > 1:
+                raise InvalidRequest(f"requests[{i}]: cascade and ensemble need answers at once; "
+                                     "use Complete for them")
+
+        def prepare(req: RouteRequest) -> RouteRequest:
+            return self._narrow(scope(req) if scope is not None else req)
+
+        decisions = route_batch(self.router, [r.route for r in requests], scope=prepare)
+        job = _Job(f"batch-{secrets.token_hex(16)}", owner, time.time(),
+                   [BatchItem(i) for i in range(len(requests))])
+        by_endpoint: dict[str, list[tuple[str, ProviderCall]]] = {}
+        for i, (req, d) in enumerate(zip(requests, decisions, strict=True)):
+            if not isinstance(d, Decision):
+                job.items[i] = BatchItem(i, error_code=d.status, error=item_error(i, d))
+                continue
+            spec = self.config.models[d.model]
+            endpoint, model_id = self._route_to[d.model]
+            max_out = min(req.max_output_tokens or req.route.constraints.max_output_tokens
+                          or self.config.routing.default_output_tokens, spec.max_output_tokens)
+            by_endpoint.setdefault(endpoint, []).append((str(i), ProviderCall(
+                d.model, model_id, req.messages(), max_out, req.temperature, req.json_mode,
+                False, d.request_id)))
+            job.items[i] = BatchItem(i, request_id=d.request_id, model=d.model,
+                                     provider=spec.provider)
+        for endpoint, lines in by_endpoint.items():
+            api = self._apis[endpoint]
+            indexes = [int(cid) for cid, _ in lines]
+            try:
+                bid = await api.submit(lines, SUBMIT_TIMEOUT_S)
+            except ProviderError as exc:
+                for i in indexes:
+                    job.items[i] = replace(job.items[i], error_code="UNAVAILABLE",
+                                           error=f"requests[{i}]: batch submit to {endpoint} "
+                                                 f"failed: {exc.message}"[:1000])
+                continue
+            job.groups.append(_Group(endpoint, api, bid, indexes))
+        self._jobs[job.id] = job
+        while len(self._jobs) > self._max_jobs:
+            self._jobs.popitem(last=False)
+        return job.snapshot()
+
+    async def get(self, job_id: str, owner: str = "") -> BatchJob:
+        """The job's state, polling its unfinished upstream batches once."""
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFound(f"job_id: {echo(job_id)} is not a batch job of this caller")
+        async with job.lock:  # concurrent polls of one job read the upstream once
+            for g in job.groups:
+                if g.status in TERMINAL:
+                    continue
+                try:
+                    b = await g.api.poll(g.batch_id, SUBMIT_TIMEOUT_S)
+                except ProviderError as exc:
+                    if exc.retryable:
+                        continue  # the upstream is briefly away: still in progress
+                    self._fail(job, g, f"upstream batch {g.batch_id}: {exc.message}")
+                    g.status = "failed"
+                    continue
+                g.status = b.status
+                if b.status in TERMINAL:
+                    self._settle(job, g, b.results, b.error or b.status)
+        return job.snapshot()
+
+    def _settle(self, job: _Job, g: _Group, results: Sequence[LineResult], why: str) -> None:
+        """Fill the group's items from the upstream results (a missing one is an error)."""
+        seen: set[int] = set()
+        wanted = set(g.indexes)
+        for r in results:
+            if not r.custom_id.isdigit() or int(r.custom_id) not in wanted:
+                continue  # not ours: an upstream cannot write into other items
+            i = int(r.custom_id)
+            seen.add(i)
+            item, resp = job.items[i], r.response
+            if resp is None:
+                job.items[i] = replace(item, error_code="UNAVAILABLE",
+                                       error=f"requests[{i}]: {r.error}"[:1000])
+                continue
+            usage = resp.usage or Usage()
+            price = self.config.models[item.model].price
+            job.items[i] = replace(
+                item, text=resp.text, finish_reason=resp.finish_reason, usage=usage,
+                cost_usd=price.cost(usage.input_tokens, usage.output_tokens, batch=True),
+                standard_cost_usd=price.cost(usage.input_tokens, usage.output_tokens))
+        missing = wanted - seen
+        if missing:
+            self._fail(job, _Group(g.endpoint, g.api, g.batch_id, sorted(missing)),
+                       f"upstream batch {g.batch_id} ended {why} without this request's result")
+
+    @staticmethod
+    def _fail(job: _Job, g: _Group, why: str) -> None:
+        for i in g.indexes:
+            if not job.items[i].error_code and job.items[i].usage is None:
+                job.items[i] = replace(job.items[i], error_code="UNAVAILABLE",
+                                       error=f"requests[{i}]: {why}"[:1000])
+

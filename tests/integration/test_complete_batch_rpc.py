@@ -1,0 +1,161 @@
+"""CompleteBatch and GetBatch over a real gRPC server, submitting through the simulated
+provider's OpenAI-compatible /v1/files + /v1/batches over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from conftest_complete import FAST_RESILIENCE, make_config, model
+
+from routecore.calling.providers.sim_server import BATCHES_KEY, SimServer
+from routecore.config import Config, load_config
+from routecore.routing.batch import MAX_BATCH
+from routecore.server.app import App
+from routecore.v1 import router_pb2 as pb
+from routecore.v1 import router_pb2_grpc
+
+Stub = router_pb2_grpc.RouterStub
+
+MODELS: dict[str, dict[str, Any]] = {
+    "cheap": {**model("cheap", endpoint="up", price=(1.0, 4.0), quality=0.9),
+              "price": {"input": 1.0, "output": 4.0, "batch_discount": 0.5}},
+    "error_500-x": model("error_500-x", endpoint="up", quality=0.1),
+    "nobatch": model("nobatch", endpoint="plain", price=(0.1, 0.1), quality=0.95),
+}
+
+
+def client_config(srv: SimServer, **sections: Any) -> Config:
+    cfg = make_config(MODELS, resilience=FAST_RESILIENCE, endpoints={
+        "up": {"kind": "openai", "base_url": srv.base_url, "timeout_s": 5,
+               "options": {"batch_api": True}},
+        "plain": {"kind": "openai", "base_url": srv.base_url, "timeout_s": 5}})
+    return replace(cfg, extra={**cfg.extra, **sections}) if sections else cfg
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimServer]:
+    eps = {n: {"kind": "simulated"} for n in ("up", "plain")}
+    async with SimServer(make_config(MODELS, endpoints=eps), batch_delay_s=0.2) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def batch_stub(sim: SimServer, tmp_path: Path) -> AsyncIterator[Stub]:
+    app = App.from_config(client_config(sim), access_log=False,
+                          feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        yield Stub(ch)
+    await app.stop(0.5)
+
+
+async def _status(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    return info.value.code(), info.value.details() or ""
+
+
+async def _until_done(stub: Stub, job_id: str, **kw: Any) -> pb.BatchJob:
+    for _ in range(100):
+        job = await stub.GetBatch(pb.GetBatchRequest(job_id=job_id), **kw)
+        if job.status != "in_progress":
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError("the batch did not finish")
+
+
+def _req(prompt: str, *allow: str) -> pb.CompleteRequest:
+    return pb.CompleteRequest(route=pb.RouteRequest(
+        prompt=prompt, constraints=pb.Constraints(allow_models=list(allow))),
+        max_output_tokens=64)
+
+
+async def test_batch_runs_through_the_upstream_batch_api(batch_stub: Stub, sim: SimServer) -> None:
+    """A job is in progress, then completed with each answer at the batch price; bad items,
+    upstream error lines and models without a batch endpoint get per-item errors."""
+    prompts = ["What is the capital of Australia?", "Write a haiku about autumn rain."]
+    job = await batch_stub.CompleteBatch(pb.CompleteBatchRequest(requests=[
+        _req(prompts[0]), _req(""), _req(prompts[1]), _req("hi", "error_500-x"),
+        _req("hi", "nobatch")]))
+    assert job.job_id.startswith("batch-") and job.status == "in_progress" and job.total == 5
+    early = {i.index: i for i in job.items if i.error_code}
+    assert early[1].error_code == "INVALID_ARGUMENT" and early[1].error.startswith("requests[1]")
+    assert early[4].error_code == "INVALID_ARGUMENT" and "batch API" in early[4].error
+    assert len(sim.app[BATCHES_KEY]._batches) == 1  # one upstream batch for the endpoint
+
+    done = await _until_done(batch_stub, job.job_id)
+    assert done.status == "completed" and done.succeeded == 2 and done.failed == 3
+    items = {i.index: i for i in done.items}
+    assert items[3].error_code == "UNAVAILABLE" and "HTTP 500" in items[3].error
+    for i, prompt in ((0, prompts[0]), (2, prompts[1])):
+        it = items[i]
+        assert it.model == "cheap" and it.text and it.usage.output_tokens > 0 and it.request_id
+        assert it.cost_usd == pytest.approx(it.standard_cost_usd * 0.5)
+        single = await batch_stub.Complete(_req(prompt, "cheap"))
+        assert it.text == single.text  # the same answer as an immediate Complete
+        assert it.standard_cost_usd == pytest.approx(single.cost_usd)
+    assert done.cost_usd == pytest.approx(items[0].cost_usd + items[2].cost_usd)
+    assert done.cost_usd == pytest.approx(done.standard_cost_usd * 0.5)
+
+
+async def test_hostile_batches(batch_stub: Stub) -> None:
+    """Empty, oversized, cascade items and unknown or garbage job ids get clear errors."""
+    code, msg = await _status(batch_stub.CompleteBatch(pb.CompleteBatchRequest()))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "must not be empty" in msg
+    code, msg = await _status(batch_stub.CompleteBatch(pb.CompleteBatchRequest(
+        requests=[_req("hi")] * (MAX_BATCH + 1))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"limit of {MAX_BATCH}" in msg
+    code, msg = await _status(batch_stub.CompleteBatch(pb.CompleteBatchRequest(requests=[
+        pb.CompleteRequest(route=pb.RouteRequest(prompt="hi"), cascade=True)])))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "requests[0]" in msg
+    for bad in ("batch-" + "0" * 32, "", "x" * 10_000, "../../etc/passwd"):
+        code, msg = await _status(batch_stub.GetBatch(pb.GetBatchRequest(job_id=bad)))
+        assert code == grpc.StatusCode.NOT_FOUND and len(msg) < 400
+
+
+async def test_jobs_belong_to_their_tenant(sim: SimServer, tmp_path: Path) -> None:
+    """Another tenant's GetBatch on a job id is NOT_FOUND with the message an unknown id gets."""
+    from test_auth_rpc import ACME, GLOBEX, _sha, bearer
+
+    cfg = client_config(sim, auth={"keys": [
+        {"id": "acme-1", "sha256": _sha(ACME), "tenant": "acme"},
+        {"id": "globex-1", "sha256": _sha(GLOBEX), "tenant": "globex"}]})
+    app = App.from_config(cfg, access_log=False, feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=[_req("hi")]),
+                                           metadata=bearer(ACME))
+            stolen = await _status(stub.GetBatch(pb.GetBatchRequest(job_id=job.job_id),
+                                                 metadata=bearer(GLOBEX)))
+            never = await _status(stub.GetBatch(pb.GetBatchRequest(job_id="batch-nope"),
+                                                metadata=bearer(GLOBEX)))
+            assert stolen[0] == never[0] == grpc.StatusCode.NOT_FOUND
+            assert stolen[1].replace(job.job_id, "ID") == never[1].replace("batch-nope", "ID")
+            done = await _until_done(stub, job.job_id, metadata=bearer(ACME))
+            assert done.status == "completed" and done.items[0].text
+    finally:
+        await app.stop(0.5)
+
+
+async def test_builtin_config_batches_in_process(tmp_path: Path) -> None:
+    """With no config (every endpoint the in-process simulated provider) CompleteBatch works."""
+    app = App.from_config(load_config(None), access_log=False, feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=[
+                _req("Translate 'good night' into French."), _req("Prove that 17 is prime.")]))
+            done = await _until_done(stub, job.job_id)
+            assert done.status == "completed" and done.succeeded == 2
+            assert all(i.text and i.cost_usd > 0 for i in done.items)
+    finally:
+        await app.stop(0.5)

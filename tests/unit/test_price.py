@@ -1,0 +1,45 @@
+"""Prices: batch discount and long-context tiers, validated and applied to costs."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import pytest
+import yaml
+
+from routecore.config import Price, parse_config
+from routecore.errors import ConfigError
+
+
+def _raw() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+
+
+def test_tier_and_batch_rates() -> None:
+    """Past the tier's threshold all tokens pay the tier's rates; batch takes the discount off."""
+    p = Price(1.25, 10.0, batch_discount=0.5, long_above=200_000, long_input=2.5,
+              long_output=15.0)
+    assert p.cost(200_000, 1000) == pytest.approx((200_000 * 1.25 + 1000 * 10.0) / 1e6)
+    assert p.cost(200_001, 1000) == pytest.approx((200_001 * 2.5 + 1000 * 15.0) / 1e6)
+    assert p.cost(1000, 1000, batch=True) == pytest.approx(p.cost(1000, 1000) / 2)
+    assert Price(1.0, 2.0).cost(10, 10, batch=True) == Price(1.0, 2.0).cost(10, 10)
+
+
+@pytest.mark.parametrize(("price", "problem"), [
+    ({"input": 1, "output": 2, "batch_discount": 1.5}, "price.batch_discount: must be <= 0.99"),
+    ({"input": 1, "output": 2, "batch_discount": -0.1}, "price.batch_discount: must be >= 0"),
+    ({"input": 1, "output": 2, "long_context": {"input": 2, "output": 3}},
+     "price.long_context.above_input_tokens: is required"),
+    ({"input": 1, "output": 2, "long_context": {"above_input_tokens": 10, "input": 2,
+                                                "output": 3, "cached": 1}},
+     "price.long_context.cached: unknown field"),
+    ({"input": 1, "output": 2, "batch": 0.5}, "price.batch: unknown field"),
+])
+def test_bad_prices_name_the_field(price: dict[str, Any], problem: str) -> None:
+    """A bad batch discount or tier is a config error naming the exact field."""
+    raw = _raw()
+    raw["models"]["gpt-5"]["price"] = price
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert f"models.gpt-5.{problem}" in str(info.value)
