@@ -35,16 +35,14 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
         raise SystemExit("--workers > 1 needs a fixed --http-port (the workers share it)")
     if ns.workers > 1 and port == 0:
         raise SystemExit("--workers > 1 needs a fixed --port (the workers share it)")
-    if ns.workers > 1:
-        from routecore.state import parse_state
+    from routecore.state import parse_state
+    from routecore.state.backend import per_process_warning
 
-        if parse_state(config.extra.get("state")).backend == "memory":
-            import structlog
+    warning = per_process_warning(parse_state(config.extra.get("state")), ns.workers)
+    if warning:
+        import structlog
 
-            structlog.get_logger("routecore.cli").warning(
-                "per_process_state", workers=ns.workers,
-                detail="state.backend is memory: budgets, rate limits and feedback are per "
-                       "process; set state.backend: redis for one global state")
+        structlog.get_logger("routecore.cli").warning("per_process_state", detail=warning)
     group = ns.workers > 1
     if group:  # the group shares its ports (SO_REUSEPORT): first make sure nobody else has them
         from routecore.server.ports import ensure_free
@@ -171,16 +169,17 @@ def validate_all(config: Any) -> None:
     from routecore.routing.router import Router
     from routecore.server.identity import parse_auth
     from routecore.state import parse_state
-    from routecore.state.budget import parse_budgets
+    from routecore.state.budget import check_keys, parse_budgets
 
     parse_settings(config)
     feedback_path(config.extra)
     parse_state(config.extra.get("state"))
     parse_audit(config)
     parse_metrics(config)
-    parse_budgets(config.extra.get("budgets"))
+    budgets = parse_budgets(config.extra.get("budgets"))
     Router.from_config(config)
-    parse_auth(config)
+    auth = parse_auth(config)
+    check_keys(budgets, auth.key_ids() if auth is not None else None)
 
 
 def _cmd_check_config(ns: argparse.Namespace) -> int:

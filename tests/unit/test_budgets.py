@@ -178,3 +178,17 @@ async def test_a_cancelled_reserve_gives_its_hold_back(redis_url: str) -> None:
     finally:
         await b.aclose()
         await backend.aclose()
+
+
+def test_key_caps_must_name_real_api_keys() -> None:
+    """budgets.keys naming an unknown key id, or set with auth off, is a config error by name."""
+    from routecore.state.budget import check_keys
+
+    cfg = parse_budgets({"keys": {"ci": {"usd_per_day": 1}, "typo": {"usd_per_day": 1}}})
+    check_keys(cfg, {"ci", "typo", "other"})
+    with pytest.raises(ConfigError, match=r"budgets\.keys\.typo: no API key with this id") as info:
+        check_keys(cfg, {"ci"})
+    assert len(info.value.problems) == 1
+    with pytest.raises(ConfigError, match=r"budgets\.keys\.ci: needs auth\.keys"):
+        check_keys(cfg, None)
+    check_keys(parse_budgets({"default": {"usd_per_day": 1}}), None)

@@ -141,3 +141,13 @@ def test_state_is_an_accepted_top_level_section() -> None:
     raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
     raw["state"] = {"backend": "memory"}
     assert parse_config(raw).extra["state"] == {"backend": "memory"}
+
+
+def test_several_workers_on_memory_are_told_state_is_per_process() -> None:
+    """serve --workers N > 1 with the memory backend warns that state is per process."""
+    from routecore.state.backend import per_process_warning
+
+    msg = per_process_warning(StateConfig(), 2)
+    assert msg is not None and "budgets, rate limits and feedback are per process" in msg
+    assert per_process_warning(StateConfig(), 1) is None
+    assert per_process_warning(StateConfig("redis", "redis://h:1/0"), 4) is None

@@ -30,7 +30,7 @@ from routecore.server.ports import ensure_free
 from routecore.server.servicer import RouterServicer
 from routecore.server.tls import server_credentials
 from routecore.state import Backend, open_backend, parse_state
-from routecore.state.budget import Budgets, parse_budgets
+from routecore.state.budget import Budgets, check_keys, parse_budgets
 from routecore.v1 import router_pb2, router_pb2_grpc
 
 log = structlog.get_logger("routecore.server")
@@ -85,6 +85,7 @@ class App:
         # this event loop: built here, closed in stop().
         extra = self.router.config.extra
         budgets_config = parse_budgets(extra.get("budgets"))
+        check_keys(budgets_config, self.authenticator.key_ids() if self.authenticator else None)
         self.state = open_backend(parse_state(extra.get("state")))
         await self.state.start()
         self.budgets = Budgets(budgets_config, self.state)

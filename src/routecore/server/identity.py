@@ -126,6 +126,10 @@ class Authenticator:
     def __len__(self) -> int:
         return len(self._by_digest)
 
+    def key_ids(self) -> frozenset[str]:
+        """Every configured key's id (budgets.keys names them)."""
+        return frozenset(ident.key_id for _, ident in self._by_digest.values())
+
     def authenticate(self, authorization: str | None) -> Identity:
         """The identity proven by an `authorization` value ("Bearer <key>")."""
         if authorization is not None:

@@ -69,6 +69,14 @@ def parse_state(raw: Any, problems: list[str] | None = None) -> StateConfig:
     return cfg
 
 
+def per_process_warning(config: StateConfig, workers: int) -> str | None:
+    """What `serve --workers N` should say at start-up about where state lives."""
+    if workers > 1 and config.backend == "memory":
+        return (f"state.backend is memory: with {workers} workers, budgets, rate limits and "
+                f"feedback are per process; set state.backend: redis for one global state")
+    return None
+
+
 def tag(tenant: str) -> str:
     """A tenant as a key's hash tag body: escaped so `{`, `}`, `:` cannot break the key;
     the empty tenant (no identity) is `%`, which no escaped name can be."""

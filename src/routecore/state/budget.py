@@ -31,7 +31,7 @@ import calendar
 import itertools
 import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -116,6 +116,20 @@ def parse_budgets(raw: Any, problems: list[str] | None = None) -> BudgetsConfig:
     return BudgetsConfig(tenants=groups["tenants"], users=groups["users"], keys=groups["keys"],
                          default=default, pacing_start=0.8 if start is None else start,
                          reservation_ttl_s=600.0 if ttl is None else ttl)
+
+
+def check_keys(config: BudgetsConfig, key_ids: Collection[str] | None) -> None:
+    """`budgets.keys` must name API keys that exist (`key_ids`: the auth.keys ids, None with
+    auth off), or the cap would silently never apply. Raises ConfigError naming each."""
+    if not config.keys:
+        return
+    if key_ids is None:
+        raise ConfigError([f"budgets.keys.{k}: needs auth.keys (a key id exists only with "
+                           f"API keys on)" for k in config.keys])
+    unknown = [f"budgets.keys.{k}: no API key with this id in auth.keys"
+               for k in config.keys if k not in key_ids]
+    if unknown:
+        raise ConfigError(unknown)
 
 
 class BudgetExceeded(ResourceExhausted):
