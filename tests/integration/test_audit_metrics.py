@@ -200,3 +200,34 @@ async def test_budget_share_and_outcome(tmp_path: Path) -> None:
     assert m and 0 < float(m.group(1)) < 1
     (doc,) = [d async for d in documents(str(tmp_path / "audit.db"))]
     assert doc["budget"] == "within" and doc["features"]["budget"]["share_used"] >= 0
+
+
+async def test_http_front_door_is_audited_too(tmp_path: Path) -> None:
+    """Chat completions through the OpenAI-compatible HTTP door (plain, streamed, refused)
+    write audit records like the gRPC calls, marked edge http."""
+    import openai
+
+    app = App.from_config(load_config(None), access_log=False,
+                          feedback_db=str(tmp_path / "feedback.db"))
+    app.audit_db = str(tmp_path / "audit.db")
+    await app.start("127.0.0.1", 0, http_port=0)
+    try:
+        assert app.http is not None
+        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{app.http.port}/v1",
+                                      api_key="unused", max_retries=0) as client:
+            msgs: Any = [{"role": "user", "content": "Write a haiku about rain."}]
+            done = await client.chat.completions.create(model="auto", messages=msgs)
+            stream = await client.chat.completions.create(model="auto", messages=msgs,
+                                                          stream=True)
+            async for _ in stream:
+                pass
+            with pytest.raises(openai.BadRequestError):
+                await client.chat.completions.create(model="auto", messages=[])
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [(d["rpc"], d["status"]) for d in docs] == [
+        ("Complete", "OK"), ("CompleteStream", "OK"), ("Complete", "INVALID_ARGUMENT")]
+    assert docs[0]["served_model"] == done.model and docs[0]["cost_usd"] > 0
+    assert docs[1]["output_tokens"] > 0 and docs[1]["candidates"]
+    assert all(d["features"].get("edge") == "http" for d in docs[:2])

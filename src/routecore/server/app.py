@@ -122,7 +122,8 @@ class App:
         await server.start()
         self.server, self.port = server, bound
         if http_port is not None:
-            self.http = HttpFrontDoor(self.router, self.completer, self.outcomes, self.access_log)
+            self.http = HttpFrontDoor(self.router, self.completer, self.outcomes, self.access_log,
+                                      self.observer.record if self.observer else None)
             try:
                 await self.http.start(host, http_port, cfg.grace_s, reuse_port=self.reuse_port)
             except OSError as exc:

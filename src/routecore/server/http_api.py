@@ -31,6 +31,8 @@ from routecore.errors import MethodNotAllowed, NotFound, RequestTooLarge, Routec
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server import http_convert as conv
+from routecore.server.interceptors import status_of
+from routecore.server.records import RecordFn, Trace, trace_var
 
 log = structlog.get_logger("routecore.http")
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
@@ -38,12 +40,16 @@ _PATHS = ("/v1/chat/completions", "/v1/models", "/healthz", "/readyz")
 MAX_REQUEST_ID = 128
 
 
+CHAT = "/v1/chat/completions"
+
+
 class HttpFrontDoor:
     """One aiohttp site over the process's router, completer and outcomes."""
 
     def __init__(self, router: Router, completer: Completer, outcomes: Outcomes | None,
-                 access_log: bool = True) -> None:
+                 access_log: bool = True, record: RecordFn | None = None) -> None:
         self.router = router
+        self._record = record  # the audit trail and metrics (Recorder.put), as for gRPC
         self.completer = completer
         self.outcomes = outcomes
         self.access_log = access_log
@@ -56,7 +62,7 @@ class HttpFrontDoor:
         self._ids = itertools.count(1)
         self.app = app = web.Application(client_max_size=self.max_body)
         for method, path, handler in (
-                ("POST", "/v1/chat/completions", self._chat),
+                ("POST", CHAT, self._chat),
                 ("GET", "/v1/models", self._models), ("GET", "/v1/models/{name}", self._model),
                 ("GET", "/healthz", self._healthz), ("GET", "/readyz", self._readyz)):
             app.router.add_route(method, path, self._guarded(path, handler))
@@ -102,17 +108,27 @@ class HttpFrontDoor:
         async def guarded(request: web.Request) -> web.StreamResponse:
             t0 = time.perf_counter()
             rid = self._request_id(request)
+            trace_var.set(None)  # a keep-alive connection's task serves one request after another
             try:
                 resp = await handler(request, rid)
             except Exception as exc:  # mapped here and only here
                 status, doc = conv.error_json(exc)
+                self._audit(route, rid, t0, exc)
                 self._log(route, rid, t0, status, exc)
                 return web.json_response(doc, status=status,
                                          headers={"x-routecore-request-id": rid})
+            self._audit(route, rid, t0, None)
             if self.access_log:
                 self._log(route, rid, t0, resp.status, None)
             return resp
         return guarded
+
+    def _audit(self, route: str, rid: str, t0: float, exc: BaseException | None) -> None:
+        if self._record is None or route != CHAT:
+            return
+        trace = trace_var.get()  # None when the body was refused before it was read
+        rpc = "CompleteStream" if trace and isinstance(trace.result, StreamEvent) else "Complete"
+        self._record(rpc, rid, t0, "OK" if exc is None else status_of(exc).name, exc, trace)
 
     def _log(self, route: str, rid: str, t0: float, status: int, exc: BaseException | None) -> None:
         ms = round((time.perf_counter() - t0) * 1000, 3)
@@ -140,10 +156,12 @@ class HttpFrontDoor:
 
     async def _chat(self, request: web.Request, rid: str) -> web.StreamResponse:
         call = conv.chat_request(await self._body(request), rid, self._known, self._auto)
+        trace = Trace(call.request, edge="http")
+        trace_var.set(trace)
         deadline = Deadline.after(call.timeout_s)
         if call.stream:
             return await self._stream(request, call, deadline)
-        result = await self.completer.complete(call.request, deadline)
+        result = trace.result = await self.completer.complete(call.request, deadline)
         if self.outcomes is not None and result.decision is not None:
             self.outcomes.record(result.decision, call.request.route.text(), result.cost_usd)
         return web.json_response(
@@ -180,6 +198,9 @@ class HttpFrontDoor:
 
     async def _stream_end(self, resp: web.StreamResponse, out: conv.ChunkWriter,
                           call: conv.ChatCall, ev: StreamEvent) -> None:
+        trace = trace_var.get()
+        if trace is not None:
+            trace.result = ev
         await resp.write(out.finish(ev.finish_reason, ev.cost_usd, ev.attempts, ev.decision))
         if call.include_usage:
             await resp.write(out.usage(ev.usage))

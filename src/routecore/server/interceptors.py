@@ -32,7 +32,7 @@ from routecore.errors import (
 )
 from routecore.logs import HotLog
 from routecore.server.identity import Authenticator, Identity, authorization_of
-from routecore.server.records import trace_var
+from routecore.server.records import RecordFn, trace_var
 
 log = structlog.get_logger("routecore.rpc")
 access = HotLog("routecore.rpc")
@@ -100,8 +100,7 @@ class RpcInterceptor:
     """request id -> log line -> error mapping, for unary and server-streaming RPCs."""
 
     def __init__(self, access_log: bool = True,
-                 record: Callable[[str, str, float, str, BaseException | None, Any], None]
-                 | None = None, authenticator: Authenticator | None = None) -> None:
+                 record: RecordFn | None = None, authenticator: Authenticator | None = None) -> None:
         self._access_log = access_log
         # Recorder.put: (rpc, request id, t0, status, exception, trace); only enqueues.
         self._record = record

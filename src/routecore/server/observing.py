@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -22,12 +20,10 @@ from routecore.observe.metrics import Metrics
 from routecore.observe.recorder import Recorder
 from routecore.observe.settings import parse_audit, parse_metrics
 from routecore.observe.store import is_postgres, redact_dsn
-from routecore.server.records import build_record
+from routecore.server.records import RecordFn, build_record
 from routecore.state.budget import Budgets
 
 log = structlog.get_logger("routecore.observe")
-
-RecordFn = Callable[[str, str, float, str, BaseException | None, Any], None]
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ status when the RPC ends, so failed calls are recorded too.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -27,15 +27,19 @@ from routecore.observe.recorder import Event
 from routecore.state.budget import BudgetExceeded
 
 trace_var: ContextVar[Trace | None] = ContextVar("routecore_trace", default=None)
+# Recorder.put: (rpc, request id, t0, status, exception, trace); it only enqueues.
+RecordFn = Callable[[str, str, float, str, BaseException | None, Any], None]
 
 
 class Trace:
     """What one RPC did, filled in by the servicer as it goes."""
 
-    __slots__ = ("decision", "request", "result")
+    __slots__ = ("decision", "edge", "request", "result")
 
-    def __init__(self, request: RouteRequest | CompletionRequest | dict[str, Any]) -> None:
+    def __init__(self, request: RouteRequest | CompletionRequest | dict[str, Any],
+                 edge: str = "") -> None:
         self.request = request
+        self.edge = edge  # "" gRPC, "http" the OpenAI-compatible door
         self.decision: Decision | None = None
         self.result: CompletionResult | StreamEvent | dict[str, Any] | None = None
 
@@ -135,6 +139,8 @@ def build_record(ev: Event, offset: float, store_prompts: bool) -> AuditRecord |
         return rec
     route = req.route if isinstance(req, CompletionRequest) else req
     _with_request(rec, route, store_prompts)
+    if trace.edge:
+        rec.features["edge"] = trace.edge
     if trace.decision is not None:
         _with_decision(rec, trace.decision)
     res = trace.result
