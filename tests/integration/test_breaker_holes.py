@@ -67,7 +67,7 @@ async def test_streams_cut_after_the_first_chunk_open_the_breaker() -> None:
     for _ in range(2):
         with pytest.raises(StreamInterrupted):
             await _drain(c.stream(REQ))
-    assert c.resilience.breaker("sim/cut_stream").state == "open"
+    assert c.resilience.breakers.state("sim/cut_stream") == "open"
     events = [e async for e in c.stream(REQ)]
     assert events[-1].model == "good"  # the next stream fails over before its first chunk
     await c.aclose()

@@ -211,7 +211,7 @@ async def test_stream_ending_without_end_marker_is_an_interruption_on_the_breake
         async for e in c.stream(REQ):
             got.append(e.delta)
     assert got == ["half", " an answer"]
-    assert c.resilience.breaker("sim/m").state == "open"
+    assert c.resilience.breakers.state("sim/m") == "open"
     await c.aclose()
 
 
@@ -224,7 +224,7 @@ async def test_stream_cut_over_http_opens_the_breaker_and_settles_tokens(sim: Si
     c.resilience = Resilience(c.settings.resilience, clock=FakeClock())  # no refill meanwhile
     with pytest.raises(StreamInterrupted):
         await _collect(c.stream(REQ, Deadline.after(5)))
-    assert c.resilience.breaker("up/cut_stream").state == "open"
-    tpm = c.resilience.limits._buckets["cut_stream"][1]
+    assert c.resilience.breakers.state("up/cut_stream") == "open"
+    tpm = c.resilience.limits._buckets["cut_stream"][1]  # type: ignore[attr-defined]
     assert 0 < tpm.capacity - tpm.tokens < 100  # prompt + 3 streamed pieces, not + 512 reserved
     await c.aclose()

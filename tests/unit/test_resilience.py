@@ -267,11 +267,11 @@ async def test_timeout_cut_by_the_callers_deadline_is_not_a_deployment_failure()
     with pytest.raises(DeadlineExceeded):
         await res.call("d", hang, timeout=30.0, deadline=Deadline.after(0.02),
                        on_attempt=lambda *a: None)
-    assert res.breaker("d").state == "closed"
+    assert res.breakers.state("d") == "closed"
     with pytest.raises(ProviderError) as err:
         await res.call("d", hang, timeout=0.02, deadline=Deadline.after(30),
                        on_attempt=lambda *a: None)
-    assert err.value.kind == "timeout" and res.breaker("d").state == "open"
+    assert err.value.kind == "timeout" and res.breakers.state("d") == "open"
 
 
 async def test_half_open_probe_cut_by_the_deadline_lets_the_next_probe_through() -> None:
@@ -280,7 +280,7 @@ async def test_half_open_probe_cut_by_the_deadline_lets_the_next_probe_through()
     res = Resilience(ResilienceConfig(retry=RetryConfig(max_attempts=0),
                                       breaker=BreakerConfig(failure_threshold=1, cooldown_s=5)),
                      clock=clock, sleep=RecordingSleep())
-    res.breaker("d").record_failure()
+    await res.breakers.record("d", failed=True)
     clock.advance(6)
 
     async def hang(_t: float) -> str:
@@ -290,7 +290,7 @@ async def test_half_open_probe_cut_by_the_deadline_lets_the_next_probe_through()
     with pytest.raises(DeadlineExceeded):
         await res.call("d", hang, timeout=30.0, deadline=Deadline.after(0.5, clock),
                        on_attempt=lambda *a: None)
-    assert res.breaker("d").state == "half_open" and res.breaker("d").allow()
+    assert res.breakers.state("d") == "half_open" and await res.breakers.allow("d")
 
 
 async def test_failed_model_gives_back_its_rate_limit_reservation() -> None:
@@ -309,7 +309,7 @@ async def test_failed_model_gives_back_its_rate_limit_reservation() -> None:
     c2 = Completer(rpm, router_for("m", ["other"]), providers={})  # no upstream reachable
     with pytest.raises(AllProvidersFailed):
         await c2.complete(REQ)
-    assert c2.resilience.limits.try_acquire("m", 1, 0, 1) == 0.0  # the RPM slot came back
+    assert await c2.resilience.limits.acquire("m", 1, 0, 1) == 0.0  # the RPM slot came back
     await c.aclose()
 
 
@@ -322,12 +322,12 @@ async def test_rate_limit_waits_add_up_to_at_most_max_wait() -> None:
     c = Completer(cfg, router_for("m"))
     c.resilience = Resilience(c.settings.resilience, clock=clock, sleep=sleep)
     for _ in range(60):
-        c.resilience.limits.try_acquire("m", 60, 0, 1)
+        await c.resilience.limits.acquire("m", 60, 0, 1)
 
     async def contended(seconds: float) -> None:  # another request takes each refilled slot
         await sleep(seconds)
         clock.advance(seconds)
-        c.resilience.limits.try_acquire("m", 60, 0, 1)
+        await c.resilience.limits.acquire("m", 60, 0, 1)
 
     c.resilience.sleep = contended
     with pytest.raises(ResourceExhausted):

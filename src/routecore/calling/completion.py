@@ -56,6 +56,7 @@ from routecore.errors import (
     StreamInterrupted,
 )
 from routecore.routing.tokens import count_chat_tokens, count_tokens
+from routecore.state.backend import Backend
 from routecore.state.budget import BudgetExceeded, Budgets, Hold
 
 log = structlog.get_logger("routecore.calling.completion")
@@ -117,7 +118,7 @@ class Completer:
                  providers: Mapping[str, Provider] | None = None,
                  resilience: Resilience | None = None,
                  sim_engine: SimEngine | None = None,
-                 budgets: Budgets | None = None) -> None:
+                 budgets: Budgets | None = None, state: Backend | None = None) -> None:
         self.config = config
         self.settings = parse_settings(config)
         route = getattr(router, "route", router)
@@ -127,7 +128,8 @@ class Completer:
         self.pool = HttpPool()
         self.providers = dict(providers) if providers is not None else \
             dict(build_providers(config, self.pool, sim_engine))
-        self.resilience = resilience or Resilience(self.settings.resilience)
+        # Breakers and rate limits on the state backend: one per fleet with Redis.
+        self.resilience = resilience or Resilience(self.settings.resilience, state=state)
         self._key_model: dict[str, str] = {}
         self.budgets = budgets if budgets is not None and budgets.enabled else None
         if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
@@ -211,7 +213,7 @@ class Completer:
         finally:
             # The breaker's verdict on the whole stream: a cut after the first chunk is a
             # failure; a caller who left (or ran out of time) says nothing about the upstream.
-            self.resilience.verdict(target.key,
+            await self.resilience.verdict(target.key,
                                     False if cut else True if end is not None else None)
             await _close(chunks)
             # Settle the rate-limit and budget holds with what was used, however it ended.
@@ -235,7 +237,7 @@ class Completer:
             return {}
         open_models: dict[str, int] = {}
         for key, model in self._key_model.items():
-            if self.resilience.breaker(key).state == "open":
+            if self.resilience.breakers.state(key) == "open":
                 open_models[model] = open_models.get(model, 0) + 1
         return {m: "circuit open" for m, n in open_models.items()
                 if n >= len(self._targets(m))}
@@ -245,7 +247,7 @@ class Completer:
         rank = {"closed": 0, "half_open": 1, "open": 2}
         out: dict[str, str] = {}
         for key, model in self._key_model.items():
-            state = self.resilience.breaker(key).state
+            state = self.resilience.breakers.state(key)
             if rank.get(state, 0) >= rank.get(out.get(model, "closed"), 0):
                 out[model] = state
         return out
@@ -349,7 +351,7 @@ class Completer:
                     return target, result, _Held(reserved, hold)
             finally:
                 if not answered:
-                    self.resilience.limits.adjust(model, -reserved, 0 if sent else -1)
+                    await self._correct(spec, -reserved, 0 if sent else -1)
                     await self._release(hold)  # nothing answered: nothing to pay
         raise self._failure(attempts)
 
@@ -423,7 +425,7 @@ class Completer:
             return True
         waited = 0.0
         while True:
-            wait = self.resilience.limits.try_acquire(spec.name, rl.rpm, rl.tpm, tokens)
+            wait = await self.resilience.limits.acquire(spec.name, rl.rpm, rl.tpm, tokens)
             if wait <= 0:
                 return True
             remaining = deadline.remaining()
@@ -434,6 +436,13 @@ class Completer:
                 return False
             await self.resilience.sleep(wait)
             waited += wait
+
+    async def _correct(self, spec: ModelSpec, delta_tokens: int, delta_requests: int = 0) -> None:
+        """Give back (negative) or take more of a model's RPM/TPM after the fact."""
+        rl = spec.rate_limits
+        if self.settings.resilience.rate_limit.enabled and (rl.rpm > 0 or rl.tpm > 0):
+            await self.resilience.limits.correct(spec.name, rl.rpm, rl.tpm, delta_tokens,
+                                                 delta_requests)
 
     async def _reserve_budget(self, req: CompletionRequest, spec: ModelSpec, n_in: int,
                               max_out: int) -> Hold | None:
@@ -452,7 +461,7 @@ class Completer:
     async def _settle(self, target: _Target, held: _Held, usage: Usage) -> None:
         """Correct a model's TPM reservation and budget hold to what was really used."""
         tokens = usage.input_tokens + usage.output_tokens
-        self.resilience.limits.adjust(target.model, tokens - held.tokens)
+        await self._correct(target.spec, tokens - held.tokens)
         if held.budget is not None and self.budgets is not None:
             await self.budgets.settle(held.budget, cost_usd(target.spec, usage), tokens)
 

@@ -3,16 +3,12 @@
 - Retry with exponential backoff and full jitter, honouring Retry-After
   (`resilience.retry`). Only `Resilience.call` retries; nothing else sleeps
   between attempts.
-- A circuit breaker per deployment (`resilience.breaker`): inside the sliding
-  `window_s`, `failure_threshold` failures, or a failure share of at least
-  `failure_rate` over at least `min_calls` calls, open it. Successes do not
-  erase failures: they only lower the rate. After `cooldown_s` it is half-open
-  and lets exactly one probe through; the probe's success closes it (a fresh
-  window), its failure opens it again. A stream's verdict is given when it
-  ends, so a stream cut after its first chunk is one failure, not a success
-  plus a failure. It works with a single deployment: an open breaker makes the
-  chain skip to the next model. `enabled: false` turns it off entirely: it
-  never opens and never marks a model unhealthy.
+- A circuit breaker per deployment (`resilience.breaker`; its rules are in
+  routecore.state.breakers). A stream's verdict is given when it ends, so a
+  stream cut after its first chunk is one failure, not a success plus a
+  failure. It works with a single deployment: an open breaker makes the chain
+  skip to the next model. `enabled: false` turns it off entirely: it never
+  opens and never marks a model unhealthy.
 - Time: a request never runs past the caller's deadline, nor past
   `resilience.total_timeout_s` when the caller set none. Retries of one
   deployment (their backoff sleeps and the retried tries) stay inside that
@@ -20,7 +16,10 @@
   fallbacks after it still get theirs; the first try of each deployment may
   use min(provider timeout, time left).
 - Client-side RPM/TPM token buckets per model (`ModelSpec.rate_limits`,
-  `resilience.rate_limit`).
+  `resilience.rate_limit`; routecore.state.limits).
+- Breakers and rate limits live on the state backend: per process with
+  `memory`, one per fleet with `redis` (every replica sees the same breaker
+  and draws from the same buckets). Load stats stay per process.
 - Deployment choice by load: in-flight count and EWMA latency, divided by the
   deployment's weight (`resilience.load_balance`).
 
@@ -32,14 +31,19 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from routecore.calling.deadline import Deadline
 from routecore.config import _Reader
 from routecore.errors import DeadlineExceeded, ProviderError
+from routecore.state.backend import Backend, MemoryBackend
+from routecore.state.breakers import BreakerConfig, Breakers, CircuitBreaker, open_breakers
+from routecore.state.limits import RateLimiter, RateLimits, TokenBucket, open_limits
+
+__all__ = ["BreakerConfig", "CircuitBreaker", "RateLimiter", "Resilience", "ResilienceConfig",
+           "RetryConfig", "RetryPolicy", "TokenBucket", "parse_resilience"]
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -63,16 +67,6 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerConfig:
-    enabled: bool = True
-    failure_threshold: int = 5  # failures inside the window that open it
-    window_s: float = 30.0
-    cooldown_s: float = 15.0
-    failure_rate: float = 0.5  # or this share of failed calls inside the window...
-    min_calls: int = 10  # ...once the window holds at least this many calls
-
-
-@dataclass(frozen=True, slots=True)
 class RateLimitConfig:
     enabled: bool = True
     max_wait_ms: float = 0.0  # wait this long for a token before falling back
@@ -87,7 +81,7 @@ class LoadBalanceConfig:
 class ResilienceConfig:
     total_timeout_s: float = 300.0  # a request's whole budget when the caller gave no deadline
     retry: RetryConfig = RetryConfig()
-    breaker: BreakerConfig = BreakerConfig()
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
     rate_limit: RateLimitConfig = RateLimitConfig()
     load_balance: LoadBalanceConfig = LoadBalanceConfig()
 
@@ -182,152 +176,6 @@ class RetryPolicy:
         return delay
 
 
-class CircuitBreaker:
-    """closed -> (failure count or rate in window) -> open -> (cooldown) -> half-open -> one probe."""
-
-    CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-
-    def __init__(self, config: BreakerConfig, clock: Clock = time.monotonic) -> None:
-        self.config = config
-        self._clock = clock
-        self._calls: deque[tuple[float, bool]] = deque()  # (when, failed) inside the window
-        self._failures = 0
-        self._opened_at = 0.0
-        self._state = self.CLOSED
-        self._probe_out = False
-
-    @property
-    def state(self) -> str:
-        if not self.config.enabled:
-            return self.CLOSED
-        if self._state == self.OPEN and self._clock() - self._opened_at >= self.config.cooldown_s:
-            self._state = self.HALF_OPEN
-            self._probe_out = False
-        return self._state
-
-    def allow(self) -> bool:
-        """May a call go through now? In half-open only one probe is granted at a time."""
-        if not self.config.enabled:
-            return True
-        state = self.state
-        if state == self.CLOSED:
-            return True
-        if state == self.HALF_OPEN and not self._probe_out:
-            self._probe_out = True
-            return True
-        return False
-
-    def record_success(self) -> None:
-        self._record(failed=False)
-
-    def record_failure(self) -> None:
-        self._record(failed=True)
-
-    def _record(self, failed: bool) -> None:
-        if not self.config.enabled:
-            return
-        state = self.state
-        now = self._clock()
-        if state == self.HALF_OPEN:  # the probe's verdict
-            if failed:
-                self._open(now)
-            else:
-                self._close()
-            return
-        if state == self.OPEN:
-            return  # a call started before it opened: the breaker has decided already
-        c = self.config
-        self._calls.append((now, failed))
-        self._failures += failed
-        while self._calls and now - self._calls[0][0] > c.window_s:
-            self._failures -= self._calls.popleft()[1]
-        n = len(self._calls)
-        if self._failures >= c.failure_threshold or (
-                n >= c.min_calls and self._failures >= c.failure_rate * n):
-            self._open(now)
-
-    def release(self) -> None:
-        """The probe ended without a verdict (cancelled): let another probe through."""
-        self._probe_out = False
-
-    def _open(self, now: float) -> None:
-        self._state = self.OPEN
-        self._opened_at = now
-        self._probe_out = False
-        self._calls.clear()
-        self._failures = 0
-
-    def _close(self) -> None:
-        self._state = self.CLOSED
-        self._probe_out = False
-        self._calls.clear()
-        self._failures = 0
-
-
-class TokenBucket:
-    """`capacity` tokens refilled continuously over 60 s; 0 capacity is unlimited."""
-
-    def __init__(self, per_minute: int, clock: Clock = time.monotonic) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.tokens = float(per_minute)
-        self._clock = clock
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    def wait_for(self, n: float) -> float:
-        """Seconds until `n` tokens are available (0: available now). Takes nothing."""
-        if self.capacity <= 0:
-            return 0.0
-        self._refill()
-        n = min(n, self.capacity)
-        return 0.0 if self.tokens >= n else (n - self.tokens) / self.rate
-
-    def take(self, n: float) -> None:
-        if self.capacity > 0:
-            self._refill()
-            self.tokens -= n  # may go below zero: a debt repaid by the refill
-
-
-class RateLimiter:
-    """Client-side RPM and TPM buckets, one pair per model."""
-
-    def __init__(self, clock: Clock = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
-
-    def _pair(self, model: str, rpm: int, tpm: int) -> tuple[TokenBucket, TokenBucket]:
-        pair = self._buckets.get(model)
-        if pair is None:
-            pair = (TokenBucket(rpm, self._clock), TokenBucket(tpm, self._clock))
-            self._buckets[model] = pair
-        return pair
-
-    def try_acquire(self, model: str, rpm: int, tpm: int, tokens: int) -> float:
-        """Take one request and `tokens` tokens and return 0, or return the wait without taking."""
-        req, tok = self._pair(model, rpm, tpm)
-        wait = max(req.wait_for(1), tok.wait_for(tokens))
-        if wait <= 0.0:
-            req.take(1)
-            tok.take(tokens)
-        return wait
-
-    def adjust(self, model: str, delta_tokens: int, delta_requests: int = 0) -> None:
-        """Correct the buckets once the real usage is known (positive: more was used,
-        negative: a refund, e.g. of a request that never reached the upstream)."""
-        pair = self._buckets.get(model)
-        if pair is None:
-            return
-        if delta_requests:
-            pair[0].take(delta_requests)
-        if delta_tokens:
-            pair[1].take(delta_tokens)
-
-
 @dataclass(slots=True)
 class DeploymentStats:
     in_flight: int = 0
@@ -339,20 +187,17 @@ class Resilience:
     """Breakers, load stats and rate limiters for one process, plus the retry loop."""
 
     def __init__(self, config: ResilienceConfig | None = None, *, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None) -> None:
+                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None,
+                 state: Backend | None = None) -> None:
         self.config = config or ResilienceConfig()
         self.clock = clock
         self.sleep = sleep
         self.retry = RetryPolicy(self.config.retry, rng)
-        self.limits = RateLimiter(clock)
-        self._breakers: dict[str, CircuitBreaker] = {}
+        # Without a configured backend: this process's memory, on the injected clock.
+        state = state if state is not None else MemoryBackend(clock=clock)
+        self.breakers: Breakers = open_breakers(state, self.config.breaker)
+        self.limits: RateLimits = open_limits(state)
         self._stats: dict[str, DeploymentStats] = {}
-
-    def breaker(self, key: str) -> CircuitBreaker:
-        b = self._breakers.get(key)
-        if b is None:
-            b = self._breakers[key] = CircuitBreaker(self.config.breaker, self.clock)
-        return b
 
     def stats(self, key: str) -> DeploymentStats:
         s = self._stats.get(key)
@@ -374,17 +219,14 @@ class Resilience:
             return (0, (s.ewma_ms or 0.0) * (s.in_flight + 1) / w + s.in_flight * 1e-6, i)
         return sorted(range(len(keys)), key=score)
 
-    def verdict(self, key: str, ok: bool | None) -> None:
+    async def verdict(self, key: str, ok: bool | None) -> None:
         """The late verdict of a call made with `call(..., late_verdict=True)` (a stream,
         judged when it ends): True a success, False a failure, None no verdict (the
         caller went away)."""
-        b = self.breaker(key)
         if ok is None:
-            b.release()
-        elif ok:
-            b.record_success()
+            await self.breakers.release(key)
         else:
-            b.record_failure()
+            await self.breakers.record(key, failed=not ok)
 
     async def call(self, key: str, fn: Callable[[float], Awaitable[T]], *, timeout: float,
                    deadline: Deadline, on_attempt: AttemptHook, late_verdict: bool = False,
@@ -401,7 +243,7 @@ class Resilience:
         """
         retry = 0
         stats = self.stats(key)
-        breaker = self.breaker(key)
+        breakers = self.breakers
         while True:
             now = self.clock()
             if stats.blocked_until > now and retry == 0:
@@ -409,14 +251,14 @@ class Resilience:
                                     retryable=False, kind="rate_limit")
                 on_attempt(retry, err, 0.0)
                 raise err
-            if not breaker.allow():
+            if not await breakers.allow(key):
                 err = ProviderError("circuit open", retryable=False, kind="circuit_open")
                 on_attempt(retry, err, 0.0)
                 raise err
             try:
                 attempt_timeout = deadline.attempt_timeout(timeout)
             except DeadlineExceeded:
-                breaker.release()
+                await breakers.release(key)
                 raise
             left = share.remaining() if retry and share is not None else None
             if left is not None:
@@ -433,13 +275,13 @@ class Resilience:
             except ProviderError as exc:
                 error = exc
             except BaseException:
-                breaker.release()
+                await breakers.release(key)
                 raise
             else:
                 ms = (self.clock() - started) * 1000.0
                 self._observe(stats, ms)
                 if not late_verdict:
-                    breaker.record_success()
+                    await breakers.record(key, failed=False)
                 on_attempt(retry, None, ms)
                 return result
             finally:
@@ -447,18 +289,18 @@ class Resilience:
             ms = (self.clock() - started) * 1000.0
             if error.kind == "timeout" and (attempt_timeout < timeout or deadline.expired()):
                 if attempt_timeout < timeout:  # our time budget, not the upstream, cut it
-                    breaker.release()
+                    await breakers.release(key)
                 else:
-                    breaker.record_failure()
+                    await breakers.record(key, failed=True)
                 if not deadline.expired():  # only this deployment's share ran out: move on
                     on_attempt(retry, error, ms)
                     raise error
                 on_attempt(retry, DeadlineExceeded("deadline exceeded"), ms)
                 raise DeadlineExceeded(f"deadline exceeded during a call to {key}")
             if error.kind in HEALTH_KINDS:
-                breaker.record_failure()
+                await breakers.record(key, failed=True)
             else:
-                breaker.record_success()
+                await breakers.record(key, failed=False)
             on_attempt(retry, error, ms)
             if error.retry_after is not None:
                 stats.blocked_until = max(stats.blocked_until, self.clock() + error.retry_after)

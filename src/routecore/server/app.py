@@ -91,7 +91,8 @@ class App:
         self.budgets = Budgets(budgets_config, self.state)
         if self.budgets.enabled:
             self.router.budget_source = self.budgets.view
-        self.completer = Completer(self.router.config, self.router, budgets=self.budgets)
+        self.completer = Completer(self.router.config, self.router, budgets=self.budgets,
+                                   state=self.state)
         self.observer = Observer.start(self.router.config, self.completer, self.budgets,
                                        audit_db=self.audit_db,
                                        metrics_port=self.metrics_port,
