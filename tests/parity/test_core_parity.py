@@ -320,3 +320,18 @@ def test_combine_categories_rejects_bad_shapes() -> None:
             args[i] = bad
             with pytest.raises(ValueError):
                 fn(*args)
+
+
+def test_combine_categories_no_evidence_falls_back_to_sims() -> None:
+    """With no weighted evidence (w = 0, no hits), both twins let the similarities
+    choose at a soft temperature: spread, low confidence, not the first category."""
+    sims = np.array([0.1, 0.2, 0.6, 0.3], np.float32)
+    args = (sims, 0.0, np.zeros(2, np.int32), np.ones((2, 4)), np.zeros(2), None,
+            np.full(4, 0.5), 1.0, 0.0, 0.0, False)
+    for fn in (_fast.combine_categoriesC, _fast.combine_categoriesPy):
+        best, conf, _, probs = fn(*args)
+        assert best == 2
+        assert 0.0 < conf < 0.4 and probs.max() < 0.5
+        # Without similarities there is nothing to choose by: uniform, no confidence.
+        best, conf, _, probs = fn(None, *args[1:])
+        assert conf == 0.0 and np.allclose(probs, 0.25)

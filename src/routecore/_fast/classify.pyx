@@ -102,8 +102,31 @@ def combine_categories(sims, double w, hits, owners, hard_weight, regex, base,
     for c in range(n):
         total += comb[c]
     cdef bint confident = total > 0.0
+    cdef bint soft = False
     best = 0
-    if total <= 0.0:
+    if not confident and sp != NULL:
+        # No weighted evidence (rule mode, no keyword or pattern hit): the
+        # similarities choose at a soft temperature, so the distribution stays
+        # spread and the confidence low, instead of naming the first category.
+        mx = 0.0
+        for c in range(n):
+            x = <double>sp[c]
+            if x < 0.0:
+                x = 0.0
+            elif x > 1.0:
+                x = 1.0
+            comb[c] = x
+            if x > mx:
+                mx = x
+        soft = mx > 0.0
+    if soft:
+        total = 0.0
+        for c in range(n):
+            comb[c] = exp((comb[c] - mx) / 0.5)
+            total += comb[c]
+        for c in range(n):
+            probs[c] = comb[c] / total
+    elif total <= 0.0:
         for c in range(n):
             probs[c] = 1.0 / n
     else:
@@ -121,7 +144,7 @@ def combine_categories(sims, double w, hits, owners, hard_weight, regex, base,
     for c in range(1, n):
         if probs[c] > probs[best]:
             best = c
-    if confident:
+    if confident or soft:
         second = 0.0
         if n > 1:
             second = -INFINITY

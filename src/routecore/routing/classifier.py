@@ -1,7 +1,8 @@
 """Task classification: which category a prompt belongs to, how hard it is.
 
 Three classifiers behind one interface, chosen by `classifier.mode`:
-- `rule`: keywords and regexes per category, from config;
+- `rule`: keywords and regexes per category, from config (a prompt that no
+  rule matches gets a spread, low-confidence distribution from the exemplars);
 - `embedding`: the core's hashed features, nearest category exemplars (FAISS);
 - `combined`: a weighted blend of both (`classifier.embedding_weight`).
 All produce a `Classification(category, complexity, confidence, scores)`.
@@ -154,8 +155,11 @@ class Classifier:
         self._w = cc.embedding_weight if cc.mode == "combined" else (
             1.0 if cc.mode == "embedding" else 0.0)
         # The rule classifier also counts hard-request markers, so it always exists.
+        # The exemplars exist in every mode too: in rule mode they pick, at low
+        # confidence, the category of a prompt that no rule matches.
         self._rules = RuleClassifier(config)
-        self._embed = EmbeddingClassifier(config, extractor) if self._w > 0.0 else None
+        self._embed = EmbeddingClassifier(config, extractor)
+        self._kw_slots = np.flatnonzero(self._rules._slot_owners.sum(axis=1) > 0)
         self._base = [config.categories[c].complexity for c in self.categories]
         self._base_arr: F64 = np.array(self._base, dtype=np.float64)
         self._i_tokens = SCALAR_NAMES.index("log_tokens")
@@ -166,25 +170,28 @@ class Classifier:
         return Features(*self.extractor.extract_counted(text))
 
     def classify(self, text: str, feats: Features) -> Classification:
-        return self._combine(text, feats.scalars,
-                             self._embed.sims(feats.vec) if self._embed is not None else None)
+        return self._combine(text, feats.vec, feats.scalars,
+                             self._embed.sims(feats.vec) if self._w > 0.0 else None)
 
     def classify_many(self, texts: Sequence[str], vecs: F32, scalars: F32
                       ) -> list[Classification]:
         """`classify` for each text (row i of vecs/scalars is its features); the
         exemplar similarities of all rows come from one matrix product."""
-        sims = self._embed.sims_many(vecs) if self._embed is not None else None
-        return [self._combine(t, scalars[i], None if sims is None else sims[i])
+        sims = self._embed.sims_many(vecs) if self._w > 0.0 else None
+        return [self._combine(t, vecs[i], scalars[i], None if sims is None else sims[i])
                 for i, t in enumerate(texts)]
 
-    def _combine(self, text: str, scalars: F32, sims: F32 | None) -> Classification:
+    def _combine(self, text: str, vec: F32, scalars: F32, sims: F32 | None) -> Classification:
         # Evidence from the matchers, then one core call for the category
         # distribution, confidence and complexity (see _fast.combine_categories).
         rules = self._rules
+        hits = rules.phrase_hits(text)
+        regex = rules.pattern_hits(text)
+        if sims is None and regex is None and not hits[self._kw_slots].any():
+            sims = self._embed.sims(vec)  # rule mode, nothing matched: exemplars decide, softly
         best, confidence, complexity, probs = _fast.combine_categories(
-            sims, self._w,
-            rules.phrase_hits(text), rules._slot_owners, rules._slot_hard,
-            rules.pattern_hits(text), self._base_arr, float(scalars[self._i_tokens]),
+            sims, self._w, hits, rules._slot_owners, rules._slot_hard,
+            regex, self._base_arr, float(scalars[self._i_tokens]),
             float(scalars[self._i_math]), float(scalars[self._i_code]),
             _EASY_MARKERS.match(text) is not None)
         cats = self.categories

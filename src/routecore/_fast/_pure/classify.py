@@ -40,6 +40,8 @@ def combine_categories(
 
     sims: float32[c] embedding similarity per category (None: no embedding);
     w: the embedding's weight (rules weigh 1 - w, and count only when w < 1);
+    when nothing weighs in (w = 0 and no rule evidence), sims still choose, at
+    a soft temperature: a spread distribution with low confidence;
     hits: int32[t] phrase counts (phrase_hits over the phrase table); owners:
     float64[t, c] how many of a category's keywords each table slot holds;
     hard_weight: float64[t] how many hard-request markers each slot holds;
@@ -112,7 +114,29 @@ def combine_categories(
     for x in comb:
         total += x
     confident = total > 0.0
-    if total <= 0.0:
+    soft = False
+    if not confident and sl is not None:
+        # No weighted evidence (rule mode, no keyword or pattern hit): the
+        # similarities choose at a soft temperature, so the distribution stays
+        # spread and the confidence low, instead of naming the first category.
+        mx = 0.0
+        for c in range(n):
+            x = sl[c]
+            if x < 0.0:
+                x = 0.0
+            elif x > 1.0:
+                x = 1.0
+            comb[c] = x
+            if x > mx:
+                mx = x
+        soft = mx > 0.0
+    if soft:
+        z = [math.exp((x - mx) / 0.5) for x in comb]
+        total = 0.0
+        for x in z:
+            total += x
+        probs = [x / total for x in z]
+    elif total <= 0.0:
         probs = [1.0 / n] * n
     else:
         mx = comb[0]
@@ -129,7 +153,7 @@ def combine_categories(
         if probs[c] > probs[best]:
             best = c
     conf = 0.0
-    if confident:
+    if confident or soft:
         second = 0.0
         if n > 1:
             second = -math.inf

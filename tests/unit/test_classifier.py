@@ -1,0 +1,65 @@
+"""The classifier: what each mode names, and the everyday-wording test set."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from routecore.config import Config, load_config
+from routecore.routing.classifier import Classifier
+from routecore.routing.features import FeatureExtractor
+from routecore.routing.phrases import PhraseMatcher
+
+EVERYDAY = Path(__file__).resolve().parents[1] / "data" / "everyday_prompts.jsonl"
+# Prompts that match no keyword or pattern of any built-in category.
+NO_RULE_HIT = ("who won season 2 of total drama island", "Pen a sonnet about the sea at night.",
+               "zzzz qqqq", "Boil down this memo to its essentials.")
+
+
+@pytest.fixture(scope="module")
+def defaults() -> Config:
+    return load_config(None)
+
+
+def _classifier(cfg: Config, mode: str) -> Classifier:
+    c = replace(cfg, classifier=replace(cfg.classifier, mode=mode))
+    return Classifier(c, FeatureExtractor(c.classifier.feature_dim))
+
+
+def test_rule_mode_without_a_hit_is_spread_and_unsure(defaults: Config) -> None:
+    """In rule mode a prompt that no rule matches gets a spread, low-confidence
+    distribution, never the first category by default."""
+    clf = _classifier(defaults, "rule")
+    first = clf.categories[0]
+    for text in NO_RULE_HIT:
+        assert not clf._rules.phrase_hits(text)[clf._kw_slots].any(), text
+        assert clf._rules.pattern_hits(text) is None, text
+        got = clf.classify(text, clf.features(text))
+        assert got.category != first, text
+        assert got.confidence < 0.2, text
+        assert max(got.scores.values()) < 0.3, text
+        assert abs(sum(got.scores.values()) - 1.0) < 1e-9
+
+
+def test_rule_mode_with_a_hit_is_confident(defaults: Config) -> None:
+    """A keyword hit still decides rule mode, with confidence."""
+    clf = _classifier(defaults, "rule")
+    got = clf.classify("Translate this into French please", clf.features("Translate this into French"))
+    assert got.category == "translation" and got.confidence > 0.5
+
+
+def test_everyday_set_avoids_its_categories_keywords(defaults: Config) -> None:
+    """The everyday-wording test set has >= 10 prompts per built-in category and no
+    prompt contains one of its own category's keywords."""
+    rows = [json.loads(line) for line in EVERYDAY.read_text("utf-8").splitlines()]
+    per = Counter(r["category"] for r in rows)
+    assert set(per) == set(defaults.categories)
+    assert min(per.values()) >= 10
+    for r in rows:
+        kws = defaults.categories[r["category"]].keywords
+        hits = PhraseMatcher(kws).counts(r["prompt"])
+        assert not hits.any(), (r["prompt"], [k for k, h in zip(kws, hits, strict=True) if h])
