@@ -272,6 +272,33 @@ def test_score_models_rejects_bad_shapes() -> None:
                 fn(*args)
 
 
+_axis = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0])  # few values: ties and dominance both common
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 12).flatmap(lambda m: st.tuples(
+    *(st.lists(_axis, min_size=m, max_size=m) for _ in range(3)),
+    st.lists(st.booleans(), min_size=m, max_size=m))))
+def test_pareto_dominators_agree(cols: tuple) -> None:  # type: ignore[type-arg]
+    """C and Python name the same first dominator per model, and it really dominates."""
+    q, cost, lat, ok = cols
+    got = _fast.pareto_dominatorsC(q, cost, lat, ok)
+    np.testing.assert_array_equal(got, _fast.pareto_dominatorsPy(q, cost, lat, ok))
+    assert got.dtype == np.int64
+    for b, a in enumerate(got.tolist()):
+        better = [x for x in range(len(q)) if ok[x] and ok[b] and q[x] >= q[b]
+                  and cost[x] <= cost[b] and lat[x] <= lat[b]
+                  and (q[x], cost[x], lat[x]) != (q[b], cost[b], lat[b])]
+        assert a == (better[0] if better else -1)
+
+
+def test_pareto_dominators_reject_bad_shapes() -> None:
+    """Both twins refuse columns of different lengths with ValueError."""
+    for fn in (_fast.pareto_dominatorsC, _fast.pareto_dominatorsPy):
+        with pytest.raises(ValueError):
+            fn([1.0, 2.0], [1.0], [1.0, 2.0], [True, True])
+
+
 # ------------------------------------------------------------------ classifier combination
 
 

@@ -43,6 +43,9 @@ __all__ = [
     "max_by_label",
     "max_by_labelC",
     "max_by_labelPy",
+    "pareto_dominators",
+    "pareto_dominatorsC",
+    "pareto_dominatorsPy",
     "phrase_hash",
     "phrase_hashC",
     "phrase_hashPy",
@@ -71,6 +74,7 @@ phrase_hashPy = _pure.phrase_hash
 phrase_hitsPy = _pure.phrase_hits
 top_k_max_by_labelPy = _pure.top_k_max_by_label
 score_modelsPy = _pure.score_models
+pareto_dominatorsPy = _pure.pareto_dominators
 combine_categoriesPy = _pure.combine_categories
 
 _core: Any
@@ -101,6 +105,7 @@ if _core is not None:
     phrase_hitsC = _core.phrase_hits
     top_k_max_by_labelC = _core.top_k_max_by_label
     score_modelsC = _core.score_models
+    pareto_dominatorsC = _core.pareto_dominators
     combine_categoriesC = _core.combine_categories
 else:
     count_tokensC = _missing("count_tokens")
@@ -114,6 +119,7 @@ else:
     phrase_hitsC = _missing("phrase_hits")
     top_k_max_by_labelC = _missing("top_k_max_by_label")
     score_modelsC = _missing("score_models")
+    pareto_dominatorsC = _missing("pareto_dominators")
     combine_categoriesC = _missing("combine_categories")
 
 _USE_C = HAVE_EXTENSIONS and os.environ.get("ROUTECORE_NO_EXTENSIONS", "") != "1"
@@ -130,6 +136,7 @@ if _USE_C:
     phrase_hits = phrase_hitsC
     top_k_max_by_label = top_k_max_by_labelC
     score_models = score_modelsC
+    pareto_dominators = pareto_dominatorsC
     combine_categories = combine_categoriesC
 else:
     count_tokens = count_tokensPy
@@ -143,4 +150,5 @@ else:
     phrase_hits = phrase_hitsPy
     top_k_max_by_label = top_k_max_by_labelPy
     score_models = score_modelsPy
+    pareto_dominators = pareto_dominatorsPy
     combine_categories = combine_categoriesPy

@@ -60,6 +60,9 @@ def score_models(
     npt.NDArray[np.int64],
     float,
 ]: ...
+def pareto_dominators(
+    q: npt.ArrayLike, cost: npt.ArrayLike, lat: npt.ArrayLike, eligible: npt.ArrayLike
+) -> npt.NDArray[np.int64]: ...
 def combine_categories(
     sims: npt.ArrayLike | None,
     w: float,

@@ -249,3 +249,38 @@ def score_models(table, probs, codes, boost, overrides, double complexity, long 
             a -= 1
         order[a] = k
     return q_a, c_a, l_a, s_a, f_a, o_a[:n_ok], target
+
+
+def pareto_dominators(q, cost, lat, eligible):
+    """For each eligible model, the first eligible model (by index) that is at least as
+    good on quality, cost and latency and strictly better on one; -1 when none dominates
+    it or it is not eligible. The explanation of a multi-objective decision."""
+    cdef cnp.ndarray qa = _as_c1d(q, cnp.NPY_FLOAT64, np.float64, "q")
+    cdef Py_ssize_t m = cnp.PyArray_DIM(qa, 0), a, b
+    cdef cnp.ndarray ca = _opt_c1d(cost, cnp.NPY_FLOAT64, np.float64, "cost", m)
+    cdef cnp.ndarray la = _opt_c1d(lat, cnp.NPY_FLOAT64, np.float64, "lat", m)
+    cdef cnp.ndarray el = _opt_c1d(eligible, cnp.NPY_UINT8, np.uint8, "eligible", m)
+    if ca is None or la is None or el is None:
+        raise ValueError("cost, lat and eligible are required")
+    cdef cnp.npy_intp dims = m
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &dims, cnp.NPY_INT64, 0)
+    cdef const double* qp = <const double*>cnp.PyArray_DATA(qa)
+    cdef const double* cp = <const double*>cnp.PyArray_DATA(ca)
+    cdef const double* lp = <const double*>cnp.PyArray_DATA(la)
+    cdef const uint8_t* ep = <const uint8_t*>cnp.PyArray_DATA(el)
+    cdef int64_t* op = <int64_t*>cnp.PyArray_DATA(out)
+    cdef double qb, cb, lb
+    with nogil:
+        for b in range(m):
+            op[b] = -1
+            if not ep[b]:
+                continue
+            qb = qp[b]
+            cb = cp[b]
+            lb = lp[b]
+            for a in range(m):
+                if (ep[a] and qp[a] >= qb and cp[a] <= cb and lp[a] <= lb
+                        and (qp[a] > qb or cp[a] < cb or lp[a] < lb)):
+                    op[b] = a
+                    break
+    return out

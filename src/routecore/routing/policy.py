@@ -218,21 +218,6 @@ class Policy:
         w = inp.weights
         return _multi_note(w.quality, w.cost, w.latency)
 
-    def _pareto_dominated(self, q: F64, cost: F64, lat: F64, ok: list[int]) -> dict[int, int]:
-        """Eligible model -> the first eligible model that dominates it on all three axes.
-
-        A plain double loop: for tens of models it is ~9x faster than the
-        broadcast numpy version (11 us vs 100 us for 16 here) and stops early.
-        """
-        pts = [(i, float(q[i]), float(cost[i]), float(lat[i])) for i in ok]
-        out: dict[int, int] = {}
-        for b, qb, cb, lb in pts:
-            for a, qa, ca, la in pts:
-                if qa >= qb and ca <= cb and la <= lb and (qa > qb or ca < cb or la < lb):
-                    out[b] = a
-                    break
-        return out
-
     # -- the decision --------------------------------------------------------
 
     def decide(self, inp: PolicyInput, unhealthy: Mapping[str, str] | None = None) -> PolicyResult:
@@ -317,10 +302,12 @@ class Policy:
             # With positive weights the weighted-sum winner is never dominated, so the
             # Pareto filter only explains the others: computed when candidates are read.
             def annotate(rs: list[str]) -> None:
-                ok = [i for i in range(n) if not rs[i]]
-                for b, a in self._pareto_dominated(q, cost, lat, ok).items():
-                    if b != best:
-                        rs[b] = f"pareto-dominated by {reg.names[a]}"
+                # The compiled kernel: the audit trail reads every decision's candidates.
+                dom = _fast.pareto_dominators(q, cost, lat, [not r for r in rs]).tolist()
+                names = reg.names
+                for b, a in enumerate(dom):
+                    if a >= 0 and b != best:
+                        rs[b] = f"pareto-dominated by {names[a]}"
 
         candidates = CandidateTable(reg.names, reg.providers, q, cost, lat, score, reasons,
                                     annotate)

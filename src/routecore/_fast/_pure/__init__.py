@@ -19,7 +19,7 @@ from .classify import combine_categories
 from .features import extract, extract_many
 from .knn import features_dense_dot, max_by_label, top_k, top_k_max_by_label
 from .phrases import phrase_hash, phrase_hits, word_hashes
-from .policy import score_models
+from .policy import pareto_dominators, score_models
 from .tokens import count_chat_tokens, count_tokens, script_of
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "extract_many",
     "features_dense_dot",
     "max_by_label",
+    "pareto_dominators",
     "phrase_hash",
     "phrase_hits",
     "score_models",

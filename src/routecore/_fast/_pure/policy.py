@@ -239,3 +239,24 @@ def _min_over(x: list[float], idx: list[int]) -> float:
         if x[i] < low:
             low = x[i]
     return low
+
+
+def pareto_dominators(q: npt.ArrayLike, cost: npt.ArrayLike, lat: npt.ArrayLike,
+                      eligible: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """For each eligible model, the first eligible model (by index) that is at least as
+    good on quality, cost and latency and strictly better on one; -1 when none dominates
+    it or it is not eligible."""
+    qs = np.ascontiguousarray(q, dtype=np.float64)
+    m = len(qs)
+    cs, ls = (np.ascontiguousarray(x, dtype=np.float64) for x in (cost, lat))
+    el = np.ascontiguousarray(eligible, dtype=np.uint8)
+    if qs.ndim != 1 or cs.shape != (m,) or ls.shape != (m,) or el.shape != (m,):
+        raise ValueError("q, cost, lat and eligible must be one-dimensional, one entry per model")
+    pts = [(i, float(qs[i]), float(cs[i]), float(ls[i])) for i in range(m) if el[i]]
+    out = np.full(m, -1, dtype=np.int64)
+    for b, qb, cb, lb in pts:
+        for a, qa, ca, la in pts:
+            if qa >= qb and ca <= cb and la <= lb and (qa > qb or ca < cb or la < lb):
+                out[b] = a
+                break
+    return out
