@@ -1,6 +1,14 @@
 """Benchmark Complete: added latency over a direct HTTP call, throughput, TTFT, HTTP clients.
 
-    python bench/complete.py [--json] [--n1 200] [--n64 1280] [--upstream-ms 0]
+    pip install -e '.[test]'        # httpx, for the HTTP-client comparison
+    python bench/complete.py [--json] [--workers 2] [--n1 200] [--n64 1280] [--upstream-ms 0]
+
+The other gateways run from their own virtualenvs (their dependency pins are not
+ours), each skipped with a message when absent:
+
+    python -m venv /tmp/litellm && /tmp/litellm/bin/pip install 'litellm[proxy]==1.106.12'
+    python -m venv /tmp/tz && /tmp/tz/bin/pip install tensorzero
+    python bench/complete.py --litellm /tmp/litellm/bin/litellm --tensorzero-python /tmp/tz/bin/python
 
 Everything runs on 127.0.0.1 with bounded request counts:
 
@@ -11,8 +19,13 @@ Everything runs on 127.0.0.1 with bounded request counts:
    client against a direct aiohttp call with the same body: p50/p99 at
    concurrency 1 and 64, throughput, and streaming time-to-first-token;
 4. a LiteLLM proxy (`litellm --config ... --port N`) in front of the same
-   upstream, when the `litellm` command is installed; skipped with a message
-   otherwise.
+   upstream, when the `litellm` command is installed (or given by --litellm);
+5. TensorZero's gateway (the Rust gateway built into the `tensorzero` wheel,
+   observability off) in front of the same upstream, over its OpenAI-compatible
+   HTTP API, when --tensorzero-python (or this interpreter) can import it;
+6. the Route RPC on the same server, same prompt: the targets are stated
+   against its p50 (Complete's added p50 and streaming TTFT <= 1.5x), and the
+   other gateways' added latency against routecore's (>= 10x), all same run.
 
 The machine is small and noisy: compare numbers within one run.
 """
@@ -31,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
@@ -56,8 +70,9 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-async def measure(fn: Callable[[], Awaitable[float | None]], n: int, conc: int) -> dict[str, float]:
-    """Run `fn` n times with `conc` workers; fn returns its own latency (or None to time it)."""
+async def _run(fn: Callable[[], Awaitable[float | None]], n: int,
+               conc: int) -> tuple[list[float], float]:
+    """Latencies (ms) of `fn` run n times by `conc` workers, and the wall time (s)."""
     lat: list[float] = []
     todo = iter(range(n))
 
@@ -65,17 +80,36 @@ async def measure(fn: Callable[[], Awaitable[float | None]], n: int, conc: int) 
         for _ in todo:
             t0 = time.perf_counter()
             got = await fn()
-            lat.append(got if got is not None else time.perf_counter() - t0)
+            lat.append(1000 * (got if got is not None else time.perf_counter() - t0))
 
     for _ in range(min(20, n)):  # warm up connections and caches
         await fn()
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(conc)))
-    wall = time.perf_counter() - t0
-    ms = [x * 1000 for x in lat]
-    return {"n": n, "concurrency": conc, "p50_ms": round(pct(ms, 0.5), 3),
+    return lat, time.perf_counter() - t0
+
+
+def _summary(ms: list[float], wall: float, conc: int) -> dict[str, float]:
+    return {"n": len(ms), "concurrency": conc, "p50_ms": round(pct(ms, 0.5), 3),
             "p99_ms": round(pct(ms, 0.99), 3), "mean_ms": round(statistics.fmean(ms), 3),
-            "rps": round(n / wall, 1)}
+            "rps": round(len(ms) / wall, 1)}
+
+
+async def measure(fn: Callable[[], Awaitable[float | None]], n: int, conc: int) -> dict[str, float]:
+    """Run `fn` n times with `conc` workers; fn returns its own latency (or None to time it)."""
+    return _summary(*await _run(fn, n, conc), conc)
+
+
+async def paired(direct: Callable[[], Awaitable[None]], other: Callable[[], Awaitable[None]],
+                 n: int, conc: int, name: str, chunks: int = 4) -> dict[str, Any]:
+    """The direct call and `other` in alternating chunks, so a burst of load from the
+    rest of the machine hits both alike; what `other` adds over the direct call."""
+    got: dict[str, tuple[list[float], float]] = {"d": ([], 0.0), "o": ([], 0.0)}
+    for _ in range(chunks):
+        for key, fn in (("d", direct), ("o", other)):
+            ms, wall = await _run(fn, max(1, n // chunks), conc)
+            got[key] = (got[key][0] + ms, got[key][1] + wall)
+    return versus(_summary(*got["d"], conc), _summary(*got["o"], conc), name)
 
 
 @contextlib.contextmanager
@@ -183,14 +217,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sim_port, grpc_port = free_port(), free_port()
     sim_url = f"http://{HOST}:{sim_port}"
     sim_cfg, svc_cfg = write_configs(tmp, sim_url, args.upstream_ms)
-    env = {"PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # A fresh state directory: the server's audit database is this run's, not the user's.
+    env = {"PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "XDG_STATE_HOME": str(tmp / "state")}
     sim_code = ("from routecore.config import load_config;"
                 "from routecore.calling.providers.sim_server import run_sim_server;"
                 f"run_sim_server({HOST!r}, {sim_port}, load_config({str(sim_cfg)!r}))")
     # The service runs exactly as `routecore serve` does (uvloop, structlog configured);
     # warning level turns the per-request access line off, as LiteLLM's is at ERROR.
     srv_argv = [sys.executable, "-m", "routecore.cli", "serve", "--config", str(svc_cfg),
-                "--host", HOST, "--port", str(grpc_port), "--log-level", "warning"]
+                "--host", HOST, "--port", str(grpc_port), "--log-level", "warning",
+                "--workers", str(args.workers)]
+    results["workers"] = args.workers
     chat_url = f"{sim_url}/v1/chat/completions"
     with spawn(python(sim_code), env), spawn(srv_argv, env):
         await wait_http(f"{sim_url}/health")
@@ -205,6 +243,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async def grpc_call() -> None:
                 await stub.Complete(req, timeout=30)
+
+            route_req = pb.RouteRequest(prompt=PROMPT)
+
+            async def route_call() -> None:
+                await stub.Route(route_req, timeout=30)
+
+            # The yardstick of the targets: one Route RPC on the same server and channel.
+            results["route_c1"] = await measure(route_call, args.n1, 1)
 
             async def grpc_ttft() -> float:
                 t0 = time.perf_counter()
@@ -226,23 +272,47 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     return await direct_ttft(s, chat_url, model_id)
 
                 for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
-                    results[f"c{conc}"] = versus(await measure(direct, n, conc),
-                                                 await measure(grpc_call, n, conc),
-                                                 "routecore_grpc")
+                    results[f"c{conc}"] = await paired(direct, grpc_call, n, conc,
+                                                       "routecore_grpc")
                 dt = await measure(d_ttft, args.n_stream, 1)
                 gt = await measure(grpc_ttft, args.n_stream, 1)
                 results["stream_ttft_c1"] = {"direct_http": dt, "routecore_grpc": gt,
                                              "added_p50_ms": round(gt["p50_ms"] - dt["p50_ms"], 3)}
                 results["litellm"] = await bench_litellm(args, tmp, sim_url, model_id, s, direct)
+                results["tensorzero"] = await bench_tensorzero(args, tmp, sim_url, model_id, s,
+                                                               direct)
+    results["targets"] = targets(results)
     return results
+
+
+def targets(r: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets as ratios of numbers measured in this run."""
+    route = r["route_c1"]["p50_ms"]
+    out: dict[str, Any] = {
+        "route_p50_ms": route,
+        "complete_added_p50_c1_over_route_p50": round(r["c1"]["added_p50_ms"] / route, 2),
+        "ttft_added_p50_over_route_p50": round(r["stream_ttft_c1"]["added_p50_ms"] / route, 2),
+        "complete_c64_rps": r["c64"]["routecore_grpc"]["rps"],
+    }
+    for name in ("litellm", "tensorzero"):
+        other = r.get(name, {})
+        for c in ("c1", "c16", "c64"):
+            if c not in other:
+                continue
+            for q in ("p50", "p99"):
+                ours = max(r[c][f"added_{q}_ms"], 1e-3)
+                out[f"{name}_added_{q}_{c}_over_routecore"] = round(
+                    other[c][f"added_{q}_ms"] / ours, 2)
+    return out
 
 
 async def bench_litellm(args: argparse.Namespace, tmp: Path, sim_url: str, model_id: str,
                         s: aiohttp.ClientSession,
                         direct: Callable[[], Awaitable[None]]) -> dict[str, Any]:
-    exe = shutil.which("litellm")
+    exe = args.litellm or shutil.which("litellm")
     if exe is None or args.no_litellm:
-        msg = "skipped: litellm is not installed (pip install 'litellm[proxy]')"
+        msg = ("skipped: no litellm command (python -m venv /tmp/litellm && /tmp/litellm/bin/pip "
+               "install 'litellm[proxy]==1.106.12', then --litellm /tmp/litellm/bin/litellm)")
         print(msg, file=sys.stderr)
         return {"skipped": msg}
     port = free_port()
@@ -269,11 +339,78 @@ async def bench_litellm(args: argparse.Namespace, tmp: Path, sim_url: str, model
 
             out: dict[str, Any] = {}
             for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
-                out[f"c{conc}"] = versus(await measure(direct, n, conc),
-                                         await measure(call, n, conc), "litellm")
+                out[f"c{conc}"] = await paired(direct, call, n, conc, "litellm")
             return out
     except Exception as exc:  # report, do not abort the routecore numbers
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+_TZ_CONFIG = """
+[gateway]
+observability.enabled = false
+
+[models.bench]
+routing = ["sim"]
+
+[models.bench.providers.sim]
+type = "openai"
+model_name = "{model}"
+api_base = "{base}/v1/"
+api_key_location = "none"
+"""
+# Starts the HTTP gateway built into the tensorzero wheel; prints its base URL.
+_TZ_RUN = ("import sys, time, tensorzero\n"
+           "gw = tensorzero._start_http_gateway(config_file=sys.argv[1], clickhouse_url=None, "
+           "postgres_url=None, valkey_url=None, async_setup=False)\n"
+           "print(gw.base_url, flush=True)\n"
+           "time.sleep(1e9)\n")
+
+
+async def bench_tensorzero(args: argparse.Namespace, tmp: Path, sim_url: str, model_id: str,
+                           s: aiohttp.ClientSession,
+                           direct: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    exe = args.tensorzero_python or sys.executable
+    probe = subprocess.run([exe, "-c", "import tensorzero"], capture_output=True)
+    if probe.returncode != 0 or args.no_tensorzero:
+        msg = ("skipped: no python with tensorzero (python -m venv /tmp/tz && /tmp/tz/bin/pip "
+               "install tensorzero, then --tensorzero-python /tmp/tz/bin/python)")
+        print(msg, file=sys.stderr)
+        return {"skipped": msg}
+    cfg = tmp / "tensorzero.toml"
+    cfg.write_text(_TZ_CONFIG.format(model=model_id, base=sim_url))
+    proc = subprocess.Popen([exe, "-c", _TZ_RUN, str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        for _ in range(100):  # the gateway logs to stdout before the URL is printed
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
+            if not line or line.startswith("http"):
+                break
+        if not line.startswith("http"):
+            return {"error": "the tensorzero gateway did not start"}
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+        url = line.strip() + "/chat/completions"
+        body = chat_body("tensorzero::model_name::bench")
+
+        async def call() -> None:
+            async with s.post(url, json=body) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"tensorzero HTTP {r.status}")
+
+        out: dict[str, Any] = {}
+        for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
+            out[f"c{conc}"] = await paired(direct, call, n, conc, "tensorzero")
+        return out
+    except Exception as exc:  # report, do not abort the routecore numbers
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main() -> None:
@@ -285,7 +422,12 @@ def main() -> None:
     ap.add_argument("--n-clients", type=int, default=800, help="requests per HTTP client")
     ap.add_argument("--n-stream", type=int, default=100, help="streams for TTFT")
     ap.add_argument("--upstream-ms", type=float, default=0.0, help="simulated upstream latency")
+    ap.add_argument("--workers", type=int, default=2, help="routecore serving processes")
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--litellm", default=None, help="the litellm command (default: on PATH)")
+    ap.add_argument("--no-tensorzero", action="store_true")
+    ap.add_argument("--tensorzero-python", default=None,
+                    help="a python that can import tensorzero (default: this one)")
     args = ap.parse_args()
     res = asyncio.run(run(args))
     if args.json:
@@ -305,7 +447,19 @@ def main() -> None:
     t = res["stream_ttft_c1"]
     print(f"stream TTFT c1: direct {t['direct_http']['p50_ms']} ms, routecore "
           f"{t['routecore_grpc']['p50_ms']} ms, added {t['added_p50_ms']} ms")
-    print("litellm:", json.dumps(res["litellm"]))
+    for name in ("litellm", "tensorzero"):
+        other = res[name]
+        if "c1" not in other:
+            print(f"{name}:", json.dumps(other))
+            continue
+        for c in ("c1", "c16", "c64"):
+            r = other[c]
+            print(f"{name} {c}: p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} "
+                  f"({r[name]['rps']} rps) | added p50 {r['added_p50_ms']} ms "
+                  f"p99 {r['added_p99_ms']} ms")
+    print(f"route RPC c1 p50 {res['route_c1']['p50_ms']} ms (workers {res['workers']}); targets:")
+    for k, v in res["targets"].items():
+        print(f"  {k}: {v}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,13 @@ Measures, in one run:
 - with `--learned DIR`: the same for strategy "learned" on that artifact, or
   with `--learned-data FILE.jsonl`: on an artifact trained here from that file's
   records cycled to `--learned-size` (10,000) prompts;
-- the Route RPC over loopback against `routecore serve` in separate processes:
-  p50/p99 at concurrency 1, throughput at concurrency 64 (client load spread
-  over `--client-procs` processes), and the serving processes' RSS.
+- the Route RPC over loopback against `routecore serve` in separate processes,
+  with 2 workers and with 1, against the health Check on the same server (the
+  floor gRPC itself costs here): p50/p99 at concurrency 1, throughput at
+  concurrency 64 (client load spread over `--client-procs` processes), the
+  servers' CPU per call (utime+stime; steadier than latency on a shared
+  machine), and RSS. Route and Check alternate `--rounds` times; each ratio is
+  reported as median and range over the rounds.
 Numbers, not assertions: this machine is noisy, so compare ratios within a run.
 """
 
@@ -25,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -197,9 +202,51 @@ def client_proc(port: int, concurrency: int, seconds: float, prompt: str, method
     print(json.dumps(res))
 
 
-def rpc_bench(workers: int, seconds: float, client_procs: int) -> dict[str, Any]:
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _load(port: int, method: str, seconds: float, prompt: str, client_procs: int,
+          pids: list[int]) -> dict[str, Any]:
+    """One phase: c=1 latency, then c=64 throughput, with the server's CPU per call."""
+    t0 = cpu_s(pids)
+    c1 = asyncio.run(_client(port, 1, seconds, prompt, method))
+    cpu1 = cpu_s(pids) - t0
+    procs = [subprocess.Popen([sys.executable, __file__, "--_client", str(port),
+                               str(64 // client_procs), str(seconds), method],
+                              stdout=subprocess.PIPE, text=True)
+             for _ in range(client_procs)]
+    t0 = cpu_s(pids)
+    results = [json.loads(p.communicate()[0]) for p in procs]
+    cpu64 = cpu_s(pids) - t0
+    total = sum(r["n"] for r in results)
+    lat64 = [x for r in results for x in r["lat_us"]]
+    return {
+        "concurrency_1": {**summarize(c1["lat_us"]), "errors": c1["errors"],
+                          "per_s": round(c1["n"] / c1["elapsed_s"], 1),
+                          "server_cpu_us_per_call": round(1e6 * cpu1 / max(1, c1["n"]), 1)},
+        "concurrency_64": {**summarize(lat64), "errors": sum(r["errors"] for r in results),
+                           "per_s": round(total / max(r["elapsed_s"] for r in results), 1),
+                           "client_procs": client_procs,
+                           "server_cpu_us_per_call": round(1e6 * cpu64 / max(1, total), 1)},
+    }
+
+
+def rpc_bench(workers: int, seconds: float, client_procs: int, rounds: int) -> dict[str, Any]:
+    """Route and the health Check alternately on one server, `rounds` times: each round's
+    ratios, and their median and range (the spread says how noisy the machine was)."""
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    tmp = tempfile.mkdtemp(prefix="rc-bench-")
+    # A fresh state directory: the audit database is this run's, not the user's.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_STATE_HOME": tmp}
     server = subprocess.Popen(
         [sys.executable, "-m", "routecore.cli", "serve", "--port", str(port), "--workers",
          str(workers), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
@@ -207,32 +254,28 @@ def rpc_bench(workers: int, seconds: float, client_procs: int) -> dict[str, Any]
     try:
         _wait_ready(port)
         time.sleep(1.0 if workers > 1 else 0.2)
-        prompt = make_prompt(2_000, 7)
-        out: dict[str, Any] = {"workers": workers}
-        for method in ("route", "health"):
-            c1 = asyncio.run(_client(port, 1, seconds, prompt, method))
-            procs = [subprocess.Popen([sys.executable, __file__, "--_client", str(port),
-                                       str(64 // client_procs), str(seconds), method],
-                                      stdout=subprocess.PIPE, text=True)
-                     for _ in range(client_procs)]
-            results = [json.loads(p.communicate()[0]) for p in procs]
-            total = sum(r["n"] for r in results)
-            elapsed = max(r["elapsed_s"] for r in results)
-            lat64 = [x for r in results for x in r["lat_us"]]
-            out[method] = {
-                "concurrency_1": {**summarize(c1["lat_us"]), "errors": c1["errors"],
-                                  "per_s": round(c1["n"] / c1["elapsed_s"], 1)},
-                "concurrency_64": {**summarize(lat64),
-                                   "errors": sum(r["errors"] for r in results),
-                                   "per_s": round(total / elapsed, 1),
-                                   "client_procs": client_procs},
-            }
         pids = [server.pid, *children(server.pid)]
+        prompt = make_prompt(2_000, 7)
+        out: dict[str, Any] = {"workers": workers, "rounds": []}
+        for _ in range(rounds):
+            rnd = {m: _load(port, m, seconds, prompt, client_procs, pids)
+                   for m in ("route", "health")}
+            r1, h1 = rnd["route"]["concurrency_1"], rnd["health"]["concurrency_1"]
+            r64, h64 = rnd["route"]["concurrency_64"], rnd["health"]["concurrency_64"]
+            rnd["route_over_health"] = {
+                "c1_p50": round(r1["p50_us"] / h1["p50_us"], 2),
+                "c1_p99": round(r1["p99_us"] / h1["p99_us"], 2),
+                "c64_throughput": round(r64["per_s"] / h64["per_s"], 2),
+                "c64_server_cpu": round(r64["server_cpu_us_per_call"]
+                                        / max(h64["server_cpu_us_per_call"], 1e-9), 2),
+            }
+            out["rounds"].append(rnd)
         out["rss_mb"] = {str(p): round(rss_mb(p), 1) for p in pids}
-        out["route_over_health_c1_p50"] = round(
-            out["route"]["concurrency_1"]["p50_us"] / out["health"]["concurrency_1"]["p50_us"], 2)
-        out["route_over_health_c64_throughput"] = round(
-            out["route"]["concurrency_64"]["per_s"] / out["health"]["concurrency_64"]["per_s"], 2)
+        ratios = [r["route_over_health"] for r in out["rounds"]]
+        out["route_over_health"] = {
+            k: {"median": round(statistics.median(x[k] for x in ratios), 2),
+                "min": min(x[k] for x in ratios), "max": max(x[k] for x in ratios)}
+            for k in ratios[0]}
         return out
     finally:
         server.terminate()
@@ -269,6 +312,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="per RPC load phase")
     ap.add_argument("--workers", type=int, default=2, help="serving processes for the RPC phase")
     ap.add_argument("--client-procs", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="Route/Check alternations per server (ratios: median and range)")
     ap.add_argument("--learned", default=None, help="a trained artifact dir to bench too")
     ap.add_argument("--learned-data", default=None,
                     help="train an artifact from this JSONL (cycled to --learned-size prompts)")
@@ -305,9 +350,9 @@ def main() -> None:
         }
     report["speedup_cython_over_pure"] = ratios
     if not ns.skip_rpc:
-        report["rpc"] = rpc_bench(ns.workers, ns.seconds, ns.client_procs)
+        report["rpc"] = rpc_bench(ns.workers, ns.seconds, ns.client_procs, ns.rounds)
         if ns.workers > 1:
-            report["rpc_single_worker"] = rpc_bench(1, ns.seconds, ns.client_procs)
+            report["rpc_single_worker"] = rpc_bench(1, ns.seconds, ns.client_procs, ns.rounds)
     if ns.json:
         print(json.dumps(report, indent=2))
         return
@@ -326,13 +371,29 @@ def main() -> None:
         if key not in report:
             continue
         r = report[key]
-        for method in ("route", "health"):
-            c1, c64 = r[method]["concurrency_1"], r[method]["concurrency_64"]
-            print(f"{key} ({r['workers']} workers) {method:6}: c=1 p50 {c1['p50_us']:.0f} us "
-                  f"p99 {c1['p99_us']:.0f} us; c=64 {c64['per_s']:.0f}/s p50 "
-                  f"{c64['p50_us']:.0f} us p99 {c64['p99_us']:.0f} us errors {c64['errors']}")
-        print(f"  route/health: c=1 p50 x{r['route_over_health_c1_p50']}, c=64 throughput "
-              f"x{r['route_over_health_c64_throughput']}; RSS MB {r['rss_mb']}")
+        for i, rnd in enumerate(r["rounds"]):
+            for method in ("route", "health"):
+                c1, c64 = rnd[method]["concurrency_1"], rnd[method]["concurrency_64"]
+                print(f"{key} ({r['workers']} workers) round {i} {method:6}: c=1 p50 "
+                      f"{c1['p50_us']:.0f} us p99 {c1['p99_us']:.0f} us; c=64 {c64['per_s']:.0f}/s "
+                      f"p50 {c64['p50_us']:.0f} us, server CPU {c64['server_cpu_us_per_call']:.0f} "
+                      f"us/call; errors {c1['errors'] + c64['errors']}")
+        print(f"  route/health over {len(r['rounds'])} rounds, median (min-max): " + "; ".join(
+            f"{k} x{v['median']} ({v['min']}-{v['max']})" for k, v in r["route_over_health"].items()))
+        print(f"  RSS MB {r['rss_mb']}")
+    d = report["cython"]["default"]["2000"]["decision"]
+    print(f"targets: in-process decision at 2,000 chars p50 {d['p50_us']} us (<= 20), "
+          f"p99 {d['p99_us']} us (<= 60)", end="")
+    if "learned" in report["cython"]:
+        print(f"; learned p99 {report['cython']['learned']['2000']['decision']['p99_us']} us "
+              "(<= 150)", end="")
+    print()
+    for key in ("rpc", "rpc_single_worker"):
+        if key in report:
+            m = {k: v["median"] for k, v in report[key]["route_over_health"].items()}
+            print(f"targets ({report[key]['workers']} workers): Route/Check c=1 p50 x{m['c1_p50']} "
+                  f"(<= 1.25), p99 x{m['c1_p99']} (<= 1.5), c=64 throughput x{m['c64_throughput']} "
+                  "(>= 0.8)")
 
 
 if __name__ == "__main__":
