@@ -62,7 +62,9 @@ async def test_replay_predicts_what_the_candidate_then_does(
     """Replaying the log through a cost-first config predicts the model moves that config
     then really makes on the same traffic, and its cost within 25%."""
     served = await _serve_traffic(_config(audit={"store_prompts": True}), tmp_path / "a.db")
-    candidate_yaml = _write(tmp_path, {"default_strategy": "cost"})
+    # Cost-first by weight: with the 2026-11 catalogue's stronger flagships, strategy "cost"
+    # (cheapest within 0.05 of the best predicted quality) costs more than the default here.
+    candidate_yaml = _write(tmp_path, {"weights": {"quality": 1.0, "cost": 3.0, "latency": 0.1}})
     report = (await Replayer(load_config(candidate_yaml)).run(str(tmp_path / "a.db"))).report(0)
     assert report["replayed"] == 2 * len(PROMPTS) == report["with_prompt"]
     assert report["changed"] > 0 and report["cost_change"] < 0

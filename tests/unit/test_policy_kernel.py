@@ -145,8 +145,8 @@ def test_policy_reasons_and_fallbacks_from_the_kernel(default_router: Router) ->
     d = default_router.route("hi", strategy="cost", constraints=Constraints(
         max_latency_ms=1000, max_cost_usd=0.001, min_quality=0.9))
     reasons = {c.model: c.rejected_reason for c in d.candidates}
-    assert reasons["deepseek-chat"].startswith("estimated latency ")
-    assert reasons["deepseek-chat"].endswith(" ms > max_latency_ms 1000")
+    assert reasons["deepseek-flash"].startswith("estimated latency ")
+    assert reasons["deepseek-flash"].endswith(" ms > max_latency_ms 1000")
     assert reasons["gpt-5"].startswith("estimated cost $")
     assert reasons["gpt-5"].endswith(" > max_cost_usd $0.001000")
     assert d.reason.startswith("cost: cheapest model with predicted quality >= 0.900; ")

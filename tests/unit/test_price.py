@@ -43,3 +43,22 @@ def test_bad_prices_name_the_field(price: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(raw)
     assert f"models.gpt-5.{problem}" in str(info.value)
+
+
+def test_route_estimates_with_the_long_context_tier() -> None:
+    """A prompt past a model's tier is estimated at the tier's rates; a short one is not."""
+    from routecore import Router
+    from routecore.domain import Constraints
+
+    raw = _raw()
+    raw["models"]["gpt-4o-mini"]["price"] = {
+        "input": 0.15, "output": 0.60, "long_context": {"above_input_tokens": 100,
+                                                        "input": 1.5, "output": 6.0}}
+    router = Router.from_config(parse_config(raw))
+    only = Constraints(allow_models=frozenset({"gpt-4o-mini"}), max_output_tokens=100)
+    short = router.route("What is the capital of France?", constraints=only)
+    long = router.route("word " * 400 + "What is the capital of France?", constraints=only)
+    assert short.estimated_cost_usd == pytest.approx(
+        (short.input_tokens * 0.15 + 100 * 0.60) / 1e6)
+    assert long.input_tokens > 100
+    assert long.estimated_cost_usd == pytest.approx((long.input_tokens * 1.5 + 100 * 6.0) / 1e6)

@@ -96,7 +96,7 @@ def test_constraints_reject_with_reasons(default_router: Router) -> None:
     d = default_router.route(PROOF, constraints=Constraints(max_latency_ms=3000, min_quality=0.5,
                                                              required_capabilities=frozenset({"vision"})))
     reasons = {c.model: c.rejected_reason for c in d.candidates}
-    assert reasons["deepseek-reasoner"].startswith(("lacks capability: vision", "estimated latency"))
+    assert reasons["deepseek-v4-pro"].startswith(("lacks capability: vision", "estimated latency"))
     assert reasons["codestral"] == "lacks capability: vision"
     assert reasons["gpt-5"].startswith("estimated latency")
     assert _cand(d, d.model).estimated_latency_ms <= 3000
@@ -112,7 +112,7 @@ def test_context_fit(default_router: Router) -> None:
     d = default_router.route(long_text)
     reasons = {c.model: c.rejected_reason for c in d.candidates}
     assert reasons["gpt-4o"].startswith("context: ")
-    assert d.model not in ("gpt-4o", "gpt-4o-mini", "deepseek-chat")
+    assert d.model not in ("gpt-4o", "gpt-4o-mini", "codestral")
 
 
 def test_fallbacks_are_eligible_and_exclude_choice(default_router: Router) -> None:

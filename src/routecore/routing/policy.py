@@ -145,6 +145,22 @@ class Policy:
         self._table: F64 = np.ascontiguousarray(
             np.column_stack([*cols, registry.quality.reshape(n, -1)]), dtype=np.float64)
         self._table.flags.writeable = False
+        # Long-context price tiers: (model row, above input tokens, input, output per token).
+        prices = [registry.specs[name].price for name in registry.names]
+        self._long = [(i, p.long_above, p.long_input / 1e6, p.long_output / 1e6)
+                      for i, p in enumerate(prices) if p.long_above]
+        self._long_from = min((t[1] for t in self._long), default=0)
+
+    def _priced(self, input_tokens: int) -> F64:
+        """The model table with the long-context rates of the models this prompt is past
+        (a copy only for such prompts, which are rare)."""
+        if not self._long_from or input_tokens <= self._long_from:
+            return self._table
+        table = self._table.copy()
+        for i, above, p_in, p_out in self._long:
+            if input_tokens > above:
+                table[i, K.COL_PRICE_IN], table[i, K.COL_PRICE_OUT] = p_in, p_out
+        return table
 
     # -- constraints ---------------------------------------------------------
 
@@ -254,7 +270,8 @@ class Policy:
             code = K.SCORE_NONE
         w = inp.weights
         q, cost, lat, score, fail, order, target = _fast.score_models(
-            self._table, probs, codes, self._boost(strategy, cls), overrides, cls.complexity,
+            self._priced(inp.input_tokens), probs, codes, self._boost(strategy, cls), overrides,
+            cls.complexity,
             capability_mask(c.required_capabilities) if c.required_capabilities else 0,
             inp.input_tokens, inp.output_tokens,
             _NAN if c.max_cost_usd is None else c.max_cost_usd,
