@@ -22,9 +22,9 @@ def test_recent_decisions_bounded_by_count_and_characters(default_router: Router
         ids.append(d.request_id)
         by_count.record(d, f"question number {i}?" + " pad" * 20)
         by_chars.record(d, f"question number {i}?" + " pad" * 20)
-    assert [rid for _, rid in by_count._recent] == ids[-3:]
-    assert [rid for _, rid in by_chars._recent] == ids[-2:]  # 98 chars each: two fit in 250
-    assert by_chars._chars == sum(len(r.text) for r in by_chars._recent.values())
+    assert [rid for _, rid in by_count.recent._recent] == ids[-3:]
+    assert [rid for _, rid in by_chars.recent._recent] == ids[-2:]  # 98 chars each: two fit in 250
+    assert by_chars.recent._chars == sum(len(r.text) for r in by_chars.recent._recent.values())
 
 
 async def test_request_ids_belong_to_their_owner(default_router: Router, tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ async def test_request_ids_belong_to_their_owner(default_router: Router, tmp_pat
         second = default_router.route("Write a proof that sqrt(2) is irrational.",
                                       request_id="shared-1")
         out.record(second, "Write a proof that sqrt(2) is irrational.", owner="acme")
-        assert out._recent[("acme", "shared-1")].text == "What is the capital of France?"
+        assert out.recent._recent[("acme", "shared-1")].text == "What is the capital of France?"
         with pytest.raises(NotFound) as other:
             await out.feedback(request_id="shared-1", prompt="", model="", score=1.0,
                                owner="globex")

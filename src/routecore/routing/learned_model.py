@@ -157,6 +157,7 @@ class LearnedRouter:
         self.b = np.asarray(arrays["b"], dtype=np.float64)
         self.q_sum = np.asarray(arrays["q_sum"], dtype=np.float64)
         self.q_cnt = np.asarray(arrays["q_cnt"], dtype=np.float64)
+        self._base = (self.q_sum, self.q_cnt)  # the artifact's own, before online learning
         self.q_prior = np.asarray(arrays["q_prior"], dtype=np.float64)
         self.cost_a = np.asarray(arrays["cost_a"], dtype=np.float64)
         self.cost_s = np.asarray(arrays["cost_s"], dtype=np.float64)
@@ -337,28 +338,43 @@ class LearnedRouter:
 
     # -- online learning ---------------------------------------------------------
 
-    def learn(self, text: str, model: str, score: float,
-              vec: npt.NDArray[np.float32] | None = None) -> None:
-        """Fold one observed outcome into the per-task statistics, effective at once."""
+    def evidence(self, text: str, model: str, score: float,
+                 vec: npt.NDArray[np.float32] | None = None) -> tuple[int, F64]:
+        """What one observed outcome teaches: (the model's column j, per-task weights p).
+        Learning it adds p * score to q_sum[:, j] and p to q_cnt[:, j]."""
         if model not in self.models:
             raise InvalidRequest(f"learn: unknown model {model!r} (known: {', '.join(self.models)})")
         if not 0.0 <= score <= 1.0 or math.isnan(score):
             raise InvalidRequest(f"learn: score must be in [0, 1], got {score}")
-        j = self.models.index(model)
-        p = self.posteriors(self.features(text, vec))
+        return self.models.index(model), self.posteriors(self.features(text, vec))
+
+    def learn(self, text: str, model: str, score: float,
+              vec: npt.NDArray[np.float32] | None = None) -> None:
+        """Fold one observed outcome into the per-task statistics, effective at once."""
+        j, p = self.evidence(text, model, score, vec)
         with self._lock:
             q_sum = self.q_sum.copy()
             q_cnt = self.q_cnt.copy()
             q_sum[:, j] += p * score
             q_cnt[:, j] += p
-            self.q_sum, self.q_cnt = q_sum, q_cnt
-            Q = self._task_quality()
-            off = logit_clipped(Q)
-            # each swapped in by one assignment: a reader never sees a half-written array
-            self._QAS = np.hstack([Q, self.cost_a, self.cost_s])
-            self._OS = (off, sigmoid(off))
-            self._Q = Q
-            self.n_online += 1
+            self._swap(q_sum, q_cnt, self.n_online + 1)
+
+    def set_online(self, dsum: F64, dcnt: F64, n: int) -> None:
+        """The artifact's statistics plus online totals learned anywhere (every replica
+        applies the same totals; applying them again changes nothing)."""
+        with self._lock:
+            self._swap(self._base[0] + dsum, self._base[1] + dcnt, n)
+
+    def _swap(self, q_sum: F64, q_cnt: F64, n_online: int) -> None:
+        """Install new statistics (under the lock); each derived array is swapped in by one
+        assignment, so a reader never sees a half-written one."""
+        self.q_sum, self.q_cnt = q_sum, q_cnt
+        Q = self._task_quality()
+        off = logit_clipped(Q)
+        self._QAS = np.hstack([Q, self.cost_a, self.cost_s])
+        self._OS = (off, sigmoid(off))
+        self._Q = Q
+        self.n_online = n_online
 
     # -- persistence ---------------------------------------------------------------
 

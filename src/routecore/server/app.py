@@ -98,7 +98,8 @@ class App:
                                        metrics_port=self.metrics_port,
                                        serve_metrics=self.serve_metrics)
         server = grpc.aio.server(options=options)
-        self.outcomes = Outcomes(self.router, self.feedback_db)
+        self.outcomes = Outcomes(self.router, self.feedback_db, state=self.state)
+        await self.outcomes.start()
         RpcInterceptor(self.access_log, self.observer.record,
                        authenticator=self.authenticator).register(
             router_pb2_grpc.add_RouterServicer_to_server,

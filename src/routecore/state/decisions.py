@@ -1,0 +1,170 @@
+"""Recent decisions: what was decided for a request id, so Feedback can name it.
+
+A decision belongs to its owner (the caller's tenant when auth is on): it is
+stored and looked up under (owner, request id), so another owner's lookup
+finds nothing, exactly as for an id that never existed; the first decision
+recorded for an id stays (a caller-chosen id never replaces one).
+
+`put` is synchronous and cheap (the Route path). `MemoryDecisions` keeps the
+latest decisions in this process, bounded by count and by total prompt
+characters. `RedisDecisions` hands each one to a bounded queue that one writer
+task flushes in pipelines of `SET key value NX EX ttl`
+(`rc:{owner}:decision:<id>`, kept `RECENT_TTL_S`), so a Feedback may arrive at
+any replica; a full queue drops the record and counts it, it never blocks.
+Prompts are stored up to `MAX_TEXT` characters there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from routecore.errors import StateUnavailable
+from routecore.state.backend import Backend, RedisBackend
+
+log = structlog.get_logger("routecore.state.decisions")
+
+RECENT = 100_000
+# Recent decisions keep their prompt text; bound the total too, or 100k long
+# prompts (up to 4M chars each) could hold gigabytes.
+RECENT_CHARS = 64_000_000
+RECENT_TTL_S = 3600  # Redis: how long a decision can still be named by Feedback
+MAX_TEXT = 100_000  # Redis: prompt characters kept per decision
+QUEUE = 10_000  # Redis: decisions waiting for the writer before new ones are dropped
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    text: str
+    model: str
+    cost_usd: float
+    variant: str
+
+
+class RecentDecisions(Protocol):
+    def put(self, owner: str, request_id: str, rec: Recent) -> None:
+        """Remember a decision (first one wins), without waiting."""
+        ...
+
+    async def get(self, owner: str, request_id: str) -> Recent | None:
+        """`owner`'s decision for `request_id`, if still known."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush what is pending."""
+        ...
+
+
+class MemoryDecisions:
+    """The latest decisions of this process, bounded by count and prompt characters."""
+
+    def __init__(self, capacity: int = RECENT, max_chars: int = RECENT_CHARS) -> None:
+        self._recent: OrderedDict[tuple[str, str], Recent] = OrderedDict()
+        self._capacity = capacity
+        self._max_chars = max_chars
+        self._chars = 0
+
+    def put(self, owner: str, request_id: str, rec: Recent) -> None:
+        key = (owner, request_id)
+        if key in self._recent:
+            return
+        self._recent[key] = rec
+        self._chars += len(rec.text)
+        while len(self._recent) > self._capacity or (
+                self._chars > self._max_chars and len(self._recent) > 1):
+            self._chars -= len(self._recent.popitem(last=False)[1].text)
+
+    async def get(self, owner: str, request_id: str) -> Recent | None:
+        return self._recent.get((owner, request_id))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RedisDecisions:
+    """Decisions in Redis for every replica; written behind by one task, in pipelines."""
+
+    def __init__(self, backend: RedisBackend, ttl_s: int = RECENT_TTL_S,
+                 queue_size: int = QUEUE) -> None:
+        self.backend = backend
+        self.ttl_s = ttl_s
+        self.dropped = 0  # decisions not stored: the queue was full, or Redis was down
+        self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(queue_size)
+        self._pending: dict[str, Recent] = {}  # queued, not yet in Redis: this replica sees them
+        self._writer: asyncio.Task[None] | None = None
+
+    def _key(self, owner: str, request_id: str) -> str:
+        return self.backend.key(owner, "decision", request_id)
+
+    def put(self, owner: str, request_id: str, rec: Recent) -> None:
+        key = self._key(owner, request_id)
+        if key in self._pending:
+            return
+        value = json.dumps([rec.text[:MAX_TEXT], rec.model, rec.cost_usd, rec.variant])
+        try:
+            self._queue.put_nowait((key, value))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            return
+        self._pending[key] = rec
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def get(self, owner: str, request_id: str) -> Recent | None:
+        key = self._key(owner, request_id)
+        rec = self._pending.get(key)
+        if rec is not None:
+            return rec
+        raw = await self.backend.call("decision_get", self.backend.client.get, key)
+        if raw is None:
+            return None
+        text, model, cost, variant = json.loads(raw)
+        return Recent(str(text), str(model), float(cost), str(variant))
+
+    async def _write(self) -> None:
+        """The one writer: drains the queue in batches until it meets None (shutdown)."""
+        while True:
+            item = await self._queue.get()
+            batch: list[tuple[str, str]] = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= BATCH or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._flush(batch)
+            if item is None:
+                return
+
+    async def _flush(self, batch: list[tuple[str, str]]) -> None:
+        pipe = self.backend.client.pipeline(transaction=False)
+        for key, value in batch:
+            pipe.set(key, value, nx=True, ex=self.ttl_s)
+        try:
+            await self.backend.call("decision_put", pipe.execute)
+        except StateUnavailable:  # logged and counted by the backend
+            self.dropped += len(batch)
+        finally:
+            for key, _ in batch:
+                self._pending.pop(key, None)
+
+    async def aclose(self) -> None:
+        """Let the writer flush everything queued, then stop it."""
+        if self._writer is not None:
+            await self._queue.put(None)
+            await self._writer
+            self._writer = None
+
+
+def open_decisions(backend: Backend, capacity: int = RECENT,
+                   max_chars: int = RECENT_CHARS) -> MemoryDecisions | RedisDecisions:
+    """Recent decisions on the configured backend."""
+    if isinstance(backend, RedisBackend):
+        return RedisDecisions(backend)
+    return MemoryDecisions(capacity, max_chars)
