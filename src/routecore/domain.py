@@ -151,17 +151,26 @@ class CandidateTable(Sequence[Candidate]):
         self._rows: list[tuple[str, str, float, float, float, float, str]] | None = None
         self._built: tuple[Candidate, ...] | None = None
 
-    def rows(self) -> list[tuple[str, str, float, float, float, float, str]]:
+    def rows(self, explained: bool = True) -> list[tuple[str, str, float, float, float, float,
+                                                          str]]:
         """(model, provider, quality, cost, latency, score, rejected_reason) per candidate,
-        as plain Python values: what the RPC edge serialises, without building objects."""
+        as plain Python values: what the RPC edge serialises, without building objects.
+        `explained=False` (the audit trail) skips the explanations computed on first read
+        (why an eligible model lost, e.g. Pareto domination) unless they already were."""
         if self._rows is None:
-            m, p, q, c, lat, s, r = self._cols
+            r = self._cols[6]
+            if not explained:
+                return self._plain(list(r))
             if self._annotate is not None:
                 self._annotate(r)
-            cols = [x.tolist() if hasattr(x, "tolist") else [float(v) for v in x]
-                    for x in (q, c, lat, s)]
-            self._rows = list(zip(m, p, *cols, r, strict=True))
+            self._rows = self._plain(r)
         return self._rows
+
+    def _plain(self, reasons: list[str]) -> list[tuple[str, str, float, float, float, float, str]]:
+        m, p, q, c, lat, s, _ = self._cols
+        cols = [x.tolist() if hasattr(x, "tolist") else [float(v) for v in x]
+                for x in (q, c, lat, s)]
+        return list(zip(m, p, *cols, reasons, strict=True))
 
     def _all(self) -> tuple[Candidate, ...]:
         if self._built is None:

@@ -85,6 +85,23 @@ def test_prompt_is_stored_only_when_asked() -> None:
     assert build_record(("ListModels", "r2", t, t, "OK", None, None), 0.0, False) is None
 
 
+def test_row_round_trip_keeps_candidates_and_category_scores() -> None:
+    """Packed candidates and category probabilities come back as stored, for one candidate
+    with no reason, for several, and for none."""
+    from routecore.observe.record import to_document
+
+    for cands in ([("m1", "p1", 0.5, 0.01, 100.0, float("-inf"), "")],
+                  [("m1", "p1", 0.5, 0.01, 100.0, 0.3, "too slow"),
+                   ("m2", "p2", 0.9, 0.02, 50.0, 0.7, "")], []):
+        rec = AuditRecord(ts=1.0, request_id="r", rpc="Route", status="OK", candidates=cands,
+                          category_scores={"code": 0.75, "math": 0.25} if cands else {})
+        doc = to_document(to_row(rec))
+        assert [tuple(c.values()) for c in doc["candidates"]] == [
+            (m, p, q, c, lat, s if s != float("-inf") else None, r)
+            for m, p, q, c, lat, s, r in cands]
+        assert doc["features"].get("category_scores") == (rec.category_scores or None)
+
+
 def test_settings_defaults_and_errors(tmp_path: Path) -> None:
     """No audit section: on, SQLite under the state dir (not the cwd); bad fields are named."""
     audit = parse_audit(load_config(None))

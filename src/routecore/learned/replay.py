@@ -31,6 +31,7 @@ from typing import Any
 from routecore.config import Config, load_config
 from routecore.domain import Classification, Constraints, Message, RouteRequest, Weights
 from routecore.errors import RoutecoreError
+from routecore.observe.record import category_scores
 from routecore.observe.settings import parse_audit
 from routecore.observe.store import rows
 from routecore.routing.router import Router
@@ -40,7 +41,7 @@ REPLAYED = ("Route", "Complete", "CompleteStream")
 _COLUMNS = ("request_id", "rpc", "status", "tenant", "user", "key_id", "category",
             "category_confidence", "complexity", "model", "served_model", "predicted_quality",
             "estimated_cost_usd", "input_tokens", "output_tokens", "cost_usd", "prompt",
-            "features", "feedback")
+            "features", "feedback", "candidates", "candidate_numbers")
 
 
 @dataclass
@@ -116,10 +117,11 @@ class Replayer:
         self.router = Router.from_config(config)
         self.categories = tuple(config.categories)
 
-    def _classification(self, rec: dict[str, Any], feats: dict[str, Any]) -> Classification:
+    def _classification(self, rec: dict[str, Any]) -> Classification:
         cat, conf = rec["category"], float(rec["category_confidence"])
-        scores = feats.get("category_scores")
-        if not isinstance(scores, dict):  # an older record: spread the rest evenly
+        scores: dict[str, float] = category_scores(rec["candidates"],
+                                                   rec["candidate_numbers"])
+        if not scores:  # a record without them: spread the rest evenly
             others = [c for c in self.categories if c != cat]
             rest = (1.0 - conf) / len(others) if others else 0.0
             scores = {c: rest for c in others}
@@ -155,7 +157,7 @@ class Replayer:
                     d = self.router.route(req)
                     out.exact += 1
                 else:
-                    d = self.router.route_classified(req, self._classification(rec, feats),
+                    d = self.router.route_classified(req, self._classification(rec),
                                                      int(rec["input_tokens"]))
                     out.from_features += 1
             except RoutecoreError as exc:

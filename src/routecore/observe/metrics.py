@@ -35,7 +35,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from routecore.config import Config
-from routecore.observe.record import AuditRecord
+from routecore.observe.record import AuditRecord, CandidateRow
 from routecore.observe.settings import MetricsSettings
 from routecore.observe.window import Window
 
@@ -58,6 +58,7 @@ class Metrics:
         self._models = frozenset(config.models)
         ref = config.models[settings.reference_model]
         self._ref_name = ref.name
+        self._ref_pos = 0
         self._ref_price = (ref.price.input / 1e6, ref.price.output / 1e6)
         self._ref_quality = {c: ref.quality_for(c) for c in (*config.categories, "default")}
         self._tenants: set[str] = set()
@@ -128,15 +129,23 @@ class Metrics:
 
     def observe(self, records: Iterable[AuditRecord]) -> None:
         """Count a batch of records and refresh the live gauges (the writer thread).
-        Counters are summed over the batch first: one increment per label set."""
+        Counters and window sums are summed over the batch first: one update each."""
         incs: dict[tuple[Any, ...], float] = defaultdict(float)
+        sums = [0.0] * 6  # cost, reference cost, quality, reference quality, overhead, n
+        last = 0.0
         for rec in records:
-            self._one(rec, incs)
+            self._one(rec, incs, sums)
+            last = rec.ts
         for (metric, *labels), n in incs.items():
             self._child(metric, *labels).inc(n)
+        if sums[5] or sums[1] or sums[3]:
+            self._cost.add(last, sums[0], sums[1])
+            self._quality.add(last, sums[2], sums[3])
+            self._overhead.add(last, sums[4], sums[5])
         self.refresh(time.time())
 
-    def _one(self, rec: AuditRecord, incs: dict[tuple[Any, ...], float]) -> None:
+    def _one(self, rec: AuditRecord, incs: dict[tuple[Any, ...], float],
+             sums: list[float]) -> None:
         incs[(self.requests, rec.rpc, rec.status)] += 1
         self._child(self.rpc, rec.rpc).observe(rec.latency_ms / 1000.0)
         if rec.decision_us:
@@ -157,23 +166,37 @@ class Metrics:
             incs[(self.tokens, served, "output")] += rec.output_tokens
         if rec.cost_usd:
             incs[(self.cost, served, self._tenant(rec.tenant))] += rec.cost_usd
-        self._live(rec)
+        self._live(rec, sums)
 
-    def _live(self, rec: AuditRecord) -> None:
-        now = rec.ts
+    def _live(self, rec: AuditRecord, sums: list[float]) -> None:
         if rec.rpc == "Route":
-            ref = next((c[3] for c in rec.candidates if c[0] == self._ref_name), None)
+            ref = self._ref_cost(rec.candidates)
             if ref is not None:
-                self._cost.add(now, rec.estimated_cost_usd, ref)
+                sums[0] += rec.estimated_cost_usd
+                sums[1] += ref
         else:
             pin, pout = self._ref_price
-            self._cost.add(now, rec.cost_usd, rec.input_tokens * pin + rec.output_tokens * pout)
+            sums[0] += rec.cost_usd
+            sums[1] += rec.input_tokens * pin + rec.output_tokens * pout
         if rec.model:
-            self._quality.add(now, rec.predicted_quality,
-                              self._ref_quality.get(rec.category, self._ref_quality["default"]))
+            sums[2] += rec.predicted_quality
+            sums[3] += self._ref_quality.get(rec.category, self._ref_quality["default"])
             self._remember(rec)
         if rec.rpc != "CompleteStream":
-            self._overhead.add(now, max(0.0, rec.latency_ms - rec.upstream_ms) / 1000.0)
+            sums[4] += max(0.0, rec.latency_ms - rec.upstream_ms) / 1000.0
+            sums[5] += 1
+
+    def _ref_cost(self, cands: list[CandidateRow]) -> float | None:
+        """The reference model's estimated cost among a decision's candidates (they come in
+        registry order, so its position is remembered)."""
+        pos = self._ref_pos
+        if pos < len(cands) and cands[pos][0] == self._ref_name:
+            return cands[pos][3]
+        for i, c in enumerate(cands):
+            if c[0] == self._ref_name:
+                self._ref_pos = i
+                return c[3]
+        return None
 
     def _remember(self, rec: AuditRecord) -> None:
         """The decision, for feedback: its model and whether a cheaper candidate

@@ -13,6 +13,7 @@ import json
 import math
 import sys
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,8 @@ class AuditRecord:
     attempts: list[AttemptRow] = field(default_factory=list)
     features: dict[str, Any] = field(default_factory=dict)  # what replay needs without the prompt
     feedback: dict[str, Any] = field(default_factory=dict)  # Feedback RPC: score, source, ...
+    # The classifier's probability per category (replay needs it); exported in features.
+    category_scores: Mapping[str, float] = field(default_factory=dict)
 
 
 SCALARS = ("ts", "request_id", "rpc", "status", "error", "tenant", "user", "key_id", "strategy",
@@ -72,11 +75,11 @@ SCALARS = ("ts", "request_id", "rpc", "status", "error", "tenant", "user", "key_
            "model_version", "provider", "served_model", "predicted_quality",
            "estimated_cost_usd", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
            "decision_us", "upstream_ms", "cache", "budget", "prompt_sha256", "prompt")
-# Candidates are stored as two columns: their names and reasons as text (models,
-# providers and reasons, each list joined by US (0x1f), the three joined by RS
-# (0x1e)) and their four numbers per model as packed little-endian float64
-# ([quality...], [cost...], [latency...], [score...]). Writing them as JSON cost
-# more than the rest of the record together.
+# Candidates (and the category probabilities) are stored as two columns: names as
+# text (models, providers, reasons and category names, each list joined by US
+# (0x1f), the four joined by RS (0x1e)) and numbers as packed little-endian
+# float64 ([quality...], [cost...], [latency...], [score...], [probability...]).
+# Writing those floats as JSON text cost more than the rest of the record together.
 JSONS = ("fallbacks", "attempts", "features", "feedback")
 TEXTS = ("candidates",)
 BLOBS = ("candidate_numbers",)
@@ -102,19 +105,45 @@ def _joined(items: tuple[str, ...]) -> str:
     return text
 
 
-def _candidates(rows: list[CandidateRow]) -> tuple[str, bytes]:
-    if not rows:
+def _candidates(rows: list[CandidateRow], scores: Mapping[str, float]) -> tuple[str, bytes]:
+    if not rows and not scores:
         return "", b""
-    m, p, q, c, lat, s, r = zip(*rows, strict=True)
-    numbers = array("d", q + c + lat + s)
+    m, p, q, c, lat, s, r = zip(*rows, strict=True) if rows else ((),) * 7
+    numbers = array("d", q + c + lat + s + tuple(scores.values()))
     if sys.byteorder != "little":
         numbers.byteswap()
-    return RS.join((_joined(m), _joined(p), _joined(r))), numbers.tobytes()
+    return RS.join((_joined(m), _joined(p), _joined(r), _joined(tuple(scores)))), \
+        numbers.tobytes()
+
+
+def unpack(text: str, blob: bytes | None) -> tuple[list[list[str]], array[float]]:
+    """The names (models, providers, reasons, categories) and numbers of a stored row."""
+    numbers = array("d")
+    numbers.frombytes(bytes(blob or b""))
+    if sys.byteorder != "little":
+        numbers.byteswap()
+    names = [part.split(US) for part in text.split(RS)] if text else []
+    # An empty section is no items, except reasons, which are empty strings when their
+    # models are there: "" splits into [""].
+    if names and names[0] == [""]:
+        names[0:3] = [[], [], []]
+    if len(names) > 3 and names[3] == [""]:
+        names[3] = []
+    return names, numbers
+
+
+def category_scores(text: str, blob: bytes | None) -> dict[str, float]:
+    """The stored category probabilities ({} for a row without them)."""
+    names, numbers = unpack(text, blob)
+    if len(names) < 4:
+        return {}
+    k, n = len(names[3]), len(names[0])
+    return dict(zip(names[3], numbers[4 * n:4 * n + k], strict=True))
 
 
 def to_row(rec: AuditRecord) -> tuple[Any, ...]:
     """The record as a row in COLUMNS order (JSON text, packed candidate numbers)."""
-    names, numbers = _candidates(rec.candidates)
+    names, numbers = _candidates(rec.candidates, rec.category_scores)
     return (rec.ts, rec.request_id, rec.rpc, rec.status, rec.error, rec.tenant, rec.user,
             rec.key_id, rec.strategy, rec.variant, rec.router_version, rec.category,
             rec.category_confidence, rec.complexity, rec.model, rec.model_version, rec.provider,
@@ -134,13 +163,12 @@ def to_document(row: tuple[Any, ...] | dict[str, Any]) -> dict[str, Any]:
     for key in JSONS:
         v = values[key]
         values[key] = json.loads(v) if isinstance(v, str) else v
-    numbers = array("d")
-    numbers.frombytes(bytes(values.pop("candidate_numbers") or b""))
-    if sys.byteorder != "little":
-        numbers.byteswap()
-    text = values["candidates"]
-    names = [part.split(US) for part in text.split(RS)] if text else []
+    blob = values.pop("candidate_numbers")
+    names, numbers = unpack(values["candidates"], blob)
     n = len(names[0]) if names else 0
+    scores = category_scores(values["candidates"], blob)
+    if scores:
+        values["features"]["category_scores"] = scores
     values["candidates"] = [
         dict(zip(CANDIDATE_KEYS, (names[0][i], names[1][i], numbers[i], numbers[n + i],
                                   numbers[2 * n + i], _finite(numbers[3 * n + i]), names[2][i]),

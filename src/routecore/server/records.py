@@ -47,7 +47,7 @@ class Trace:
 def candidate_rows(d: Decision) -> list[CandidateRow]:
     cands = d.candidates
     if isinstance(cands, CandidateTable):
-        return cands.rows()
+        return cands.rows(explained=False)  # Pareto explanations cost more than the route
     return [(c.model, c.provider, c.predicted_quality, c.estimated_cost_usd,
              c.estimated_latency_ms, c.score, c.rejected_reason) for c in cands]
 
@@ -110,7 +110,7 @@ def _with_decision(rec: AuditRecord, d: Decision) -> None:
     rec.fallbacks = list(d.fallbacks)
     rec.candidates = candidate_rows(d)
     if d.category_scores:
-        rec.features["category_scores"] = d.category_scores
+        rec.category_scores = d.category_scores
     if d.budget is not None and not rec.budget:
         rec.budget = "paced" if d.budget.pacing > 0.0 else "within"
         rec.features["budget"] = {"cap": d.budget.cap, "share_used": d.budget.share_used,
