@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from conftest_complete import make_config, model
 
 from routecore.config import Config
@@ -81,3 +87,43 @@ async def test_one_replicas_failures_open_the_breaker_for_all(
         await b.Route(pb.RouteRequest(prompt="hi", constraints=pb.Constraints(
             allow_models=[broken])))
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_ab_totals_are_one_report_for_the_fleet(redis_url: str, tmp_path: Path) -> None:
+    """Decisions and feedback on two replicas add to one A/B report, read with
+    `routecore ab-report --config`; a feedback counts for its decision's variant."""
+    cfg = _config(redis_url, {"good": model("good"), "other": model("other")})
+    cfg = dataclasses.replace(cfg, router_version=f"ab-{uuid.uuid4().hex[:6]}", extra={
+        **cfg.extra, "ab": {"candidate": {"artifact": "cost", "share": 0.5}, "sticky_by": "user"}})
+    apps = [App.from_config(cfg, access_log=False, feedback_db=str(tmp_path / f"f{i}.db"))
+            for i in range(2)]
+    ports = [await a.start("127.0.0.1", 0) for a in apps]
+    variants: dict[str, int] = {}
+    try:
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
+        stubs = [Stub(ch) for ch in channels]
+        for i in range(12):
+            d = await stubs[i % 2].Route(pb.RouteRequest(prompt=f"question {i}?", user=f"u{i}"))
+            variants[d.variant] = variants.get(d.variant, 0) + 1
+            await stubs[(i + 1) % 2].Feedback(pb.FeedbackRequest(request_id=d.request_id,
+                                                                 score=1.0 if i % 2 else 0.0))
+        for ch in channels:
+            await ch.close()
+    finally:
+        for a in apps:
+            await a.stop(0)  # flushes the write-behind totals
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({**raw, "router_version": cfg.router_version,
+                                 "state": cfg.extra["state"], "ab": cfg.extra["ab"]}))
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "routecore.cli", "ab-report", "--config", str(f), "--json",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out)
+    assert {v: r["count"] for v, r in report.items()} == variants
+    assert sum(r["feedback_n"] for r in report.values()) == 12
+    assert set(variants) == {"control", "candidate"}

@@ -10,21 +10,26 @@ A request goes to the candidate when the SHA-256 of its user (or tenant) id,
 read as a number in [0, 1), is below `share`: the same user always sees the
 same variant, and growing `share` only moves users from control to candidate.
 Decisions (request_id, variant, model, cost) go to the `ab_decisions` table of
-the feedback database; `ab_report` joins them with feedback scores.
+the feedback database; `ab_report` joins them with feedback scores. On the
+Redis backend every replica adds to one fleet-wide set of totals per
+experiment instead (state/ab.py), read by `routecore ab-report --config`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import hashlib
+import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from routecore.config import Config
 from routecore.errors import InvalidRequest
 from routecore.learned.feedback import connect
 from routecore.routing.ab import CANDIDATE, CONTROL
+from routecore.state.ab import ci95
 
 
 class DecisionLog:
@@ -55,17 +60,10 @@ class DecisionLog:
                 await asyncio.to_thread(conn.close)
 
 
-def _ci95(values: list[float]) -> tuple[float | None, float | None, float | None]:
-    """Mean and normal-approximation 95% interval (None when empty)."""
-    n = len(values)
-    if n == 0:
-        return None, None, None
-    mean = sum(values) / n
-    if n == 1:
-        return mean, mean, mean
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    half = 1.96 * math.sqrt(var / n)
-    return mean, mean - half, mean + half
+def experiment_id(config: Config) -> str:
+    """Names one A/B experiment (router version and `ab` section): its fleet totals' key."""
+    doc = json.dumps([config.router_version, config.extra.get("ab")], sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def ab_report(db: str | Path) -> dict[str, dict[str, Any]]:
@@ -88,10 +86,10 @@ def ab_report(db: str | Path) -> dict[str, dict[str, Any]]:
             scores.setdefault(variant, []).append(float(score))
     out: dict[str, dict[str, Any]] = {}
     for variant in sorted(counts):
-        mean, lo, hi = _ci95(scores.get(variant, []))
+        vals = scores.get(variant, [])
+        mean, interval = ci95(len(vals), sum(vals), sum(v * v for v in vals))
         out[variant] = {"count": int(counts[variant]), "mean_cost_usd": float(costs[variant]),
-                        "feedback_n": len(scores.get(variant, [])), "mean_score": mean,
-                        "score_ci95": None if lo is None else [lo, hi]}
+                        "feedback_n": len(vals), "mean_score": mean, "score_ci95": interval}
     return out
 
 

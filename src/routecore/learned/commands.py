@@ -7,6 +7,7 @@ code and raises routecore errors (the CLI prints them).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
@@ -42,7 +43,10 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("ab-report", help="per-variant A/B counts, cost and feedback score")
-    p.add_argument("db", help="feedback/decision SQLite database")
+    p.add_argument("db", nargs="?", default=None,
+                   help="feedback/decision SQLite database (default: the config's feedback.path)")
+    p.add_argument("--config", "-c", default=None,
+                   help="the serving config: with state.backend redis, the fleet's totals")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_ab_report)
 
@@ -110,8 +114,33 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
 
 
 def _cmd_ab_report(ns: argparse.Namespace) -> int:
+    from routecore.config import load_config
     from routecore.learned.ab import ab_report, format_report
+    from routecore.learned.feedback import default_path, feedback_path
+    from routecore.state import parse_state
 
-    rep = ab_report(ns.db)
+    config = load_config(ns.config) if ns.config or not ns.db else None
+    if config is not None and not ns.db and parse_state(config.extra.get("state")).backend == "redis":
+        from routecore.logs import configure_logging
+
+        configure_logging("warning")  # log lines to stderr: stdout is the report
+        rep = asyncio.run(_fleet_ab_report(config))
+    else:
+        db = ns.db or (config and feedback_path(config.extra)) or str(default_path())
+        rep = ab_report(db)
     print(json.dumps(rep, indent=2) if ns.json else format_report(rep))
     return 0
+
+
+async def _fleet_ab_report(config: Any) -> dict[str, dict[str, Any]]:
+    """The A/B totals every replica of this config added to in Redis."""
+    from routecore.learned.ab import experiment_id
+    from routecore.state import RedisBackend, parse_state
+    from routecore.state.ab import RedisABTotals
+
+    backend = RedisBackend(parse_state(config.extra.get("state")))
+    await backend.start()
+    try:
+        return await RedisABTotals(backend).report(experiment_id(config))
+    finally:
+        await backend.aclose()

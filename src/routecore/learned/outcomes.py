@@ -7,8 +7,9 @@ One owner for three things that follow a decision:
   (the caller's tenant when auth is on): another owner's lookup is NOT_FOUND,
   exactly as for an id that never existed, and a caller-chosen id never
   replaces a recorded one;
-- the A/B decision log, written to SQLite by a background task, never on the
-  response path (the tasks are tracked and awaited on shutdown);
+- the A/B decision log, never on the response path: on memory written to the
+  feedback database by background tasks (tracked, awaited on shutdown); on
+  Redis, added to the fleet's totals per experiment (state/ab.py);
 - feedback: validated, stored durably (SQLite, `feedback.path`), and learned
   online by the serving learned routers, so later decisions change at once.
   What is learned is kept as totals on the state backend (state/learning.py):
@@ -33,10 +34,11 @@ import structlog
 
 from routecore.domain import Decision, check_request_id
 from routecore.errors import InvalidRequest, NotFound, StateUnavailable, echo
-from routecore.learned.ab import DecisionLog
+from routecore.learned.ab import DecisionLog, experiment_id
 from routecore.learned.feedback import FeedbackStore, default_path, feedback_path
 from routecore.routing.learned_model import LearnedRouter
 from routecore.routing.router import Router
+from routecore.state.ab import RedisABTotals
 from routecore.state.backend import Backend, MemoryBackend, RedisBackend
 from routecore.state.decisions import RECENT, RECENT_CHARS, Recent, open_decisions
 from routecore.state.learning import open_learning
@@ -72,6 +74,9 @@ class Outcomes:
         self.recent = open_decisions(backend, capacity, max_chars)
         self.learning = open_learning(backend)
         self._shared = isinstance(backend, RedisBackend)
+        # A/B: fleet totals in Redis; on memory, the log in the feedback database.
+        self.ab = RedisABTotals(backend) if isinstance(backend, RedisBackend) else None
+        self.experiment = experiment_id(router.config)
         self._applied: dict[str, int] = {}  # artifact id -> learning version applied here
         self._poller: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -130,7 +135,9 @@ class Outcomes:
         cost = decision.estimated_cost_usd if cost_usd is None else cost_usd
         self.recent.put(owner, decision.request_id,
                         Recent(text, decision.model, cost, decision.variant))
-        if decision.variant:
+        if decision.variant and self.ab is not None:
+            self.ab.decided(self.experiment, decision.variant, cost)
+        elif decision.variant:
             task = asyncio.ensure_future(self._log(decision.request_id, decision.variant,
                                                    decision.model, cost))
             self._tasks.add(task)
@@ -162,6 +169,8 @@ class Outcomes:
         fid = await self.store.add(request_id=request_id, prompt=text, model=model, score=score,
                                    comment=comment, source=source,
                                    cost_usd=recent.cost_usd if recent else None)
+        if recent is not None and recent.variant and self.ab is not None:
+            self.ab.scored(self.experiment, recent.variant, float(score))
         return FeedbackResult(fid, await self._learn(text, model, float(score)))
 
     async def _learn(self, text: str, model: str, score: float) -> bool:
@@ -194,6 +203,8 @@ class Outcomes:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.recent.aclose()
+        if self.ab is not None:
+            await self.ab.aclose()
         await self.decisions.close()
         await self.store.close()
 

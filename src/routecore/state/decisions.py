@@ -16,18 +16,14 @@ Prompts are stored up to `MAX_TEXT` characters there.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-import structlog
-
-from routecore.errors import StateUnavailable
 from routecore.state.backend import Backend, RedisBackend
-
-log = structlog.get_logger("routecore.state.decisions")
+from routecore.state.writer import QUEUE, WriteBehind
 
 RECENT = 100_000
 # Recent decisions keep their prompt text; bound the total too, or 100k long
@@ -35,8 +31,6 @@ RECENT = 100_000
 RECENT_CHARS = 64_000_000
 RECENT_TTL_S = 3600  # Redis: how long a decision can still be named by Feedback
 MAX_TEXT = 100_000  # Redis: prompt characters kept per decision
-QUEUE = 10_000  # Redis: decisions waiting for the writer before new ones are dropped
-BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +88,14 @@ class RedisDecisions:
                  queue_size: int = QUEUE) -> None:
         self.backend = backend
         self.ttl_s = ttl_s
-        self.dropped = 0  # decisions not stored: the queue was full, or Redis was down
-        self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(queue_size)
         self._pending: dict[str, Recent] = {}  # queued, not yet in Redis: this replica sees them
-        self._writer: asyncio.Task[None] | None = None
+        self._writer = WriteBehind(backend, "decision_put", queue_size=queue_size,
+                                   after=self._written)
+
+    @property
+    def dropped(self) -> int:
+        """Decisions not stored: the queue was full, or Redis was down."""
+        return self._writer.dropped
 
     def _key(self, owner: str, request_id: str) -> str:
         return self.backend.key(owner, "decision", request_id)
@@ -107,14 +105,12 @@ class RedisDecisions:
         if key in self._pending:
             return
         value = json.dumps([rec.text[:MAX_TEXT], rec.model, rec.cost_usd, rec.variant])
-        try:
-            self._queue.put_nowait((key, value))
-        except asyncio.QueueFull:
-            self.dropped += 1
-            return
-        self._pending[key] = rec
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+        if self._writer.submit(key, [("set", (key, value), {"nx": True, "ex": self.ttl_s})]):
+            self._pending[key] = rec
+
+    def _written(self, keys: Sequence[Any]) -> None:
+        for key in keys:
+            self._pending.pop(key, None)
 
     async def get(self, owner: str, request_id: str) -> Recent | None:
         key = self._key(owner, request_id)
@@ -127,39 +123,8 @@ class RedisDecisions:
         text, model, cost, variant = json.loads(raw)
         return Recent(str(text), str(model), float(cost), str(variant))
 
-    async def _write(self) -> None:
-        """The one writer: drains the queue in batches until it meets None (shutdown)."""
-        while True:
-            item = await self._queue.get()
-            batch: list[tuple[str, str]] = []
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= BATCH or self._queue.empty():
-                    break
-                item = self._queue.get_nowait()
-            if batch:
-                await self._flush(batch)
-            if item is None:
-                return
-
-    async def _flush(self, batch: list[tuple[str, str]]) -> None:
-        pipe = self.backend.client.pipeline(transaction=False)
-        for key, value in batch:
-            pipe.set(key, value, nx=True, ex=self.ttl_s)
-        try:
-            await self.backend.call("decision_put", pipe.execute)
-        except StateUnavailable:  # logged and counted by the backend
-            self.dropped += len(batch)
-        finally:
-            for key, _ in batch:
-                self._pending.pop(key, None)
-
     async def aclose(self) -> None:
-        """Let the writer flush everything queued, then stop it."""
-        if self._writer is not None:
-            await self._queue.put(None)
-            await self._writer
-            self._writer = None
+        await self._writer.aclose()
 
 
 def open_decisions(backend: Backend, capacity: int = RECENT,
