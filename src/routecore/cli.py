@@ -166,6 +166,7 @@ def validate_all(config: Any) -> None:
     from routecore.calling.completion import parse_settings
     from routecore.learned.feedback import feedback_path
     from routecore.observe.settings import parse_audit, parse_metrics
+    from routecore.observe.telemetry import parse_telemetry
     from routecore.routing.router import Router
     from routecore.server.identity import parse_auth
     from routecore.state import parse_state
@@ -176,6 +177,7 @@ def validate_all(config: Any) -> None:
     parse_state(config.extra.get("state"))
     parse_audit(config)
     parse_metrics(config)
+    parse_telemetry(config)
     budgets = parse_budgets(config.extra.get("budgets"))
     Router.from_config(config)
     auth = parse_auth(config)

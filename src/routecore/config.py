@@ -270,6 +270,7 @@ SECTIONS = frozenset({
     "state",       # state/backend.py
     "audit",       # observe/settings.py
     "metrics",     # observe/settings.py
+    "telemetry",   # observe/telemetry.py
     "auth",        # server/identity.py
     "budgets",     # state/budget.py
 })

@@ -26,6 +26,7 @@ from routecore.observe.metrics import Metrics
 from routecore.observe.record import AuditRecord, to_row
 from routecore.observe.settings import AuditSettings
 from routecore.observe.store import Store, open_store, redact_dsn
+from routecore.observe.telemetry import Tracing
 
 log = structlog.get_logger("routecore.observe")
 
@@ -37,9 +38,10 @@ RETENTION_EVERY_S = 3600.0
 
 class Recorder:
     def __init__(self, build: Build, audit: AuditSettings, metrics: Metrics | None = None,
-                 probes: Sequence[Callable[[], None]] = ()) -> None:
+                 probes: Sequence[Callable[[], None]] = (), tracing: Tracing | None = None) -> None:
         self.settings = audit
         self.metrics = metrics
+        self.tracing = tracing
         self._build = build
         self._probes = tuple(probes)
         self._store: Store | None = open_store(audit.target) if audit.enabled else None
@@ -119,6 +121,8 @@ class Recorder:
                 records.append(rec)
         if self.metrics is not None:
             self.metrics.observe(records)
+        if self.tracing is not None:
+            self.tracing.export(records)
         if self._store is None:
             return []
         return [to_row(r) for r in records]
@@ -166,5 +170,7 @@ class Recorder:
         finally:
             if self._store is not None:
                 await self._store.close()
+            if self.tracing is not None:
+                await asyncio.to_thread(self.tracing.close)
             self._pool.shutdown(wait=True)
 

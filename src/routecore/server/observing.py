@@ -20,6 +20,7 @@ from routecore.observe.metrics import Metrics
 from routecore.observe.recorder import Recorder
 from routecore.observe.settings import parse_audit, parse_metrics
 from routecore.observe.store import is_postgres, redact_dsn
+from routecore.observe.telemetry import Tracing, parse_telemetry
 from routecore.server.records import RecordFn, build_record
 from routecore.state.budget import Budgets
 
@@ -51,21 +52,24 @@ class Observer:
         metrics = None
         if port is not None:
             metrics = Metrics(msettings, config, metrics_registry())
+        telemetry = parse_telemetry(config)
+        tracing = Tracing(telemetry) if telemetry.otlp_endpoint else None
         recorder = None
-        if audit.enabled or metrics is not None:
+        if audit.enabled or metrics is not None or tracing is not None:
             probes = [] if metrics is None else [
                 lambda: metrics.set_breakers(completer.breaker_states())]
             if metrics is not None and budgets is not None and budgets.enabled:
                 probes.append(functools.partial(_budget_probe, metrics, budgets))
             build = functools.partial(build_record, store_prompts=audit.store_prompts)
-            recorder = Recorder(build, audit, metrics, probes)
+            recorder = Recorder(build, audit, metrics, probes, tracing)
             recorder.start()
         server = None
         if metrics is not None and port is not None and serve_metrics:
             server = start_metrics_server(msettings.host, port, metrics.registry)
         log.info("observability", audit=redact_dsn(audit.target) if audit.enabled else "off",
                  store_prompts=audit.store_prompts,
-                 metrics=f"http://{msettings.host}:{server.port}/metrics" if server else "off")
+                 metrics=f"http://{msettings.host}:{server.port}/metrics" if server else "off",
+                 traces=telemetry.otlp_endpoint or "off")
         return cls(recorder, metrics, server)
 
     async def aclose(self) -> None:
