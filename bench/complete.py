@@ -300,9 +300,10 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
             if c not in other:
                 continue
             for q in ("p50", "p99"):
-                ours = max(r[c][f"added_{q}_ms"], 1e-3)
-                out[f"{name}_added_{q}_{c}_over_routecore"] = round(
-                    other[c][f"added_{q}_ms"] / ours, 2)
+                ours, theirs = r[c][f"added_{q}_ms"], other[c][f"added_{q}_ms"]
+                # An added latency at or below 0 is noise beating the signal: no ratio.
+                out[f"{name}_added_{q}_{c}_over_routecore"] = (
+                    round(theirs / ours, 2) if ours > 0 and theirs > 0 else "n/a (noise)")
     return out
 
 
@@ -339,7 +340,11 @@ async def bench_litellm(args: argparse.Namespace, tmp: Path, sim_url: str, model
 
             out: dict[str, Any] = {}
             for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
-                out[f"c{conc}"] = await paired(direct, call, n, conc, "litellm")
+                try:
+                    out[f"c{conc}"] = await paired(direct, call, n, conc, "litellm")
+                except (aiohttp.ClientError, RuntimeError) as exc:  # keep what was measured
+                    out[f"c{conc}_error"] = f"{type(exc).__name__}: {exc}"
+                    break
             return out
     except Exception as exc:  # report, do not abort the routecore numbers
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -401,7 +406,11 @@ async def bench_tensorzero(args: argparse.Namespace, tmp: Path, sim_url: str, mo
 
         out: dict[str, Any] = {}
         for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
-            out[f"c{conc}"] = await paired(direct, call, n, conc, "tensorzero")
+            try:
+                out[f"c{conc}"] = await paired(direct, call, n, conc, "tensorzero")
+            except (aiohttp.ClientError, RuntimeError) as exc:  # keep what was measured
+                out[f"c{conc}_error"] = f"{type(exc).__name__}: {exc}"
+                break
         return out
     except Exception as exc:  # report, do not abort the routecore numbers
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -453,6 +462,9 @@ def main() -> None:
             print(f"{name}:", json.dumps(other))
             continue
         for c in ("c1", "c16", "c64"):
+            if c not in other:
+                print(f"{name} {c}: {other.get(c + '_error', 'not measured')}")
+                continue
             r = other[c]
             print(f"{name} {c}: p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} "
                   f"({r[name]['rps']} rps) | added p50 {r['added_p50_ms']} ms "
