@@ -159,3 +159,28 @@ async def test_builtin_config_batches_in_process(tmp_path: Path) -> None:
             assert all(i.text and i.cost_usd > 0 for i in done.items)
     finally:
         await app.stop(0.5)
+
+
+async def test_batch_items_are_held_and_charged_on_the_budget(sim: SimServer,
+                                                               tmp_path: Path) -> None:
+    """Items past the tenant's cap fail with RESOURCE_EXHAUSTED at submit; the others are
+    charged their real batch cost once done, and nothing stays reserved."""
+    cfg = client_config(sim, budgets={"tenants": {"acme": {"usd_per_day": 0.0003}}})
+    app = App.from_config(cfg, access_log=False, feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            reqs = [_req(f"Question number {n}: what is {n} squared?", "cheap")
+                    for n in range(4)]
+            for r in reqs:
+                r.route.tenant = "acme"
+            job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=reqs))
+            refused = [i for i in job.items if i.error_code == "RESOURCE_EXHAUSTED"]
+            assert refused and len(refused) < 4 and "budget exhausted" in refused[0].error
+            done = await _until_done(stub, job.job_id)
+            assert done.succeeded == 4 - len(refused)
+            (w,) = (await stub.GetBudget(pb.BudgetRequest(tenant="acme"))).windows
+            assert w.spent == pytest.approx(done.cost_usd, abs=1e-9) and w.reserved == 0
+    finally:
+        await app.stop(0.5)

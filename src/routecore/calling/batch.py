@@ -14,6 +14,10 @@ failed carry their error) or `failed` (none succeeded). Each answer costs its
 model's batch price (`price.batch_discount` off, long-context tier included);
 the job also reports what the same tokens cost at the standard price.
 
+With budgets on, each item holds its worst-case batch cost when submitted (an item
+over the caller's cap fails with RESOURCE_EXHAUSTED) and is charged its real batch
+cost when its result arrives.
+
 Jobs belong to their owner (the caller's tenant with auth on): any other
 owner's lookup is NOT_FOUND, the same answer as an id that never existed.
 Jobs are kept in this process's memory (bounded, oldest dropped first); with
@@ -34,9 +38,10 @@ from routecore.calling.providers.batch_api import TERMINAL, LineResult
 from routecore.calling.types import CompletionRequest, Usage
 from routecore.config import Config
 from routecore.domain import Decision, RouteRequest
-from routecore.errors import InvalidRequest, NotFound, ProviderError, echo
+from routecore.errors import InvalidRequest, NotFound, ProviderError, RoutecoreError, echo
 from routecore.routing.batch import item_error, route_batch
 from routecore.routing.router import Router
+from routecore.state.budget import Budgets, Hold
 
 MAX_JOBS = 10_000
 SUBMIT_TIMEOUT_S = 60.0
@@ -103,6 +108,7 @@ class _Job:
     created_at: float
     items: list[BatchItem]
     groups: list[_Group] = field(default_factory=list)
+    holds: dict[int, Hold] = field(default_factory=dict)  # item -> its budget hold
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def snapshot(self) -> BatchJob:
@@ -117,9 +123,10 @@ class BatchJobs:
     """Submits and tracks batch jobs; one per serving process."""
 
     def __init__(self, config: Config, router: Router, providers: Mapping[str, Provider],
-                 max_jobs: int = MAX_JOBS) -> None:
+                 budgets: Budgets | None = None, max_jobs: int = MAX_JOBS) -> None:
         self.config = config
         self.router = router
+        self.budgets = budgets if budgets is not None and budgets.enabled else None
         self._apis = {name: api for name, p in providers.items()
                       if (api := batch_api(p)) is not None}
         # Model -> its first deployment on a batch-capable endpoint: (endpoint, model_id).
@@ -169,6 +176,13 @@ class BatchJobs:
             endpoint, model_id = self._route_to[d.model]
             max_out = min(req.max_output_tokens or req.route.constraints.max_output_tokens
                           or self.config.routing.default_output_tokens, spec.max_output_tokens)
+            try:
+                await self._hold(job, i, req.route, spec.price.cost(
+                    d.input_tokens, max_out, batch=True), d.input_tokens + max_out)
+            except RoutecoreError as exc:  # over budget, or budgets unavailable
+                job.items[i] = BatchItem(i, request_id=d.request_id, model=d.model,
+                                         error_code=exc.status, error=item_error(i, exc))
+                continue
             by_endpoint.setdefault(endpoint, []).append((str(i), ProviderCall(
                 d.model, model_id, req.messages(), max_out, req.temperature, req.json_mode,
                 False, d.request_id)))
@@ -184,6 +198,7 @@ class BatchJobs:
                     job.items[i] = replace(job.items[i], error_code="UNAVAILABLE",
                                            error=f"requests[{i}]: batch submit to {endpoint} "
                                                  f"failed: {exc.message}"[:1000])
+                    await self._charge(job, i, 0.0, 0)
                 continue
             job.groups.append(_Group(endpoint, api, bid, indexes))
         self._jobs[job.id] = job
@@ -205,15 +220,16 @@ class BatchJobs:
                 except ProviderError as exc:
                     if exc.retryable:
                         continue  # the upstream is briefly away: still in progress
-                    self._fail(job, g, f"upstream batch {g.batch_id}: {exc.message}")
+                    await self._fail(job, g, f"upstream batch {g.batch_id}: {exc.message}")
                     g.status = "failed"
                     continue
                 g.status = b.status
                 if b.status in TERMINAL:
-                    self._settle(job, g, b.results, b.error or b.status)
+                    await self._settle(job, g, b.results, b.error or b.status)
         return job.snapshot()
 
-    def _settle(self, job: _Job, g: _Group, results: Sequence[LineResult], why: str) -> None:
+    async def _settle(self, job: _Job, g: _Group, results: Sequence[LineResult],
+                      why: str) -> None:
         """Fill the group's items from the upstream results (a missing one is an error)."""
         seen: set[int] = set()
         wanted = set(g.indexes)
@@ -226,22 +242,44 @@ class BatchJobs:
             if resp is None:
                 job.items[i] = replace(item, error_code="UNAVAILABLE",
                                        error=f"requests[{i}]: {r.error}"[:1000])
+                await self._charge(job, i, 0.0, 0)
                 continue
             usage = resp.usage or Usage()
             price = self.config.models[item.model].price
+            cost = price.cost(usage.input_tokens, usage.output_tokens, batch=True)
             job.items[i] = replace(
                 item, text=resp.text, finish_reason=resp.finish_reason, usage=usage,
-                cost_usd=price.cost(usage.input_tokens, usage.output_tokens, batch=True),
-                standard_cost_usd=price.cost(usage.input_tokens, usage.output_tokens))
+                cost_usd=cost, standard_cost_usd=price.cost(usage.input_tokens,
+                                                            usage.output_tokens))
+            await self._charge(job, i, cost, usage.input_tokens + usage.output_tokens)
         missing = wanted - seen
         if missing:
-            self._fail(job, _Group(g.endpoint, g.api, g.batch_id, sorted(missing)),
-                       f"upstream batch {g.batch_id} ended {why} without this request's result")
+            await self._fail(job, _Group(g.endpoint, g.api, g.batch_id, sorted(missing)),
+                             f"upstream batch {g.batch_id} ended {why} without this request's "
+                             "result")
 
-    @staticmethod
-    def _fail(job: _Job, g: _Group, why: str) -> None:
+    async def _fail(self, job: _Job, g: _Group, why: str) -> None:
         for i in g.indexes:
             if not job.items[i].error_code and job.items[i].usage is None:
                 job.items[i] = replace(job.items[i], error_code="UNAVAILABLE",
                                        error=f"requests[{i}]: {why}"[:1000])
+                await self._charge(job, i, 0.0, 0)
+
+    # -- budgets: a hold per item at submit, settled with the batch cost at the end --------
+
+    async def _hold(self, job: _Job, i: int, r: RouteRequest, usd: float, tokens: int) -> None:
+        """Hold item i's worst-case batch cost on the caller's budgets (raises when over).
+
+        The hold expires after `budgets.reservation_ttl_s`, long before a 24 h batch may
+        end; the settle still adds the real cost to the spend then."""
+        if self.budgets is None:
+            return
+        hold = await self.budgets.reserve(r.tenant, r.user, r.key_id, usd, tokens)
+        if hold is not None:
+            job.holds[i] = hold
+
+    async def _charge(self, job: _Job, i: int, usd: float, tokens: int) -> None:
+        hold = job.holds.pop(i, None)
+        if hold is not None and self.budgets is not None:
+            await self.budgets.settle(hold, usd, tokens)
 

@@ -36,7 +36,7 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         self.router = router
         self.completer = completer
         self.outcomes = outcomes
-        self.batches = BatchJobs(router.config, router, completer.providers)
+        self.batches = BatchJobs(router.config, router, completer.providers, budgets)
         self.budgets = budgets
 
     def _scoped(self, req: RouteRequest) -> RouteRequest:
