@@ -62,7 +62,8 @@ async def _status(call: Any) -> tuple[grpc.StatusCode, str]:
 
 
 async def _until_done(stub: Stub, job_id: str, **kw: Any) -> pb.BatchJob:
-    for _ in range(100):
+    deadline = asyncio.get_running_loop().time() + 30  # generous: the machine is shared
+    while asyncio.get_running_loop().time() < deadline:
         job = await stub.GetBatch(pb.GetBatchRequest(job_id=job_id), **kw)
         if job.status != "in_progress":
             return job
