@@ -127,3 +127,17 @@ def test_since_parses_relative_iso_and_epoch() -> None:
     assert parse_since("1d", now=100_000.0) == 100_000.0 - 86400
     assert parse_since("1970-01-02") == 86400.0
     assert parse_since("12.5") == 12.5
+
+
+async def test_unwritable_trail_loses_records_counted_not_requests(tmp_path: Path) -> None:
+    """When the store cannot be written (here: its directory is a file), batches are lost
+    and counted, put() keeps accepting, and the recorder closes cleanly."""
+    (tmp_path / "file").write_text("")
+    settings = parse_audit(_config(audit={"path": str(tmp_path / "file" / "a.db")}))
+    rec = Recorder(_build, settings)
+    t0 = time.perf_counter()
+    for i in range(3):
+        rec.put("Route", f"r{i}", t0, "OK", None, None)
+        await rec.flush()
+    await rec.aclose()
+    assert rec.write_failures == 3 and rec.written == 0 and rec.dropped == 0

@@ -52,6 +52,7 @@ class Recorder:
         self.written = 0
         self._dropped_reported = 0
         self._last_drop_log = 0.0
+        self._last_write_log = 0.0  # monotonic time of the last write-failure line; 0: none
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routecore-recorder")
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -137,8 +138,17 @@ class Recorder:
             self.write_failures += len(rows)
             if self.metrics is not None:
                 self.metrics.add_dropped("write_failed", len(rows))
-            log.error("audit write failed: batch lost", records=len(rows),
-                      target=redact_dsn(self.settings.target), error=str(exc)[:300])
+            # One line when an outage starts, then at most one a minute with the total.
+            now = time.monotonic()
+            if now - self._last_write_log >= 60.0:
+                self._last_write_log = now
+                log.error("audit write failed: records lost", records=len(rows),
+                          lost_total=self.write_failures,
+                          target=redact_dsn(self.settings.target), error=str(exc)[:300])
+            return
+        if self._last_write_log:
+            log.info("audit writes recovered", lost_total=self.write_failures)
+            self._last_write_log = 0.0
 
     async def _retention(self) -> None:
         assert self._store is not None

@@ -121,7 +121,10 @@ class PostgresStore:
         if self._pool is None:
             import asyncpg
 
-            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
+            # Bounded waits: with the database down, a batch fails in seconds (and is
+            # counted), and shutdown is not held up.
+            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2, timeout=5,
+                                             command_timeout=30)
             async with pool.acquire() as conn:
                 for stmt in schema(pg=True):
                     await conn.execute(stmt)
