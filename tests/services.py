@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -51,7 +52,8 @@ def redis_server() -> Iterator[str]:
     """A redis:// URL: ROUTECORE_TEST_REDIS_URL, or a throwaway redis-server."""
     url = os.environ.get("ROUTECORE_TEST_REDIS_URL")
     if url:
-        yield url
+        with _own_redis_db(url) as own:
+            yield own
         return
     exe = shutil.which("redis-server")
     if exe is None:
@@ -69,6 +71,59 @@ def redis_server() -> Iterator[str]:
             proc.wait(10)
 
 
+@contextlib.contextmanager
+def _own_redis_db(url: str) -> Iterator[str]:
+    """A logical database of the shared server that only this test process uses, emptied.
+
+    The suite runs a second pytest (the pure-Python twins) while the first is still
+    open; on one shared server they would see each other's budgets and limits.
+    """
+    import redis
+
+    parts = urlsplit(url)
+    for db in range(16):
+        own = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+        r = redis.Redis.from_url(own)
+        try:
+            if r.set("rc:test:owner", str(os.getpid()), nx=True):
+                for key in r.scan_iter(count=1000):
+                    if key != b"rc:test:owner":
+                        r.delete(key)
+                try:
+                    yield own
+                finally:
+                    r.flushdb()
+                return
+        finally:
+            r.close()
+    raise RuntimeError(f"all 16 databases of {url} are taken by other test processes")
+
+
+@contextlib.contextmanager
+def _own_postgres_db(dsn: str) -> Iterator[str]:
+    """A fresh database on the shared server for this test process, dropped afterwards."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"rc_test_{os.getpid()}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name}"))
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    parts = urlsplit(dsn)
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
@@ -82,7 +137,8 @@ def postgres_server() -> Iterator[str]:
     """A postgresql:// DSN: ROUTECORE_TEST_POSTGRES_DSN, or a throwaway cluster (initdb + pg_ctl)."""
     dsn = os.environ.get("ROUTECORE_TEST_POSTGRES_DSN")
     if dsn:
-        yield dsn
+        with _own_postgres_db(dsn) as own:
+            yield own
         return
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
