@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -127,3 +128,25 @@ async def test_ab_totals_are_one_report_for_the_fleet(redis_url: str, tmp_path: 
     assert {v: r["count"] for v, r in report.items()} == variants
     assert sum(r["feedback_n"] for r in report.values()) == 12
     assert set(variants) == {"control", "candidate"}
+
+
+async def test_redis_down_calls_and_feedback_carry_on(tmp_path: Path) -> None:
+    """With Redis unreachable, Complete still answers (limits and breakers let calls through),
+    Feedback by prompt is stored and learned, and the outage is counted."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"  # nothing listens there
+    cfg = _config(dead, {"lim": model("lim", rpm=5), "good": model("good")})
+    app = App.from_config(cfg, access_log=False, feedback_db=str(tmp_path / "f.db"))
+    port = await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = Stub(ch)
+            for _ in range(3):
+                assert (await stub.Complete(_only("lim"))).model == "lim"
+            res = await stub.Feedback(pb.FeedbackRequest(prompt="What is 2+2?", model="lim",
+                                                         score=1.0))
+            assert res.feedback_id
+        assert app.state is not None and app.state.failures > 0
+    finally:
+        await app.stop(0)

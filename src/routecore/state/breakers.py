@@ -13,7 +13,8 @@ off entirely: it never opens.
 keys (`rc:{%}:breaker:<deployment>:s|c|f`: state, calls and failures in the
 window) changed by one Lua script per operation, so one replica's evidence
 protects all: a breaker opened by one replica's failures refuses the others'
-calls too. A half-open probe is a lease (`PROBE_LEASE_S`), so a replica that
+calls too (within `FRESH_S`: a breaker a replica saw closed that recently is not
+asked again). A half-open probe is a lease (`PROBE_LEASE_S`), so a replica that
 dies mid-probe cannot keep the breaker shut. `state()` is synchronous for the
 router's health view: from memory, or (Redis) as this replica last saw it.
 With Redis unreachable (logged once per outage by the backend) breakers let
@@ -35,6 +36,9 @@ from routecore.state.backend import Backend, RedisBackend
 Clock = Callable[[], float]
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 PROBE_LEASE_S = 60.0  # a probe nobody reports on stops blocking others after this
+# Redis: a breaker this replica saw closed this recently lets a call through without
+# asking (saves a round trip per call); another replica's opening is seen after this.
+FRESH_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +222,7 @@ class RedisBreakers:
     def __init__(self, backend: RedisBackend, config: BreakerConfig) -> None:
         self.backend = backend
         self.config = config
-        self._seen: dict[str, tuple[str, float]] = {}  # key -> (state, opened_at) last seen
+        self._seen: dict[str, tuple[str, float, float]] = {}  # key -> (state, opened_at, when)
         self._ids = secrets.token_hex(6)
         self._n = 0
         c = config
@@ -235,11 +239,16 @@ class RedisBreakers:
         except StateUnavailable:  # logged and counted by the backend; calls go on unguarded
             return True
         allowed, state, opened = (x.decode() if isinstance(x, bytes) else str(x) for x in out)
-        self._seen[key] = (state, float(opened))
+        self._seen[key] = (state, float(opened), b.clock())
         return allowed == "1"
 
     async def allow(self, key: str) -> bool:
-        return True if not self.config.enabled else await self._op(key, "allow")
+        if not self.config.enabled:
+            return True
+        seen = self._seen.get(key)
+        if seen is not None and seen[0] == CLOSED and self.backend.clock() - seen[2] < FRESH_S:
+            return True
+        return await self._op(key, "allow")
 
     async def record(self, key: str, failed: bool) -> None:
         if self.config.enabled:
@@ -253,7 +262,7 @@ class RedisBreakers:
         seen = self._seen.get(key)
         if seen is None or not self.config.enabled:
             return CLOSED
-        state, opened = seen
+        state, opened, _ = seen
         if state == OPEN and self.backend.clock() - opened >= self.config.cooldown_s:
             return HALF_OPEN
         return state
