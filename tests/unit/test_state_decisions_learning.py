@@ -40,3 +40,24 @@ async def test_learning_totals_add_up_per_cell(state_backend: Any) -> None:
     np.testing.assert_allclose(s, [[0, 1.0, 0], [0, 0.25, 0.75]])
     np.testing.assert_allclose(c, [[0, 2.0, 0], [0, 0.5, 1.0]])
     assert v == 3 == await learning.version(art)
+
+
+async def test_a_decision_is_found_on_another_replica_right_after_it_is_made(
+        redis_url: str) -> None:
+    """A lookup on replica B right after replica A recorded (its writer not yet run) finds it."""
+    from routecore.state import RedisBackend, StateConfig
+
+    backends = [RedisBackend(StateConfig(backend="redis", redis_url=redis_url, timeout_s=5.0))
+                for _ in range(2)]
+    for b in backends:
+        await b.start()
+    a, b = (open_decisions(x) for x in backends)
+    rid = _id()
+    try:
+        a.put("acme", rid, Recent("hi", "m", 0.0, ""))  # queued: A's writer has not run yet
+        assert await b.get("acme", rid) == Recent("hi", "m", 0.0, "")
+    finally:
+        for d in (a, b):
+            await d.aclose()
+        for x in backends:
+            await x.aclose()

@@ -16,6 +16,7 @@ Prompts are stored up to `MAX_TEXT` characters there.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,6 +32,9 @@ RECENT = 100_000
 RECENT_CHARS = 64_000_000
 RECENT_TTL_S = 3600  # Redis: how long a decision can still be named by Feedback
 MAX_TEXT = 100_000  # Redis: prompt characters kept per decision
+# Redis: a lookup that misses asks again after these pauses (0.1 s in all): a Feedback
+# sent right after its Route may reach a replica before the deciding one's writer flushed.
+WRITE_GRACE_S = (0.01, 0.03, 0.06)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,11 @@ class RedisDecisions:
         if rec is not None:
             return rec
         raw = await self.backend.call("decision_get", self.backend.client.get, key)
+        for pause in WRITE_GRACE_S:  # another replica's writer may be a moment behind its Route
+            if raw is not None:
+                break
+            await asyncio.sleep(pause)
+            raw = await self.backend.call("decision_get", self.backend.client.get, key)
         if raw is None:
             return None
         text, model, cost, variant = json.loads(raw)
