@@ -267,3 +267,30 @@ async def test_readyz_is_503_while_draining(tmp_path: Path) -> None:
     status, doc = await _raw(app, "GET", "/readyz")
     assert status == 503 and doc["status"] == "not ready"
     await app.stop(0.5)
+
+
+async def test_http_requests_write_the_same_audit_records(tmp_path: Path) -> None:
+    """Chat completions over HTTP (whole, streamed, rejected) write audit records like the
+    gRPC Complete and CompleteStream RPCs: decision, served model, cost, status."""
+    from routecore.observe.store import documents
+
+    app = App.from_config(load_config(None), access_log=False,
+                          feedback_db=str(tmp_path / "feedback.db"))
+    app.audit_db = str(tmp_path / "audit.db")
+    await app.start("127.0.0.1", 0, http_port=0)
+    try:
+        async with _client(app) as c:
+            whole = await c.chat.completions.create(model="auto", messages=HAIKU, user="u7")
+            stream = await c.chat.completions.create(model="gpt-4o", messages=HAIKU, stream=True)
+            _ = [chunk async for chunk in stream]
+            with pytest.raises(openai.BadRequestError):
+                await c.chat.completions.create(model="auto", messages=HAIKU, temperature=9)
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [(d["rpc"], d["status"]) for d in docs] == [
+        ("Complete", "OK"), ("CompleteStream", "OK"), ("Complete", "INVALID_ARGUMENT")]
+    assert docs[0]["served_model"] == whole.model and docs[0]["user"] == "u7"
+    assert docs[0]["cost_usd"] > 0 and docs[0]["candidates"]
+    assert docs[1]["served_model"] == "gpt-4o" and docs[1]["attempts"]
+    assert "temperature" in docs[2]["error"]

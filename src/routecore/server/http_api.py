@@ -26,21 +26,16 @@ from aiohttp import web
 
 from routecore.calling.completion import Completer
 from routecore.calling.deadline import Deadline
-from routecore.calling.types import StreamEvent
 from routecore.errors import MethodNotAllowed, NotFound, RequestTooLarge, RoutecoreError
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server import http_convert as conv
-from routecore.server.interceptors import status_of
-from routecore.server.records import RecordFn, Trace, trace_var
+from routecore.server.records import RecordFn, Trace
 
 log = structlog.get_logger("routecore.http")
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 _PATHS = ("/v1/chat/completions", "/v1/models", "/healthz", "/readyz")
 MAX_REQUEST_ID = 128
-
-
-CHAT = "/v1/chat/completions"
 
 
 class HttpFrontDoor:
@@ -49,7 +44,7 @@ class HttpFrontDoor:
     def __init__(self, router: Router, completer: Completer, outcomes: Outcomes | None,
                  access_log: bool = True, record: RecordFn | None = None) -> None:
         self.router = router
-        self._record = record  # the audit trail and metrics (Recorder.put), as for gRPC
+        self.record = record  # the observer's Recorder.put (audit, metrics); None: both off
         self.completer = completer
         self.outcomes = outcomes
         self.access_log = access_log
@@ -62,7 +57,7 @@ class HttpFrontDoor:
         self._ids = itertools.count(1)
         self.app = app = web.Application(client_max_size=self.max_body)
         for method, path, handler in (
-                ("POST", CHAT, self._chat),
+                ("POST", "/v1/chat/completions", self._chat),
                 ("GET", "/v1/models", self._models), ("GET", "/v1/models/{name}", self._model),
                 ("GET", "/healthz", self._healthz), ("GET", "/readyz", self._readyz)):
             app.router.add_route(method, path, self._guarded(path, handler))
@@ -108,27 +103,17 @@ class HttpFrontDoor:
         async def guarded(request: web.Request) -> web.StreamResponse:
             t0 = time.perf_counter()
             rid = self._request_id(request)
-            trace_var.set(None)  # a keep-alive connection's task serves one request after another
             try:
                 resp = await handler(request, rid)
             except Exception as exc:  # mapped here and only here
                 status, doc = conv.error_json(exc)
-                self._audit(route, rid, t0, exc)
                 self._log(route, rid, t0, status, exc)
                 return web.json_response(doc, status=status,
                                          headers={"x-routecore-request-id": rid})
-            self._audit(route, rid, t0, None)
             if self.access_log:
                 self._log(route, rid, t0, resp.status, None)
             return resp
         return guarded
-
-    def _audit(self, route: str, rid: str, t0: float, exc: BaseException | None) -> None:
-        if self._record is None or route != CHAT:
-            return
-        trace = trace_var.get()  # None when the body was refused before it was read
-        rpc = "CompleteStream" if trace and isinstance(trace.result, StreamEvent) else "Complete"
-        self._record(rpc, rid, t0, "OK" if exc is None else status_of(exc).name, exc, trace)
 
     def _log(self, route: str, rid: str, t0: float, status: int, exc: BaseException | None) -> None:
         ms = round((time.perf_counter() - t0) * 1000, 3)
@@ -155,22 +140,38 @@ class HttpFrontDoor:
         return conv.loads(raw)
 
     async def _chat(self, request: web.Request, rid: str) -> web.StreamResponse:
-        call = conv.chat_request(await self._body(request), rid, self._known, self._auto)
-        trace = Trace(call.request, edge="http")
-        trace_var.set(trace)
-        deadline = Deadline.after(call.timeout_s)
-        if call.stream:
-            return await self._stream(request, call, deadline)
-        result = trace.result = await self.completer.complete(call.request, deadline)
-        if self.outcomes is not None and result.decision is not None:
-            self.outcomes.record(result.decision, call.request.route.text(), result.cost_usd)
-        return web.json_response(
-            conv.completion_json(result, int(time.time())),
-            headers=conv.headers(result.request_id, result.model, result.provider,
-                                 result.decision, result.cost_usd))
+        t0 = time.perf_counter()
+        rpc, trace = "Complete", None
+        failed: BaseException | None = None
+        try:
+            call = conv.chat_request(await self._body(request), rid, self._known, self._auto)
+            trace = Trace(call.request, edge="http")
+            deadline = Deadline.after(call.timeout_s)
+            if call.stream:
+                rpc = "CompleteStream"
+                resp, failed = await self._stream(request, call, deadline, trace)
+                return resp
+            result = await self.completer.complete(call.request, deadline)
+            trace.result = result
+            if self.outcomes is not None and result.decision is not None:
+                self.outcomes.record(result.decision, call.request.route.text(), result.cost_usd)
+            return web.json_response(
+                conv.completion_json(result, int(time.time())),
+                headers=conv.headers(result.request_id, result.model, result.provider,
+                                     result.decision, result.cost_usd))
+        except Exception as exc:
+            failed = exc
+            raise
+        finally:
+            # The same audit trail and metrics as the gRPC door (Recorder.put only enqueues).
+            if self.record is not None:
+                status = "OK" if failed is None else (
+                    failed.status if isinstance(failed, RoutecoreError) else "INTERNAL")
+                self.record(rpc, rid, t0, status, failed, trace)
 
-    async def _stream(self, request: web.Request, call: conv.ChatCall,
-                      deadline: Deadline) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, call: conv.ChatCall, deadline: Deadline,
+                      trace: Trace) -> tuple[web.StreamResponse, RoutecoreError | None]:
+        """The SSE response, and the error that cut it after it started (if one did)."""
         events = self.completer.stream(call.request, deadline)
         try:
             # Fail-over happens before the first event: until it arrives, an error is
@@ -190,24 +191,18 @@ class HttpFrontDoor:
             except RoutecoreError as exc:  # after the first chunk: an error event, no [DONE]
                 await resp.write(out.error(exc))
                 await resp.write_eof()
-                return resp
-            await self._stream_end(resp, out, call, ev)
-            return resp
+                return resp, exc
+            trace.result = ev
+            await resp.write(out.finish(ev.finish_reason, ev.cost_usd, ev.attempts, ev.decision))
+            if call.include_usage:
+                await resp.write(out.usage(ev.usage))
+            await resp.write(out.DONE)
+            await resp.write_eof()
+            if self.outcomes is not None and ev.decision is not None:
+                self.outcomes.record(ev.decision, call.request.route.text(), ev.cost_usd)
+            return resp, None
         finally:
             await events.aclose()  # type: ignore[attr-defined]  # an async generator
-
-    async def _stream_end(self, resp: web.StreamResponse, out: conv.ChunkWriter,
-                          call: conv.ChatCall, ev: StreamEvent) -> None:
-        trace = trace_var.get()
-        if trace is not None:
-            trace.result = ev
-        await resp.write(out.finish(ev.finish_reason, ev.cost_usd, ev.attempts, ev.decision))
-        if call.include_usage:
-            await resp.write(out.usage(ev.usage))
-        await resp.write(out.DONE)
-        await resp.write_eof()
-        if self.outcomes is not None and ev.decision is not None:
-            self.outcomes.record(ev.decision, call.request.route.text(), ev.cost_usd)
 
     async def _models(self, request: web.Request, rid: str) -> web.StreamResponse:
         data = [conv.model_json(n, None) for n in self._auto]
