@@ -1,8 +1,14 @@
-"""The `routecore` command: serve, route, models, check-config, and the tools.
+"""routecore decides, for every LLM request, which model should answer it, and can make the call.
 
-Imports are deferred into each command so `routecore --help` and
-`routecore check-config` start fast and a command loads only what it uses.
+Cheap, fast models take the easy requests, strong models the hard ones, code goes
+to the code model. `routecore serve` runs the gRPC service (and, with
+--http-port, an OpenAI-compatible HTTP API); the other commands route a prompt,
+call a running server, inspect the model registry and config, and train and
+evaluate the learned router.
 """
+
+# Imports are deferred into each command so `routecore --help` starts fast and a
+# command loads only what it uses.
 
 from __future__ import annotations
 
@@ -136,9 +142,10 @@ def _cmd_route(ns: argparse.Namespace) -> int:
     print(f"strategy:   {d.strategy}; decided in {d.decision_micros} us")
     print(f"reason:     {d.reason}")
     print("candidates:")
-    print(f"  {'model':24} {'quality':>7} {'cost $':>10} {'latency':>8} {'score':>8}  rejected")
+    w = max([len("model"), *(len(c.model) for c in d.candidates)])  # long names stay aligned
+    print(f"  {'model':{w}} {'quality':>7} {'cost $':>10} {'latency':>8} {'score':>8}  rejected")
     for c in sorted(d.candidates, key=lambda c: (bool(c.rejected_reason), -c.score)):
-        print(f"  {c.model:24} {c.predicted_quality:7.3f} {c.estimated_cost_usd:10.6f} "
+        print(f"  {c.model:{w}} {c.predicted_quality:7.3f} {c.estimated_cost_usd:10.6f} "
               f"{c.estimated_latency_ms:7.0f}ms {c.score:8.3f}  {c.rejected_reason or '-'}")
     return 0
 
@@ -154,9 +161,12 @@ def _cmd_models(ns: argparse.Namespace) -> int:
                               "capabilities": sorted(s.capabilities), "quality": dict(s.quality)}
                           for n, s in config.models.items()}, indent=2))
         return 0
-    print(f"{'model':24} {'provider':10} {'in $/M':>7} {'out $/M':>8} {'context':>9}  capabilities")
+    w = max([len("model"), *(len(n) for n in config.models)])
+    pw = max([len("provider"), *(len(s.provider) for s in config.models.values())])
+    print(f"{'model':{w}} {'provider':{pw}} {'in $/M':>7} {'out $/M':>8} {'context':>9}  "
+          f"capabilities")
     for s in config.models.values():
-        print(f"{s.name:24} {s.provider:10} {s.price.input:7.2f} {s.price.output:8.2f} "
+        print(f"{s.name:{w}} {s.provider:{pw}} {s.price.input:7.2f} {s.price.output:8.2f} "
               f"{s.context_window:9d}  {','.join(sorted(s.capabilities))}")
     return 0
 
@@ -196,57 +206,122 @@ def _cmd_check_config(ns: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="routecore", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+EXAMPLES = """examples:
+  routecore serve --http-port 8080                  gRPC on :50051, OpenAI API on :8080
+  routecore route "Prove that there are infinitely many primes"
+  routecore route --strategy cost --min-quality 0.8 "Summarize this: ..."
+  routecore complete "Write a haiku about rain"     call a running server
+  routecore models                                  the model registry and prices
+  routecore check-config my.yaml                    validate a config
 
-    p = sub.add_parser("serve", help="run the gRPC service")
+Run `routecore COMMAND --help` for a command's options."""
+
+
+def _version() -> str:
+    from routecore import __version__
+
+    return f"routecore {__version__}"
+
+
+def _route_args(p: argparse.ArgumentParser) -> None:
+    """The strategy and constraint options shared by `route` and `complete`."""
+    from routecore.domain import CAPABILITIES, STRATEGIES
+
+    p.add_argument("--strategy", default=None, choices=STRATEGIES,
+                   help="routing strategy (default: the config's routing.default_strategy)")
+    p.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                   help="reject models whose estimated cost exceeds this")
+    p.add_argument("--max-latency", type=float, default=None, metavar="MS",
+                   help="reject models whose estimated latency exceeds this")
+    p.add_argument("--min-quality", type=float, default=None, metavar="Q",
+                   help="reject models whose predicted quality is below this (0-1)")
+    p.add_argument("--max-output-tokens", type=int, default=None, metavar="N",
+                   help="expected answer length; the prompt plus N must fit the context window")
+    p.add_argument("--require", action="append", metavar="CAP", choices=CAPABILITIES,
+                   help=f"required capability, repeatable ({', '.join(CAPABILITIES)})")
+    p.add_argument("--allow", action="append", metavar="MODEL",
+                   help="only consider this model (repeatable)")
+    p.add_argument("--deny", action="append", metavar="MODEL",
+                   help="never choose this model (repeatable)")
+    p.add_argument("--willingness-to-pay", type=float, default=None, metavar="W",
+                   help="learned strategy: 0 cheapest acceptable ... 1 best predicted quality")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routecore", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gRPC service (and the OpenAI-compatible HTTP API)",
+                       description="Serve routecore.v1.Router over gRPC; --http-port adds the "
+                                   "OpenAI-compatible HTTP API in the same process.")
     _config_arg(p)
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None, help="default: server.port (50051)")
+    p.add_argument("--host", default=None, help="address to bind (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None,
+                   help="gRPC port (default: server.port, 50051; 0 picks a free one)")
     p.add_argument("--http-port", type=int, default=None,
                    help="also serve the OpenAI-compatible HTTP API (/v1/chat/completions) on "
                         "this port (default: server.http_port; none when unset)")
     p.add_argument("--workers", type=int, default=1, help="serving processes sharing the port")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus text at /metrics on this port (default: metrics.port)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="log level (default: info)")
     p.add_argument("--json-logs", action="store_true", help="JSON lines even on a terminal")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("route", help="route one prompt and explain the decision")
+    p = sub.add_parser("route", help="route one prompt and explain the decision",
+                       description="Decide which model should answer a prompt (in process, no "
+                                   "server needed) and explain why, candidate by candidate.")
     _config_arg(p)
     p.add_argument("prompt", help="the prompt text ('-' reads stdin)")
-    p.add_argument("--strategy", default=None)
-    p.add_argument("--max-cost", type=float, default=None)
-    p.add_argument("--max-latency", type=float, default=None)
-    p.add_argument("--min-quality", type=float, default=None)
-    p.add_argument("--max-output-tokens", type=int, default=None)
-    p.add_argument("--require", action="append", help="required capability (repeatable)")
-    p.add_argument("--allow", action="append", help="allowed model (repeatable)")
-    p.add_argument("--deny", action="append", help="denied model (repeatable)")
-    p.add_argument("--willingness-to-pay", type=float, default=None)
-    p.add_argument("--json", action="store_true")
+    _route_args(p)
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
     p.set_defaults(func=_cmd_route)
+
+    p = sub.add_parser("complete", help="ask a running server to route and answer a prompt",
+                       description="Call Complete (or CompleteStream) on a running routecore "
+                                   "server over gRPC; the answer goes to stdout, a summary "
+                                   "(model, cost, latency, request id) to stderr.")
+    p.add_argument("prompt", help="the prompt text ('-' reads stdin)")
+    p.add_argument("--addr", default="127.0.0.1:50051",
+                   help="the server's gRPC address (default: 127.0.0.1:50051)")
+    p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0-2)")
+    p.add_argument("--cascade", action="store_true",
+                   help="try the cheapest acceptable model first, escalate on low confidence")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="deadline for the whole call in seconds (default: 60)")
+    _route_args(p)
+    p.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    p.set_defaults(func=_cmd_complete)
 
     p = sub.add_parser("models", help="list the model registry")
     _config_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the registry as JSON")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("check-config", help="validate a config file")
-    p.add_argument("file")
+    p.add_argument("file", help="the config YAML to validate")
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("sim-provider",
                        help="run the simulated provider as an OpenAI-compatible HTTP server")
     _config_arg(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="port (default: 8090)")
     p.set_defaults(func=_cmd_sim_provider)
 
     _add_optional_commands(sub)
     return parser
+
+
+def _cmd_complete(ns: argparse.Namespace) -> int:
+    from routecore.server.client import run
+
+    return run(ns, ns.prompt if ns.prompt != "-" else sys.stdin.read())
 
 
 def _cmd_sim_provider(ns: argparse.Namespace) -> int:
@@ -285,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `routecore route ... | head`: the reader left, not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a port in use, an unreadable file: the user's to fix, not a bug
+        print(f"routecore: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -27,15 +27,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--min-feedback", type=int, default=MIN_FEEDBACK, metavar="N",
                    help=f"refuse a feedback database with fewer records (default {MIN_FEEDBACK})")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
-    p.add_argument("--dim", type=int, default=None, help="hashed feature dimension")
+    p.add_argument("--dim", type=_at_least(16), default=None, help="hashed feature dimension")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="train on --train, score on --test via the Router")
-    p.add_argument("--train", action="append", required=True, metavar="FILE")
-    p.add_argument("--test", action="append", required=True, metavar="FILE")
-    p.add_argument("--settings", type=int, default=51, help="knob settings (>= 2)")
-    p.add_argument("--dim", type=int, default=None)
+    p.add_argument("--train", action="append", required=True, metavar="FILE",
+                   help="training JSONL (repeatable)")
+    p.add_argument("--test", action="append", required=True, metavar="FILE",
+                   help="held-out JSONL to score (repeatable)")
+    p.add_argument("--settings", type=_at_least(2), default=51, metavar="N",
+                   help="willingness-to-pay settings swept from 0 to 1 (>= 2; default 51)")
+    p.add_argument("--dim", type=_at_least(16), default=None,
+                   help="hashed feature dimension (default: the trainer's)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--decisions-out", metavar="F", default=None,
                    help="one JSON line per setting and test prompt")
@@ -47,8 +51,21 @@ def add_commands(sub: Any) -> None:
                    help="feedback/decision SQLite database (default: the config's feedback.path)")
     p.add_argument("--config", "-c", default=None,
                    help="the serving config: with state.backend redis, the fleet's totals")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_ab_report)
+
+
+def _at_least(lo: int) -> Any:
+    """An argparse type: an integer >= lo (a usage error otherwise, not a traceback)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+    return parse
 
 
 def feedback_dataset(db: str, minimum: int = 1) -> Any:
@@ -110,7 +127,29 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     print(f"random             quality {b['random']['quality']:.4f} "
           f"cost {b['random']['cost']:.6f}")
     print(f"({res['n_train']} train, {res['n_test']} test prompts, routed via {res['path']})")
+    print()
+    print(format_curve(res["curve"]))
     return 0
+
+
+def format_curve(curve: list[dict[str, float]]) -> str:
+    """The cost-quality curve as a table, one row per willingness-to-pay setting, with a
+    bar for the score; runs of settings that land on the same point share one row."""
+    rows: list[tuple[float, float, float, float]] = []  # first setting, last, cost, quality
+    for p in curve:
+        if rows and (rows[-1][2], rows[-1][3]) == (p["cost"], p["quality"]):
+            rows[-1] = (rows[-1][0], p["setting"], p["cost"], p["quality"])
+        else:
+            rows.append((p["setting"], p["setting"], p["cost"], p["quality"]))
+    qs = [r[3] for r in rows]
+    lo, hi = min(qs), max(qs)
+    lines = ["curve (willingness_to_pay -> mean cost per prompt, mean score)",
+             f"  {'setting':>11}  {'cost $':>10}  {'score':>6}"]
+    for a, b, cost, q in rows:
+        setting = f"{a:.2f}" if a == b else f"{a:.2f}-{b:.2f}"
+        bar = "#" * (1 + round(29 * (q - lo) / (hi - lo))) if hi > lo else "#"
+        lines.append(f"  {setting:>11}  {cost:10.6f}  {q:6.4f}  {bar}")
+    return "\n".join(lines)
 
 
 def _cmd_ab_report(ns: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ data README's (see `scoring`).
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -159,13 +160,25 @@ def plot_curve(result: dict[str, Any], path: str | Path, title: str = "learned r
     cs = [p["cost"] for p in curve]
     qs = [p["quality"] for p in curve]
     hull = upper_hull(cs, qs)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     ax.plot(cs, qs, "o", ms=3, label="router settings")
     ax.plot([h[0] for h in hull], [h[1] for h in hull], "-", label=f"hull (aiq {result['aiq']:.3f})")
     base = result["baselines"]
-    for name, mq in base["models"].items():
+    placed: list[tuple[float, float]] = []
+    logs = [math.log10(max(c, 1e-12)) for c in cs + [m["cost"] for m in base["models"].values()]]
+    right_edge = max(logs) - 0.2 * (max(logs) - min(logs))
+    span = max(qs + [m["quality"] for m in base["models"].values()]) - min(
+        qs + [m["quality"] for m in base["models"].values()]) or 1.0
+    for name, mq in sorted(base["models"].items(), key=lambda kv: kv[1]["cost"]):
         ax.plot(mq["cost"], mq["quality"], "x", color="grey")
-        ax.annotate(name.split("/")[-1], (mq["cost"], mq["quality"]), fontsize=6)
+        # A label next to an already labelled neighbour goes below its point, not on top.
+        at = (math.log10(max(mq["cost"], 1e-12)), mq["quality"] / span)
+        near = any(abs(at[0] - x) < 0.3 and abs(at[1] - y) < 0.04 for x, y in placed)
+        placed.append(at)
+        right = at[0] > right_edge  # near the right edge the label reads leftwards
+        ax.annotate(name.split("/")[-1], (mq["cost"], mq["quality"]), fontsize=6,
+                    xytext=(-4 if right else 4, -9 if near else 3), textcoords="offset points",
+                    ha="right" if right else "left")
     bs = base["best_single"]
     ax.plot(bs["cost"], bs["quality"], "s", color="red", label=f"best single ({bs['model']})")
     ax.plot(base["oracle"]["cost"], base["oracle"]["quality"], "*", ms=10, color="green",
@@ -175,7 +188,9 @@ def plot_curve(result: dict[str, Any], path: str | Path, title: str = "learned r
     ax.set_xlabel("mean cost per prompt (USD)")
     ax.set_ylabel("mean score")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.margins(x=0.08, y=0.06)
+    # The legend sits outside the axes (it hid points); bbox_inches="tight" keeps every
+    # label, the legend and the axis titles inside the saved image.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.2)
     plt.close(fig)

@@ -54,12 +54,13 @@ def add_commands(sub: Any) -> None:
                        "(default: the config's audit target)")
         q.add_argument("--config", "-c", default=None, help="config YAML naming the audit target")
         q.add_argument("--since", default=None, help="24h, 7d, 2026-11-30, or epoch seconds")
-        q.add_argument("--tenant", default=None)
+        q.add_argument("--tenant", default=None, help="only this tenant's records")
         if name == "export":
-            q.add_argument("--format", choices=("jsonl",), default="jsonl")
+            q.add_argument("--format", choices=("jsonl",), default="jsonl",
+                           help="output format (default: jsonl)")
             q.set_defaults(func=_cmd_export)
         else:
-            q.add_argument("--json", action="store_true")
+            q.add_argument("--json", action="store_true", help="print the summary as JSON")
             q.set_defaults(func=_cmd_summary)
 
 

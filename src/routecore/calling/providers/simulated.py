@@ -27,8 +27,9 @@ or by a magic word in the model name or model_id (for tests): `slow` (1 s) or
 `error_429`, `error_500`, `timeout`, `cut_stream`, `context_overflow`, `refuse`,
 `empty`.
 
-Answers are seeded by prompt and model. A good answer is the same for every
-model ("The answer is: ..." built from the prompt alone, so ensembles can agree);
+Answers are seeded by prompt and model, written as plain sentences about the
+prompt's words. A good answer is the same for every model (built from the prompt
+alone, so ensembles can agree);
 the chance of a good answer is the model's registry quality for the prompt's
 category, lowered by the category's complexity. Bad answers hedge, refuse, are
 truncated or wrong, with low logprobs. A judge prompt (see `routecore.calling.cascade`)
@@ -72,10 +73,62 @@ _FAULTS = (("status_429_rate", "rate_limit"), ("status_5xx_rate", "server"),
            ("timeout_rate", "timeout"), ("error_rate", "drop"), ("cut_stream_rate", "cut"))
 JUDGE_MARKER = "strict grader"
 REFUSAL = "I'm sorry, but I can't help with that request."
-_VOCAB = ("system", "value", "result", "first", "then", "because", "therefore", "data", "model",
-          "function", "returns", "the", "a", "of", "and", "in", "each", "step", "final", "answer",
-          "is", "given", "so", "we", "compute", "check", "case", "output", "input", "total",
-          "number", "list", "key", "time", "order", "sum", "both", "only", "two", "three")
+# Answers are sentences about the prompt's own words, not word salad: templates over
+# the prompt's content words (and generic phrases when it has few).
+_STOP = frozenset("""a an the and or of to in on for with about from into by is are was were be been
+being it its this that these those what which who whom how why when where do does did can could
+should would will shall may might must you your we our they their me my he she him her his
+as at if then than so not no yes please write explain give make tell show list describe find
+compute calculate solve create use using prove let lets get got also just some any all each
+every more most much many very into over under between here there now one two three merge merges
+sort sorts implement summarize translate fix debug rewrite convert generate build design analyze
+compare evaluate return returns take takes rose""".split())
+_FILLERS = ("the inputs", "the constraints", "the edge cases", "the main assumption",
+            "the expected output", "the first step", "the overall structure", "the trade-offs")
+_TEMPLATES = (
+    "The short version: it all hinges on {a}, and on how it relates to {b}.",
+    "Start with {a}; once that is settled, handling {b} is straightforward.",
+    "It helps to compare {a} with {b} before deciding anything.",
+    "Most of the work is in {a}, so check it against {b}.",
+    "A good answer treats {a} and {b} together rather than one at a time.",
+    "Look at {a} first, then confirm that the result still fits {b}.",
+    "In practice the answer depends on {a} as much as on {b}, so keep both in view.",
+    "The key step is to pin down {a} before touching {b}.",
+)
+
+
+def _topics(prompt: str) -> list[str]:
+    """Noun-ish phrases of the prompt: runs of content words, at most two words each,
+    skipping lone adverbs and participles ("infinitely", "sorted")."""
+    out: list[str] = []
+    run: list[str] = []
+    for i, w in enumerate([*re.findall(r"[A-Za-z][A-Za-z'-]*", prompt[:2000]), ""]):
+        low = w.lower()
+        if len(low) > 2 and low not in _STOP:
+            run.append(low if i == 0 else w)  # names keep their capital
+            continue
+        if len(run) >= 2 or (run and not run[0].endswith(("ly", "ed", "ing"))):
+            phrase = "the " + " ".join(run[-2:])
+            if phrase.lower() not in (o.lower() for o in out):
+                out.append(phrase)
+        run = []
+    return out[:8]
+
+
+def readable(prompt: str, seed: str) -> str:
+    """Two or three deterministic sentences about the prompt's words (seeded by `seed`)."""
+    rng = random.Random(hashlib.sha256(seed.encode("utf-8", "surrogatepass")).digest())
+    topics = _topics(prompt)
+    out = []
+    for template in rng.sample(_TEMPLATES, rng.randint(2, 3)):
+        if len(topics) >= 2:
+            a, b = rng.sample(topics, 2)
+        elif topics:  # one topic: talk about it, against a generic aspect
+            a, b = topics[0], rng.choice(_FILLERS)
+        else:
+            a, b = rng.sample(_FILLERS, 2)
+        out.append(template.format(a=a, b=b))
+    return " ".join(out)
 
 
 def validate_sim(models: Mapping[str, ModelSpec]) -> list[str]:
@@ -266,26 +319,24 @@ class SimEngine:
         rng = random.Random(hashlib.sha256(f"{call.model_id}\x00{prompt}".encode()).digest())
         canonical = canonical_answer(prompt)
         if rng.random() < p_good:
-            text = json.dumps({"answer": canonical}) if call.json_mode else \
-                f"The answer is: {canonical}."
+            text = json.dumps({"answer": canonical}) if call.json_mode else canonical
             lps = [-abs(rng.gauss(0.05, 0.05)) for _ in range(64)]
             return self._pieces(text, n_in, lps, call.max_output_tokens)
         mode = rng.choices(("hedge", "refusal", "truncated", "wrong"), (4, 2, 2, 2))[0]
         lps = [-abs(rng.gauss(1.2, 0.5)) for _ in range(64)]
-        wrong = " ".join(rng.choice(_VOCAB) for _ in range(rng.randint(8, 20)))
+        wrong = readable(prompt, f"{call.model_id}\x00{prompt}\x00wrong")
         if mode == "refusal":
             text = REFUSAL
         elif mode == "hedge":
-            text = f"I'm not sure, but it might be: {wrong}."
+            text = f"I'm not sure, but it might be this: {wrong}"
         elif mode == "truncated":
-            full = f"The answer is: {canonical}."
-            words = full.split(" ")
+            words = canonical.split(" ")
             ans = self._pieces(" ".join(words[: max(2, len(words) // 3)]), n_in, lps,
                                call.max_output_tokens)
             ans.finish_reason = "length"
             return ans
         else:
-            text = f"The answer is: {wrong}."
+            text = wrong
         if call.json_mode:
             text = '{"answer": "' + text.replace('"', "")  # unterminated JSON
         return self._pieces(text, n_in, lps, call.max_output_tokens)
@@ -316,9 +367,8 @@ class SimEngine:
 
 
 def canonical_answer(prompt: str) -> str:
-    """The one correct answer to `prompt` in the simulated world."""
-    rng = random.Random(hashlib.sha256(prompt.encode()).digest())
-    return " ".join(rng.choice(_VOCAB) for _ in range(rng.randint(10, 24)))
+    """The one correct answer to `prompt` in the simulated world: readable sentences."""
+    return readable(prompt, prompt)
 
 
 class SimulatedProvider(Provider):
