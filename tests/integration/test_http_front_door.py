@@ -294,3 +294,70 @@ async def test_http_requests_write_the_same_audit_records(tmp_path: Path) -> Non
     assert docs[0]["cost_usd"] > 0 and docs[0]["candidates"]
     assert docs[1]["served_model"] == "gpt-4o" and docs[1]["attempts"]
     assert "temperature" in docs[2]["error"]
+
+
+ACME, NARROW = "rk-acme-http-1", "rk-narrow-http-2"
+
+
+@pytest.fixture
+async def keyed(tmp_path: Path) -> AsyncIterator[App]:
+    """Auth on (two acme keys, one narrowed to two models) and a small acme daily budget."""
+    import hashlib
+    from importlib import resources
+
+    import yaml
+
+    from routecore.config import parse_config
+
+    def sha(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    raw["auth"] = {"keys": [
+        {"id": "acme-1", "sha256": sha(ACME), "tenant": "acme"},
+        {"id": "acme-narrow", "sha256": sha(NARROW), "tenant": "acme",
+         "models": ["gpt-4o-mini", "gpt-4.1-nano"]}]}
+    raw["budgets"] = {"tenants": {"acme": {"usd_per_day": 0.002}}}
+    app = await _start(parse_config(raw), tmp_path)
+    yield app
+    await app.stop(0.5)
+
+
+def _keyed(app: App, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=_base(app), api_key=key, max_retries=0)
+
+
+async def test_api_keys_are_the_grpc_keys(keyed: App) -> None:
+    """No key or a wrong key is 401; a key's model allow list narrows routing, pinning and
+    /v1/models (403 outside it); a key cannot act for another tenant."""
+    async with _keyed(keyed, "rk-wrong") as wrong, _keyed(keyed, NARROW) as narrow, \
+            _keyed(keyed, ACME) as acme:
+        with pytest.raises(openai.AuthenticationError) as no:
+            await wrong.chat.completions.create(model="auto", messages=HAIKU)
+        assert "unknown API key" in no.value.message and "rk-wrong" not in no.value.message
+        status, doc = await _raw(keyed, "POST", "/v1/chat/completions", json.dumps(
+            {"model": "auto", "messages": HAIKU}).encode())
+        assert status == 401 and doc["error"]["type"] == "authentication_error"
+        r = await narrow.chat.completions.create(model="auto", messages=HAIKU)
+        assert r.model in ("gpt-4o-mini", "gpt-4.1-nano")
+        ids = [m.id async for m in narrow.models.list()]
+        assert ids[0] == "auto" and sorted(ids[1:]) == ["gpt-4.1-nano", "gpt-4o-mini"]
+        with pytest.raises(openai.PermissionDeniedError):
+            await narrow.chat.completions.create(model="gpt-4o", messages=HAIKU)
+        with pytest.raises(openai.PermissionDeniedError):
+            await acme.chat.completions.create(model="auto", messages=HAIKU,
+                                               extra_body={"routecore": {"tenant": "globex"}})
+    assert (await _raw(keyed, "GET", "/healthz"))[0] == 200  # probes need no key
+
+
+async def test_budget_exhausted_is_402(keyed: App) -> None:
+    """The tenant's budget (shared with gRPC) refuses over HTTP with 402 insufficient_quota,
+    saying what is left and when it resets."""
+    async with _keyed(keyed, ACME) as acme:
+        with pytest.raises(openai.APIStatusError) as info:
+            for _ in range(200):
+                await acme.chat.completions.create(model="gemini-2.5-pro", messages=HAIKU,
+                                                   max_tokens=64)
+    err = info.value
+    assert err.status_code == 402 and err.code == "budget_exceeded"
+    assert "budget exhausted: tenant 'acme'" in err.message and "resets at" in err.message

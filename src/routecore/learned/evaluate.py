@@ -149,6 +149,16 @@ def evaluate(train_paths: Sequence[str | Path], test_paths: Sequence[str | Path]
 
 def plot_curve(result: dict[str, Any], path: str | Path, title: str = "learned router") -> None:
     """PNG of the cost-quality curve, its hull, each model and the baselines."""
+    import matplotlib.pyplot as plt
+
+    fig = curve_figure(result, title)
+    # bbox_inches="tight" keeps every label, the legend and the axis titles in the image.
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.2)
+    plt.close(fig)
+
+
+def curve_figure(result: dict[str, Any], title: str = "learned router") -> Any:
+    """The matplotlib figure of `plot_curve` (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,8 +199,5 @@ def plot_curve(result: dict[str, Any], path: str | Path, title: str = "learned r
     ax.set_ylabel("mean score")
     ax.set_title(title)
     ax.margins(x=0.08, y=0.06)
-    # The legend sits outside the axes (it hid points); bbox_inches="tight" keeps every
-    # label, the legend and the axis titles inside the saved image.
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.2)
-    plt.close(fig)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: hid points
+    return fig

@@ -132,6 +132,8 @@ class Router:
                 _check_number(getattr(req.weights, name), f"weights.{name}")
         if req.model:
             self.registry.check_known(frozenset((req.model,)), "model")
+            if req.constraints.allow_models and req.model not in req.constraints.allow_models:
+                raise InvalidRequest(f"model: {req.model!r} is not in constraints.allow_models")
         c = req.constraints
         if c is NO_CONSTRAINTS:
             return
@@ -240,8 +242,9 @@ class Router:
         spec = self.registry.specs[result.model]
         fallbacks, reason = result.fallbacks, result.reason
         if req.model:
-            denied = req.constraints.deny_models
-            fallbacks = tuple(f for f in spec.fallbacks if f not in denied)[:routing.max_fallbacks]
+            c = req.constraints  # the pinned model's own fallbacks, within the allow/deny lists
+            fallbacks = tuple(f for f in spec.fallbacks if f not in c.deny_models and (
+                not c.allow_models or f in c.allow_models))[:routing.max_fallbacks]
             reason = f"pinned: the request named {req.model}; {reason}"
         micros = (time.perf_counter_ns() - t0) // 1000
         return Decision(

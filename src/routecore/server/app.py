@@ -125,7 +125,8 @@ class App:
         self.server, self.port = server, bound
         if http_port is not None:
             self.http = HttpFrontDoor(self.router, self.completer, self.outcomes, self.access_log,
-                                      self.observer.record if self.observer else None)
+                                      self.observer.record if self.observer else None,
+                                      self.authenticator)
             try:
                 await self.http.start(host, http_port, cfg.grace_s, reuse_port=self.reuse_port)
             except OSError as exc:

@@ -15,10 +15,9 @@ and the service never crashes on a request.
 
 from __future__ import annotations
 
-import itertools
-import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -26,24 +25,36 @@ from aiohttp import web
 
 from routecore.calling.completion import Completer
 from routecore.calling.deadline import Deadline
-from routecore.errors import MethodNotAllowed, NotFound, RequestTooLarge, RoutecoreError
+from routecore.config import ModelSpec
+from routecore.domain import RequestIds, check_request_id
+from routecore.errors import (
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+    RoutecoreError,
+    cap_message,
+    echo,
+)
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
 from routecore.server import http_convert as conv
+from routecore.server.identity import Authenticator, Identity
 from routecore.server.records import RecordFn, Trace
 
 log = structlog.get_logger("routecore.http")
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 _PATHS = ("/v1/chat/completions", "/v1/models", "/healthz", "/readyz")
-MAX_REQUEST_ID = 128
 
 
 class HttpFrontDoor:
     """One aiohttp site over the process's router, completer and outcomes."""
 
     def __init__(self, router: Router, completer: Completer, outcomes: Outcomes | None,
-                 access_log: bool = True, record: RecordFn | None = None) -> None:
+                 access_log: bool = True, record: RecordFn | None = None,
+                 authenticator: Authenticator | None = None) -> None:
         self.router = router
+        # The same API keys as the gRPC door (`Authorization: Bearer <key>`); None: auth off.
+        self.authenticator = authenticator
         self.record = record  # the observer's Recorder.put (audit, metrics); None: both off
         self.completer = completer
         self.outcomes = outcomes
@@ -53,8 +64,7 @@ class HttpFrontDoor:
         self.max_body = router.config.server.max_message_bytes
         self._auto = router.config.routing.auto_models
         self._known = router.config.models
-        self._prefix = secrets.token_hex(6) + "-"
-        self._ids = itertools.count(1)
+        self._new_id = RequestIds()
         self.app = app = web.Application(client_max_size=self.max_body)
         for method, path, handler in (
                 ("POST", "/v1/chat/completions", self._chat),
@@ -92,24 +102,28 @@ class HttpFrontDoor:
 
     # -- the one wrapper: request id, log line, errors -------------------------------------------
 
-    def _request_id(self, request: web.Request) -> str:
-        rid = request.headers.get("x-request-id", "")
-        if rid and len(rid) <= MAX_REQUEST_ID and rid.isascii() and rid.isprintable():
-            return rid
-        return f"{self._prefix}{next(self._ids):x}"
+    def _identity(self, request: web.Request) -> Identity | None:
+        """The caller proven by its API key (auth on; Unauthenticated otherwise), or None."""
+        if self.authenticator is None:
+            return None
+        return self.authenticator.authenticate(request.headers.get("Authorization"))
 
     def _guarded(self, route: str, handler: Handler) -> Callable[[web.Request],
                                                                   Awaitable[web.StreamResponse]]:
         async def guarded(request: web.Request) -> web.StreamResponse:
             t0 = time.perf_counter()
-            rid = self._request_id(request)
+            rid = ""
             try:
+                given = request.headers.get("x-request-id")
+                rid = check_request_id(given, "x-request-id") if given else self._new_id()
                 resp = await handler(request, rid)
             except Exception as exc:  # mapped here and only here
                 status, doc = conv.error_json(exc)
                 self._log(route, rid, t0, status, exc)
-                return web.json_response(doc, status=status,
-                                         headers={"x-routecore-request-id": rid})
+                headers = {"x-routecore-request-id": rid} if rid else {}
+                if status == 401:
+                    headers["www-authenticate"] = "Bearer"
+                return web.json_response(doc, status=status, headers=headers)
             if self.access_log:
                 self._log(route, rid, t0, resp.status, None)
             return resp
@@ -121,10 +135,10 @@ class HttpFrontDoor:
             log.info("http", route=route, request_id=rid, status=status, latency_ms=ms)
         elif isinstance(exc, RoutecoreError):
             log.info("http", route=route, request_id=rid, status=status, latency_ms=ms,
-                     error=exc.message[:conv.MAX_ERROR_CHARS])
+                     error=cap_message(exc.message))
         else:
             log.error("http", route=route, request_id=rid, status=status, latency_ms=ms,
-                      error=repr(exc)[:conv.MAX_ERROR_CHARS], exc_info=exc)
+                      error=cap_message(repr(exc)), exc_info=exc)
 
     # -- handlers -----------------------------------------------------------------------------------
 
@@ -141,20 +155,28 @@ class HttpFrontDoor:
 
     async def _chat(self, request: web.Request, rid: str) -> web.StreamResponse:
         t0 = time.perf_counter()
-        rpc, trace = "Complete", None
+        rpc, trace, owner = "Complete", None, ""
         failed: BaseException | None = None
         try:
+            ident = self._identity(request)
             call = conv.chat_request(await self._body(request), rid, self._known, self._auto)
+            if ident is not None:  # the same scoping as gRPC: tenant, user, key, allow lists
+                owner = ident.tenant
+                if call.request.route.model:
+                    ident.check_model(call.request.route.model, "model")
+                route = ident.scope(call.request.route, self.router.config.routing.default_strategy)
+                call = replace(call, request=replace(call.request, route=route))
             trace = Trace(call.request, edge="http")
             deadline = Deadline.after(call.timeout_s)
             if call.stream:
                 rpc = "CompleteStream"
-                resp, failed = await self._stream(request, call, deadline, trace)
+                resp, failed = await self._stream(request, call, deadline, trace, owner)
                 return resp
             result = await self.completer.complete(call.request, deadline)
             trace.result = result
             if self.outcomes is not None and result.decision is not None:
-                self.outcomes.record(result.decision, call.request.route.text(), result.cost_usd)
+                self.outcomes.record(result.decision, call.request.route.text(), result.cost_usd,
+                                     owner=owner)
             return web.json_response(
                 conv.completion_json(result, int(time.time())),
                 headers=conv.headers(result.request_id, result.model, result.provider,
@@ -170,7 +192,7 @@ class HttpFrontDoor:
                 self.record(rpc, rid, t0, status, failed, trace)
 
     async def _stream(self, request: web.Request, call: conv.ChatCall, deadline: Deadline,
-                      trace: Trace) -> tuple[web.StreamResponse, RoutecoreError | None]:
+                      trace: Trace, owner: str) -> tuple[web.StreamResponse, RoutecoreError | None]:
         """The SSE response, and the error that cut it after it started (if one did)."""
         events = self.completer.stream(call.request, deadline)
         try:
@@ -199,21 +221,30 @@ class HttpFrontDoor:
             await resp.write(out.DONE)
             await resp.write_eof()
             if self.outcomes is not None and ev.decision is not None:
-                self.outcomes.record(ev.decision, call.request.route.text(), ev.cost_usd)
+                self.outcomes.record(ev.decision, call.request.route.text(), ev.cost_usd,
+                                     owner=owner)
             return resp, None
         finally:
             await events.aclose()  # type: ignore[attr-defined]  # an async generator
 
+    def _visible(self, request: web.Request) -> dict[str, ModelSpec | None]:
+        """The names this caller may use: the routing names, then its registry models."""
+        ident = self._identity(request)
+        allowed = ident.models if ident is not None else frozenset()
+        out: dict[str, ModelSpec | None] = dict.fromkeys(self._auto)
+        out.update((n, s) for n, s in self._known.items() if not allowed or n in allowed)
+        return out
+
     async def _models(self, request: web.Request, rid: str) -> web.StreamResponse:
-        data = [conv.model_json(n, None) for n in self._auto]
-        data += [conv.model_json(n, s) for n, s in self._known.items()]
+        data = [conv.model_json(n, s) for n, s in self._visible(request).items()]
         return web.json_response({"object": "list", "data": data})
 
     async def _model(self, request: web.Request, rid: str) -> web.StreamResponse:
         name = request.match_info["name"]
-        if name in self._auto or name in self._known:
-            return web.json_response(conv.model_json(name, self._known.get(name)))
-        raise NotFound(f"model: no model named {name[:100]!r}")
+        visible = self._visible(request)
+        if name in visible:
+            return web.json_response(conv.model_json(name, visible[name]))
+        raise NotFound(f"model: no model named {echo(name)}")
 
     async def _healthz(self, request: web.Request, rid: str) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
@@ -227,5 +258,5 @@ class HttpFrontDoor:
     async def _no_route(self, request: web.Request, rid: str) -> web.StreamResponse:
         if request.path in _PATHS:
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
-        raise NotFound(f"no route {request.method} {request.path[:200]}")
+        raise NotFound(f"no route {request.method} {echo(request.path)}")
 

@@ -29,9 +29,10 @@ from routecore.errors import (
     RequestTooLarge,
     RoutecoreError,
     UnknownModel,
+    cap_message,
 )
+from routecore.state.budget import BudgetExceeded
 
-MAX_ERROR_CHARS = 2000
 MAX_HEADER_CHARS = 512
 # Accepted and ignored: sampling knobs the providers behind routecore do not take.
 _IGNORED = frozenset({"top_p", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
@@ -374,6 +375,7 @@ _BY_STATUS = {
 _INTERNAL = (500, "server_error", "internal_error")
 _BY_CLASS: list[tuple[type[BaseException], tuple[int, str, str | None]]] = [
     (UnknownModel, (404, "invalid_request_error", "model_not_found")),
+    (BudgetExceeded, (402, "insufficient_quota", "budget_exceeded")),
     (RequestTooLarge, (413, "invalid_request_error", "request_too_large")),
     (MethodNotAllowed, (405, "invalid_request_error", "method_not_allowed")),
 ]
@@ -395,9 +397,7 @@ def error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
     else is a bug, and the caller gets a pointer to the server log, not internals."""
     status, etype, code = http_error(exc)
     if isinstance(exc, RoutecoreError):
-        message = exc.message
-        if len(message) > MAX_ERROR_CHARS:
-            message = message[:MAX_ERROR_CHARS] + "... (truncated)"
+        message = cap_message(exc.message)
     else:
         message = f"internal error ({type(exc).__name__}); see the server log"
     m = _PARAM.match(message)
