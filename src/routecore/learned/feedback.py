@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from routecore.config import _Reader
 from routecore.errors import ConfigError, InvalidRequest
 
 T = TypeVar("T")
@@ -75,14 +76,14 @@ def feedback_path(extra: Mapping[str, Any]) -> str | None:
     node = extra.get("feedback")
     if node is None:
         return None
-    if not isinstance(node, dict):
-        raise ConfigError(["feedback: must be a mapping"])
-    problems = [f"feedback.{k}: unknown field (allowed: path)" for k in node if k != "path"]
-    path = node.get("path")
-    if not isinstance(path, str) or not path:
-        problems.append("feedback.path: must be a non-empty string")
-    if problems:
-        raise ConfigError(problems)
+    r = _Reader()
+    n = r.mapping(node, "feedback")
+    r.unknown(n, "feedback", {"path"})
+    path = r.get(n, "path", "feedback", str)
+    if path == "":
+        r.fail("feedback.path", "must be a non-empty string")
+    if r.problems:
+        raise ConfigError(r.problems)
     return str(path)
 
 

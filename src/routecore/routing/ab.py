@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from routecore.config import _Reader
 from routecore.domain import STRATEGIES
 from routecore.errors import ConfigError
 
@@ -43,39 +44,25 @@ def parse_ab(extra: Mapping[str, Any]) -> ABConfig | None:
     node = extra.get("ab")
     if node is None:
         return None
-    if not isinstance(node, dict):
-        raise ConfigError(["ab: must be a mapping"])
-    problems = [f"ab.{k}: unknown field (allowed: candidate, sticky_by)"
-                for k in node if k not in ("candidate", "sticky_by")]
-    cand = node.get("candidate")
-    target, share = "", 0.0
-    if not isinstance(cand, dict):
-        problems.append("ab.candidate: is required (a mapping with artifact and share)")
-    else:
-        problems += [f"ab.candidate.{k}: unknown field (allowed: artifact, share)"
-                     for k in cand if k not in ("artifact", "share")]
-        art = cand.get("artifact")
-        if not isinstance(art, str) or not art:
-            problems.append("ab.candidate.artifact: must be a non-empty string (artifact "
-                            f"directory or one of {', '.join(STRATEGIES)})")
-        elif art not in STRATEGIES and not Path(art).exists():
-            problems.append(f"ab.candidate.artifact: {art!r} is neither a strategy nor an "
-                            "existing artifact directory")
-        else:
-            target = art
-        raw_share = cand.get("share", 0.1)
-        if isinstance(raw_share, bool) or not isinstance(raw_share, (int, float)):
-            problems.append("ab.candidate.share: must be a number")
-        elif not 0.0 <= float(raw_share) <= 1.0:
-            problems.append(f"ab.candidate.share: must be in [0, 1], got {raw_share}")
-        else:
-            share = float(raw_share)
-    sticky = node.get("sticky_by", "user")
-    if sticky not in ("user", "tenant"):
-        problems.append(f"ab.sticky_by: must be user or tenant, got {sticky!r}")
-    if problems:
-        raise ConfigError(problems)
-    return ABConfig(candidate=target, share=share, sticky_by=str(sticky))
+    r, p = _Reader(), "ab"
+    n = r.mapping(node, p)
+    r.unknown(n, p, {"candidate", "sticky_by"})
+    cand = r.mapping(n.get("candidate"), f"{p}.candidate")
+    r.unknown(cand, f"{p}.candidate", {"artifact", "share"})
+    target = r.get(cand, "artifact", f"{p}.candidate", str, "") or ""
+    if cand and not target:
+        r.fail(f"{p}.candidate.artifact", "must be a non-empty string (artifact directory or "
+                                          f"one of {', '.join(STRATEGIES)})")
+    elif target and target not in STRATEGIES and not Path(target).exists():
+        r.fail(f"{p}.candidate.artifact",
+               f"{target!r} is neither a strategy nor an existing artifact directory")
+    share = r.number(cand, "share", f"{p}.candidate", lo=0.0, hi=1.0, default=0.1)
+    sticky = r.get(n, "sticky_by", p, str, "user")
+    if sticky is not None and sticky not in ("user", "tenant"):
+        r.fail(f"{p}.sticky_by", f"must be user or tenant, got {sticky!r}")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return ABConfig(candidate=target, share=float(share), sticky_by=str(sticky))
 
 
 def bucket(key: str) -> float:
