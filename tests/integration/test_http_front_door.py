@@ -361,3 +361,33 @@ async def test_budget_exhausted_is_402(keyed: App) -> None:
     err = info.value
     assert err.status_code == 402 and err.code == "budget_exceeded"
     assert "budget exhausted: tenant 'acme'" in err.message and "resets at" in err.message
+
+
+async def test_one_access_line_per_request_with_model_and_cost(tmp_path: Path) -> None:
+    """Each HTTP request logs one line with route, status, latency, model, tokens and cost;
+    a stream cut after its start logs what cut it."""
+    import logging
+
+    import structlog
+
+    logging.getLogger("routecore.http").setLevel(logging.INFO)  # as `serve` configures it
+    cfg = make_config({"ok": model("ok"), "cutter_cut_stream": model("cutter_cut_stream")})
+    app = App.from_config(cfg, feedback_db=str(tmp_path / "feedback.db"))
+    await app.start("127.0.0.1", 0, http_port=0)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with _client(app) as c:
+                await c.chat.completions.create(model="ok", messages=HAIKU)
+                stream = await c.chat.completions.create(model="cutter_cut_stream",
+                                                         messages=HAIKU, stream=True)
+                with pytest.raises(openai.APIError):
+                    _ = [chunk async for chunk in stream]
+    finally:
+        logging.getLogger("routecore.http").setLevel(logging.NOTSET)
+        await app.stop(0.5)
+    lines = [e for e in logs if e["event"] == "http"]
+    assert len(lines) == 2, lines
+    ok, cut = lines
+    assert ok["status"] == 200 and ok["model"] == "ok" and ok["cost_usd"] > 0
+    assert ok["output_tokens"] > 0 and ok["latency_ms"] > 0 and ok["request_id"]
+    assert cut["status"] == 200 and "interrupted" in cut["error"]

@@ -10,7 +10,9 @@ see the same breakers, rate limits and decisions. JSON <-> domain conversion
 and the error -> HTTP status mapping live in `http_convert`; this module only
 reads bodies, calls the domain and writes responses. Every handler is wrapped
 once by `_guarded`: request id, one log line, errors in OpenAI's JSON shape,
-and the service never crashes on a request.
+and the service never crashes on a request. With `auth` on, callers use the gRPC
+door's API keys (`Authorization: Bearer`), scoped the same way; budgets, rate
+limits, breakers and the audit trail are the same objects as for gRPC.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aiohttp import web
 
 from routecore.calling.completion import Completer
 from routecore.calling.deadline import Deadline
+from routecore.calling.types import CompletionResult, StreamEvent
 from routecore.config import ModelSpec
 from routecore.domain import RequestIds, check_request_id
 from routecore.errors import (
@@ -36,12 +39,16 @@ from routecore.errors import (
     echo,
 )
 from routecore.learned.outcomes import Outcomes
+from routecore.logs import HotLog
 from routecore.routing.router import Router
 from routecore.server import http_convert as conv
 from routecore.server.identity import Authenticator, Identity
 from routecore.server.records import RecordFn, Trace
 
 log = structlog.get_logger("routecore.http")
+access = HotLog("routecore.http")
+# Per-request fields of the access line, kept on the aiohttp request.
+LOG_FIELDS: web.RequestKey[dict[str, Any]] = web.RequestKey("routecore_log_fields", dict)
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 _PATHS = ("/v1/chat/completions", "/v1/models", "/healthz", "/readyz")
 
@@ -124,16 +131,16 @@ class HttpFrontDoor:
                 if status == 401:
                     headers["www-authenticate"] = "Bearer"
                 return web.json_response(doc, status=status, headers=headers)
-            if self.access_log:
-                self._log(route, rid, t0, resp.status, None)
+            if self.access_log and access.enabled():  # one line per request, queued as is
+                access.info("http", {"route": route, "request_id": rid, "status": resp.status,
+                                     "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+                                     **request.get(LOG_FIELDS, {})})
             return resp
         return guarded
 
-    def _log(self, route: str, rid: str, t0: float, status: int, exc: BaseException | None) -> None:
+    def _log(self, route: str, rid: str, t0: float, status: int, exc: BaseException) -> None:
         ms = round((time.perf_counter() - t0) * 1000, 3)
-        if exc is None:
-            log.info("http", route=route, request_id=rid, status=status, latency_ms=ms)
-        elif isinstance(exc, RoutecoreError):
+        if isinstance(exc, RoutecoreError):
             log.info("http", route=route, request_id=rid, status=status, latency_ms=ms,
                      error=cap_message(exc.message))
         else:
@@ -162,6 +169,7 @@ class HttpFrontDoor:
             call = conv.chat_request(await self._body(request), rid, self._known, self._auto)
             if ident is not None:  # the same scoping as gRPC: tenant, user, key, allow lists
                 owner = ident.tenant
+                request[LOG_FIELDS] = {"tenant": ident.tenant, "key_id": ident.key_id}
                 if call.request.route.model:
                     ident.check_model(call.request.route.model, "model")
                 route = ident.scope(call.request.route, self.router.config.routing.default_strategy)
@@ -171,9 +179,14 @@ class HttpFrontDoor:
             if call.stream:
                 rpc = "CompleteStream"
                 resp, failed = await self._stream(request, call, deadline, trace, owner)
+                if isinstance(trace.result, StreamEvent):
+                    _log_fields(request, trace.result)
+                if failed is not None:  # after the 200 went out: the line says what cut it
+                    request.setdefault(LOG_FIELDS, {})["error"] = cap_message(str(failed))
                 return resp
             result = await self.completer.complete(call.request, deadline)
             trace.result = result
+            _log_fields(request, result)
             if self.outcomes is not None and result.decision is not None:
                 self.outcomes.record(result.decision, call.request.route.text(), result.cost_usd,
                                      owner=owner)
@@ -260,3 +273,10 @@ class HttpFrontDoor:
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
         raise NotFound(f"no route {request.method} {echo(request.path)}")
 
+
+def _log_fields(request: web.Request, r: CompletionResult | StreamEvent) -> None:
+    """What the access line says about an answer: model, attempts, cost, tokens."""
+    fields = request.setdefault(LOG_FIELDS, {})
+    fields.update(model=r.model, attempts=len(r.attempts), cost_usd=r.cost_usd)
+    if r.usage is not None:
+        fields.update(input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens)
