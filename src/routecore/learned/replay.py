@@ -196,7 +196,7 @@ def add_commands(sub: Any) -> None:
                    "(default: the audit target of the built-in config)")
     p.add_argument("--config", "-c", required=True, help="the candidate config YAML")
     p.add_argument("--since", default=None, help="24h, 7d, 2026-11-30, or epoch seconds")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_replay)
 
 
