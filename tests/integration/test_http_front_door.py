@@ -391,3 +391,24 @@ async def test_one_access_line_per_request_with_model_and_cost(tmp_path: Path) -
     assert ok["status"] == 200 and ok["model"] == "ok" and ok["cost_usd"] > 0
     assert ok["output_tokens"] > 0 and ok["latency_ms"] > 0 and ok["request_id"]
     assert cut["status"] == 200 and "interrupted" in cut["error"]
+
+
+async def test_a_client_that_leaves_is_recorded_as_cancelled(tmp_path: Path) -> None:
+    """A client that disconnects mid-request cancels the upstream call; the audit record
+    says CANCELLED, not OK."""
+    from routecore.observe.store import documents
+
+    app = App.from_config(make_config({"slow_2000": model("slow_2000")}), access_log=False,
+                          feedback_db=str(tmp_path / "feedback.db"))
+    app.audit_db = str(tmp_path / "audit.db")
+    await app.start("127.0.0.1", 0, http_port=0)
+    try:
+        with pytest.raises(openai.APITimeoutError):
+            async with openai.AsyncOpenAI(base_url=_base(app), api_key="unused", max_retries=0,
+                                          timeout=0.3) as c:
+                await c.chat.completions.create(model="slow_2000", messages=HAIKU)
+        await asyncio.sleep(0.2)  # the server notices the closed connection
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [(d["rpc"], d["status"]) for d in docs] == [("Complete", "CANCELLED")]

@@ -17,6 +17,7 @@ limits, breakers and the audit trail are the same objects as for gRPC.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -31,6 +32,7 @@ from routecore.calling.types import CompletionResult, StreamEvent
 from routecore.config import ModelSpec
 from routecore.domain import RequestIds, check_request_id
 from routecore.errors import (
+    Cancelled,
     MethodNotAllowed,
     NotFound,
     RequestTooLarge,
@@ -194,6 +196,9 @@ class HttpFrontDoor:
                 conv.completion_json(result, int(time.time())),
                 headers=conv.headers(result.request_id, result.model, result.provider,
                                      result.decision, result.cost_usd))
+        except asyncio.CancelledError:  # the client went away: recorded as such, not as OK
+            failed = Cancelled("the client closed the connection")
+            raise
         except Exception as exc:
             failed = exc
             raise
