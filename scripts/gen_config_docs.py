@@ -46,7 +46,7 @@ routing:
 models:
   NAME_model:
     provider: NAME_endpoint
-    price: {{input: 1.0, output: 2.0}}
+    price: {{input: 1.0, output: 2.0, long_context: {{above_input_tokens: 500, input: 2, output: 4}}}}
     context_window: 1000
     capabilities: [json]
     quality: {{default: 0.5, NAME_category: 0.6}}
