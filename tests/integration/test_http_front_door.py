@@ -412,3 +412,30 @@ async def test_a_client_that_leaves_is_recorded_as_cancelled(tmp_path: Path) -> 
         await app.stop(0.5)
     docs = [d async for d in documents(str(tmp_path / "audit.db"))]
     assert [(d["rpc"], d["status"]) for d in docs] == [("Complete", "CANCELLED")]
+
+
+async def test_a_client_leaving_mid_stream_is_cancelled_cleanly(tmp_path: Path) -> None:
+    """A client that closes a stream after its first chunk ends the upstream stream; the
+    server logs no error, records CANCELLED and keeps serving."""
+    from routecore.observe.store import documents
+
+    app = App.from_config(make_config({"paced": model("paced", sim={"tokens_per_s": 50})}),
+                          access_log=False, feedback_db=str(tmp_path / "feedback.db"))
+    app.audit_db = str(tmp_path / "audit.db")
+    await app.start("127.0.0.1", 0, http_port=0)
+    try:
+        body = json.dumps({"model": "paced", "messages": HAIKU, "stream": True}).encode()
+        assert app.http is not None
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{app.http.port}/v1/chat/completions",
+                              data=body) as r:
+                assert r.status == 200
+                await r.content.readline()  # the first chunk, then hang up
+            await asyncio.sleep(0.3)
+        async with _client(app) as c:  # still serving
+            assert (await c.chat.completions.create(model="paced", messages=HAIKU)).model
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [(d["rpc"], d["status"]) for d in docs] == [
+        ("CompleteStream", "CANCELLED"), ("Complete", "OK")]

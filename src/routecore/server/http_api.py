@@ -232,6 +232,8 @@ class HttpFrontDoor:
                 await resp.write(out.error(exc))
                 await resp.write_eof()
                 return resp, exc
+            except ConnectionError:  # the client hung up between two chunks
+                return resp, Cancelled("the client closed the stream")
             trace.result = ev
             await resp.write(out.finish(ev.finish_reason, ev.cost_usd, ev.attempts, ev.decision))
             if call.include_usage:
