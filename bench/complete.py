@@ -23,7 +23,13 @@ Everything runs on 127.0.0.1 with bounded request counts:
 5. TensorZero's gateway (the Rust gateway built into the `tensorzero` wheel,
    observability off) in front of the same upstream, over its OpenAI-compatible
    HTTP API, when --tensorzero-python (or this interpreter) can import it;
-6. the Route RPC on the same server, same prompt: the targets are stated
+6. routecore's OpenAI-compatible HTTP front door (`serve --http-port`, same
+   processes) against the same direct call, HTTP to HTTP (pinned to the routed
+   model, and `model: "auto"` at concurrency 1), its streaming TTFT, and the
+   server CPU per request over HTTP and over gRPC (a busy machine distorts CPU
+   time far less than throughput); the other gateways' added latency is also
+   stated against routecore HTTP's (both HTTP to HTTP);
+7. the Route RPC on the same server, same prompt: the targets are stated
    against its p50 (Complete's added p50 and streaming TTFT <= 1.5x), and the
    other gateways' added latency against routecore's (>= 10x), all same run.
 
@@ -214,7 +220,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                "upstream_ms": args.upstream_ms}
     tmp = Path(tempfile.mkdtemp(prefix="rc-bench-"))
-    sim_port, grpc_port = free_port(), free_port()
+    sim_port, grpc_port, http_port = free_port(), free_port(), free_port()
     sim_url = f"http://{HOST}:{sim_port}"
     sim_cfg, svc_cfg = write_configs(tmp, sim_url, args.upstream_ms)
     # A fresh state directory: the server's audit database is this run's, not the user's.
@@ -227,10 +233,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # warning level turns the per-request access line off, as LiteLLM's is at ERROR.
     srv_argv = [sys.executable, "-m", "routecore.cli", "serve", "--config", str(svc_cfg),
                 "--host", HOST, "--port", str(grpc_port), "--log-level", "warning",
-                "--workers", str(args.workers)]
+                "--workers", str(args.workers), "--http-port", str(http_port)]
     results["workers"] = args.workers
     chat_url = f"{sim_url}/v1/chat/completions"
-    with spawn(python(sim_code), env), spawn(srv_argv, env):
+    with spawn(python(sim_code), env), spawn(srv_argv, env) as srv:
         await wait_http(f"{sim_url}/health")
         async with grpc.aio.insecure_channel(f"{HOST}:{grpc_port}") as ch:
             await asyncio.wait_for(ch.channel_ready(), 60)
@@ -278,11 +284,77 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 gt = await measure(grpc_ttft, args.n_stream, 1)
                 results["stream_ttft_c1"] = {"direct_http": dt, "routecore_grpc": gt,
                                              "added_p50_ms": round(gt["p50_ms"] - dt["p50_ms"], 3)}
+                results["routecore_http"] = await bench_http(
+                    args, f"http://{HOST}:{http_port}/v1/chat/completions", model_id, s, direct,
+                    dt, srv.pid, grpc_call)
                 results["litellm"] = await bench_litellm(args, tmp, sim_url, model_id, s, direct)
                 results["tensorzero"] = await bench_tensorzero(args, tmp, sim_url, model_id, s,
                                                                direct)
-    results["targets"] = targets(results)
+    results["targets"] = {**targets(results), **http_targets(results)}
     return results
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time so far of these processes (Linux /proc; gone ones count 0)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def server_pids(pid: int) -> list[int]:
+    """`routecore serve` and its --workers children."""
+    with contextlib.suppress(OSError):
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [pid, *map(int, kids)]
+    return [pid]
+
+
+async def bench_http(args: argparse.Namespace, url: str, model_id: str,
+                     s: aiohttp.ClientSession, direct: Callable[[], Awaitable[None]],
+                     direct_ttft_c1: dict[str, float], server_pid: int,
+                     grpc_call: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    """routecore's HTTP front door against the direct call (pinned at c1/c16/c64, "auto"
+    at c1), its streaming TTFT, and server CPU per request over HTTP and over gRPC."""
+    async def call(body: dict[str, Any]) -> None:
+        async with s.post(url, json=body) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"routecore HTTP {r.status}")
+
+    pinned, auto = chat_body(model_id), chat_body("auto")
+    out: dict[str, Any] = {}
+    for conc, n in ((1, args.n1), (16, args.n16), (64, args.n64)):
+        out[f"c{conc}"] = await paired(direct, lambda: call(pinned), n, conc, "routecore_http")
+    out["auto_c1"] = await paired(direct, lambda: call(auto), args.n1, 1, "routecore_http")
+    t = await measure(lambda: direct_ttft(s, url, model_id), args.n_stream, 1)
+    out["stream_ttft_c1"] = {"direct_http": direct_ttft_c1, "routecore_http": t,
+                             "added_p50_ms": round(t["p50_ms"] - direct_ttft_c1["p50_ms"], 3)}
+    pids = server_pids(server_pid)
+    cpu: dict[str, float] = {}
+    for name, fn in (("http", lambda: call(pinned)), ("grpc", grpc_call)):
+        c0 = cpu_seconds(pids)
+        await measure(fn, args.n16, 16)
+        cpu[name] = round(1e6 * (cpu_seconds(pids) - c0) / (args.n16 + 20), 1)
+    out["server_cpu_us_per_request_c16"] = cpu
+    return out
+
+
+def http_targets(r: dict[str, Any]) -> dict[str, Any]:
+    """The other gateways' added latency over routecore HTTP's (HTTP to HTTP), same run."""
+    http = r.get("routecore_http", {})
+    out: dict[str, Any] = {}
+    for name in ("litellm", "tensorzero"):
+        other = r.get(name, {})
+        for c in ("c1", "c16", "c64"):
+            if c in other and c in http:
+                for q in ("p50", "p99"):
+                    ours = max(http[c][f"added_{q}_ms"], 1e-3)
+                    out[f"{name}_added_{q}_{c}_over_routecore_http"] = round(
+                        other[c][f"added_{q}_ms"] / ours, 2)
+    return out
 
 
 def targets(r: dict[str, Any]) -> dict[str, Any]:
@@ -456,6 +528,15 @@ def main() -> None:
     t = res["stream_ttft_c1"]
     print(f"stream TTFT c1: direct {t['direct_http']['p50_ms']} ms, routecore "
           f"{t['routecore_grpc']['p50_ms']} ms, added {t['added_p50_ms']} ms")
+    h = res["routecore_http"]
+    for c in ("c1", "c16", "c64", "auto_c1"):
+        r = h[c]
+        d, g = r["direct_http"], r["routecore_http"]
+        print(f"http {c}: direct p50 {d['p50_ms']} p99 {d['p99_ms']} ({d['rps']} rps) | "
+              f"routecore HTTP p50 {g['p50_ms']} p99 {g['p99_ms']} ({g['rps']} rps) | "
+              f"added p50 {r['added_p50_ms']} ms p99 {r['added_p99_ms']} ms")
+    print(f"http stream TTFT c1: added {h['stream_ttft_c1']['added_p50_ms']} ms; server CPU "
+          f"per request @16 (us): {json.dumps(h['server_cpu_us_per_request_c16'])}")
     for name in ("litellm", "tensorzero"):
         other = res[name]
         if "c1" not in other:
