@@ -72,6 +72,7 @@ ab: {{candidate: {{artifact: cost}}}}
 state: {{}}
 audit: {{}}
 metrics: {{}}
+telemetry: {{}}
 auth:
   keys: [{{id: NAME_key, sha256: "{hashlib.sha256(b"example").hexdigest()}", tenant: NAME_tenant}}]
 budgets:
