@@ -34,6 +34,7 @@ log = structlog.get_logger("routecore.observe")
 Event = tuple[str, str, float, float, str, BaseException | None, Any]
 Build = Callable[[Event, float], AuditRecord | None]  # (event, wall-clock offset) -> record
 RETENTION_EVERY_S = 3600.0
+PROCESS_CHUNK = 64  # events turned into rows per worker-thread call
 
 
 class Recorder:
@@ -101,11 +102,16 @@ class Recorder:
             while self._queue:
                 events, self._queue = self._queue, deque()
                 offset = time.time() - time.perf_counter()
-                size = self.settings.batch_size
-                for i in range(0, len(events), size):
-                    chunk = [events[j] for j in range(i, min(i + size, len(events)))]
-                    rows = await loop.run_in_executor(self._pool, self._process, chunk, offset)
-                    await self._write(rows)
+                rows: list[tuple[Any, ...]] = []
+                for i in range(0, len(events), PROCESS_CHUNK):
+                    chunk = [events[j] for j in range(i, min(i + PROCESS_CHUNK, len(events)))]
+                    # Small chunks: the worker thread gives the GIL back to the event loop
+                    # between them instead of holding it for a whole batch.
+                    rows += await loop.run_in_executor(self._pool, self._process, chunk, offset)
+                    if len(rows) >= self.settings.batch_size:
+                        await self._write(rows)
+                        rows = []
+                await self._write(rows)
             if self.metrics is not None and self.dropped != self._dropped_reported:
                 self.metrics.add_dropped("queue_full", self.dropped - self._dropped_reported)
                 self._dropped_reported = self.dropped
