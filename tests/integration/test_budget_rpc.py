@@ -202,3 +202,39 @@ async def test_with_auth_a_caller_sees_and_spends_only_its_own_budget() -> None:
                              ("key", "acme-bob"): pytest.approx(res.cost_usd)}
     finally:
         await app.stop(0.5)
+
+
+async def test_batch_items_are_charged_to_the_key_s_tenant(tmp_path: Any) -> None:
+    """With auth on, a batch whose items name no tenant is held and charged on the API key's
+    tenant (not on the default), so a batch cannot slip past the tenant's cap."""
+    from dataclasses import replace
+
+    from conftest_complete import make_config
+    from test_auth_rpc import ACME, _sha, bearer
+    from test_complete_batch_rpc import MODELS, _until_done, client_config
+
+    from routecore.calling.providers.sim_server import SimServer
+
+    eps = {n: {"kind": "simulated"} for n in ("up", "plain")}
+    async with SimServer(make_config(MODELS, endpoints=eps), batch_delay_s=0.1) as srv:
+        cfg = client_config(srv, auth={"keys": [
+            {"id": "acme-1", "sha256": _sha(ACME), "tenant": "acme"}]})
+        cfg = replace(cfg, extra={**cfg.extra, "budgets": {
+            "tenants": {"acme": {"usd_per_day": 0.0003}}, "default": {"usd_per_day": 100}}})
+        app = await _serve(cfg)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+                stub = router_pb2_grpc.RouterStub(ch)
+                reqs = [pb.CompleteRequest(route=pb.RouteRequest(
+                    prompt=f"Question {i}: what is {i} + {i}?",
+                    constraints=pb.Constraints(allow_models=["cheap"])), max_output_tokens=64)
+                    for i in range(4)]
+                job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=reqs),
+                                               metadata=bearer(ACME))
+                assert sum(i.error_code == "RESOURCE_EXHAUSTED" for i in job.items) == 2
+                done = await _until_done(stub, job.job_id, metadata=bearer(ACME))
+                (w,) = (await stub.GetBudget(pb.BudgetRequest(), metadata=bearer(ACME))).windows
+                assert w.name == "acme" and w.spent == pytest.approx(done.cost_usd, abs=1e-9)
+                assert w.reserved == 0 and done.succeeded == 2
+        finally:
+            await app.stop(0.5)

@@ -45,6 +45,7 @@ from routecore.state.budget import Budgets, Hold
 
 MAX_JOBS = 10_000
 SUBMIT_TIMEOUT_S = 60.0
+BATCH_HOLD_S = 25 * 3600.0  # a budget hold outlives the upstream's 24 h completion window
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,9 @@ class BatchJobs:
             max_out = min(req.max_output_tokens or req.route.constraints.max_output_tokens
                           or self.config.routing.default_output_tokens, spec.max_output_tokens)
             try:
-                await self._hold(job, i, req.route, spec.price.cost(
+                # The caller as auth proved it (its key's tenant), not the item's own fields.
+                who = scope(req.route) if scope is not None else req.route
+                await self._hold(job, i, who, spec.price.cost(
                     d.input_tokens, max_out, batch=True), d.input_tokens + max_out)
             except RoutecoreError as exc:  # over budget, or budgets unavailable
                 job.items[i] = BatchItem(i, request_id=d.request_id, model=d.model,
@@ -268,13 +271,12 @@ class BatchJobs:
     # -- budgets: a hold per item at submit, settled with the batch cost at the end --------
 
     async def _hold(self, job: _Job, i: int, r: RouteRequest, usd: float, tokens: int) -> None:
-        """Hold item i's worst-case batch cost on the caller's budgets (raises when over).
-
-        The hold expires after `budgets.reservation_ttl_s`, long before a 24 h batch may
-        end; the settle still adds the real cost to the spend then."""
+        """Hold item i's worst-case batch cost on the caller's budgets (raises when over),
+        for as long as an upstream batch may take, so the cap stays exact meanwhile."""
         if self.budgets is None:
             return
-        hold = await self.budgets.reserve(r.tenant, r.user, r.key_id, usd, tokens)
+        hold = await self.budgets.reserve(r.tenant, r.user, r.key_id, usd, tokens,
+                                          hold_s=BATCH_HOLD_S)
         if hold is not None:
             job.holds[i] = hold
 

@@ -451,7 +451,7 @@ class Completer:
         if self.budgets is None:
             return None
         r = req.route
-        usd = (n_in * spec.price.input + max_out * spec.price.output) / 1e6
+        usd = spec.price.cost(n_in, max_out)  # the worst case: its price tier included
         return await self.budgets.reserve(r.tenant, r.user, r.key_id, usd, n_in + max_out)
 
     async def _release(self, hold: Hold | None) -> None:

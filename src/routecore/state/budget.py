@@ -260,17 +260,18 @@ class Budgets:
 
     # -- reserve and settle ---------------------------------------------------------
 
-    async def reserve(self, tenant: str, user: str, key_id: str, usd: float,
-                      tokens: int) -> Hold | None:
-        """Hold `usd` and `tokens` on every cap of the caller; None when no cap applies (or
-        Redis is down and `state.fail_open`). Raises BudgetExceeded or StateUnavailable."""
+    async def reserve(self, tenant: str, user: str, key_id: str, usd: float, tokens: int,
+                      hold_s: float | None = None) -> Hold | None:
+        """Hold `usd` and `tokens` on every cap of the caller for `hold_s` (default
+        `reservation_ttl_s`); None when no cap applies (or Redis is down and
+        `state.fail_open`). Raises BudgetExceeded or StateUnavailable."""
         caps = self.caps(tenant, user, key_id)
         if not caps:
             return None
         amounts = [self._units(c, usd, tokens, ceil=True) for c in caps]
         rid = f"{self._rid_prefix}{next(self._rid):x}"
         counters = [c.counter for c in caps]
-        until = self.clock() + self.config.reservation_ttl_s
+        until = self.clock() + (self.config.reservation_ttl_s if hold_s is None else hold_s)
         try:
             if isinstance(self.ledger, MemoryLedger):  # no await inside: cannot be cut short
                 refused, used = await self.ledger.reserve(tenant, rid, counters, amounts, until)
