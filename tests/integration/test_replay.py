@@ -102,3 +102,39 @@ def _write(tmp_path: Path, routing: dict[str, Any]) -> Path:
     path = tmp_path / "candidate.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+async def test_replay_with_a_learned_artifact(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--artifact DIR` replays through that learned router: requests logged with their
+    prompt are routed by it (to its models only); those without a prompt are skipped."""
+    import random
+
+    from routecore.learned.train import train
+
+    rng = random.Random(0)
+    data = tmp_path / "train.jsonl"
+    with data.open("w") as fh:
+        for i in range(80):
+            code = i % 2 == 1
+            prompt = (f"Write a python function f{i} that sorts a list" if code
+                      else f"Who was the president of country number {i}?")
+            q = {"gpt-4o": 0.9, "gpt-4o-mini": 0.2 if code else 0.9}
+            fh.write(json.dumps({"id": f"r{i}", "prompt": prompt, "source": str(code),
+                                 "scores": {m: float(rng.random() < p) for m, p in q.items()},
+                                 "costs": {"gpt-4o": 1e-3, "gpt-4o-mini": 1e-4}}) + "\n")
+    artifact = tmp_path / "artifact"
+    train([data], artifact, progress=False)
+    await _serve_traffic(_config(audit={"store_prompts": True}), tmp_path / "a.db")
+    plain = tmp_path / "plain.db"
+    await _serve_traffic(_config(), plain)
+    candidate = _write(tmp_path, {})
+    capsys.readouterr()
+    for db, replayed in ((tmp_path / "a.db", 2 * len(PROMPTS)), (plain, 0)):
+        assert await asyncio.to_thread(main, ["replay", "--audit", str(db), "--config",
+                                              str(candidate), "--artifact", str(artifact),
+                                              "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["replayed"] == replayed
+        assert {m["to"] for m in report["moves"]} <= {"gpt-4o", "gpt-4o-mini"}
+    assert report["skipped"] == {"InvalidRequest": 2 * len(PROMPTS)}

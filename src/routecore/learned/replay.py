@@ -1,6 +1,6 @@
 """Offline replay: the logged traffic through a candidate router, before anything ships.
 
-    routecore replay --audit PATH|DSN --config candidate.yaml [--since 7d] [--json]
+    routecore replay --audit PATH|DSN --config candidate.yaml [--artifact DIR] [--since 7d] [--json]
 
 Every logged Route, Complete and CompleteStream that succeeded is routed again
 by a `Router` built from the candidate config, through `Router.route` (the
@@ -25,7 +25,7 @@ import asyncio
 import json
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from routecore.config import Config, load_config
@@ -195,9 +195,19 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--audit", default=None, help="SQLite path or postgresql:// DSN "
                    "(default: the audit target of the built-in config)")
     p.add_argument("--config", "-c", required=True, help="the candidate config YAML")
+    p.add_argument("--artifact", default=None, metavar="DIR",
+                   help="a learned-router artifact: the candidate routes with it (strategy "
+                        "learned; it reads prompts, so records without one are skipped)")
     p.add_argument("--since", default=None, help="24h, 7d, 2026-11-30, or epoch seconds")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_replay)
+
+
+def with_artifact(config: Config, artifact: str) -> Config:
+    """`config` routing with the learned router in `artifact` by default."""
+    routing = config.routing
+    return replace(config, routing=replace(
+        routing, default_strategy="learned", learned=replace(routing.learned, artifact=artifact)))
 
 
 def _cmd_replay(ns: argparse.Namespace) -> int:
@@ -206,7 +216,10 @@ def _cmd_replay(ns: argparse.Namespace) -> int:
     target = ns.audit or parse_audit(load_config(None)).target
     since = parse_since(ns.since) if ns.since else None
     t0 = time.perf_counter()
-    result = asyncio.run(Replayer(load_config(ns.config)).run(target, since))
+    config = load_config(ns.config)
+    if ns.artifact:
+        config = with_artifact(config, ns.artifact)
+    result = asyncio.run(Replayer(config).run(target, since))
     report = result.report(time.perf_counter() - t0)
     if ns.json:
         print(json.dumps(report, indent=2))
