@@ -192,3 +192,25 @@ def test_key_caps_must_name_real_api_keys() -> None:
     with pytest.raises(ConfigError, match=r"budgets\.keys\.ci: needs auth\.keys"):
         check_keys(cfg, None)
     check_keys(parse_budgets({"default": {"usd_per_day": 1}}), None)
+
+
+async def test_windows_are_utc_calendar_periods(state_backend: Any) -> None:
+    """A day's spend stops counting at the next UTC midnight; the month's at the next month."""
+    import calendar
+
+    state_backend.clock.now = calendar.timegm((2027, 3, 15, 12, 0, 0))  # a future mid-month noon
+    t = _name()
+    b = _budgets(state_backend, tenants={t: {"usd_per_day": 1, "usd_per_month": 1.5}})
+    h = await b.reserve(t, "", "", 1.0, 0)
+    assert h is not None
+    await b.settle(h, 1.0, 0)
+    with pytest.raises(BudgetExceeded, match=r"usd_per_day.*resets at 2027-03-16T00:00:00Z"):
+        await b.reserve(t, "", "", 0.1, 0)
+    state_backend.clock.now = calendar.timegm((2027, 3, 16, 0, 0, 1))
+    rows = {w.limit_name: w for w in await b.status(t)}
+    assert (rows["usd_per_day"].period, rows["usd_per_day"].spent) == ("2027-03-16", 0)
+    assert (rows["usd_per_month"].period, rows["usd_per_month"].spent) == ("2027-03", 1.0)
+    with pytest.raises(BudgetExceeded, match=r"usd_per_month.*resets at 2027-04-01T00:00:00Z"):
+        await b.reserve(t, "", "", 0.6, 0)
+    state_backend.clock.now = calendar.timegm((2027, 4, 1, 0, 0, 0))
+    assert await b.reserve(t, "", "", 1.0, 0) is not None
