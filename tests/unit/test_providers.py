@@ -22,6 +22,7 @@ from routecore.calling.providers.base import (
     join_url,
     parse_retry_after,
 )
+from routecore.calling.providers.redaction import redact
 from routecore.calling.providers.sim_server import SimServer
 from routecore.calling.providers.simulated import (
     REFUSAL,
@@ -269,6 +270,49 @@ async def test_api_key_echoed_by_the_upstream_is_redacted(
                 await attempt
             assert e.value.kind == "auth" and "<redacted>" in e.value.message
             assert SECRET not in e.value.message and SECRET not in str(e.value)
+
+
+def _fragments(secret: str, n: int = 8) -> set[str]:
+    low = secret.lower()
+    return {low[i:i + n] for i in range(len(low) - n + 1)}
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize("echo", [
+    lambda k: "x" * 180 + k,  # straddles the old 200-character detail cut
+    lambda k: "x" * 470 + k,  # straddles the message cut
+    lambda k: f"Incorrect API key provided: {k.upper()}",
+    lambda k: f"Incorrect API key provided: {k[:14]}****{k[-4:]}",
+    lambda k: f"key ...{k[10:30].swapcase()}... rejected",
+])
+async def test_partial_cut_or_recased_key_is_redacted(
+        kind: str, echo: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No 8-character piece of the key, in any case, survives in the error message, wherever
+    the upstream puts it and however the message is cut."""
+    async def reject(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": echo(SECRET)}}, status=401)
+
+    monkeypatch.setenv("RC_TEST_KEY", SECRET)
+    async with _upstream(kind, reject, "RC_TEST_KEY") as p:
+        for attempt in (p.complete(_call("m"), 2.0), _drain(p.stream(_call("m"), 2.0))):
+            with pytest.raises(ProviderError) as e:
+                await attempt
+            low = e.value.message.lower()
+            assert not any(f in low for f in _fragments(SECRET)), e.value.message
+            assert len(e.value.message) <= 510
+
+
+def test_redact_masks_fragments_and_cuts_after() -> None:
+    """redact masks the key whole, re-cased or in 8+ character pieces, leaves other text, and
+    cuts only after masking."""
+    key = "sk-proj-ABCdef0123456789xyz"
+    assert redact(f"bad {key} here", key, 100) == "bad <redacted> here"
+    assert redact(f"bad {key.lower()}!", key, 100) == "bad <redacted>!"
+    assert redact("prefix sk-proj-ABCd**** end", key, 100) == "prefix <redacted>**** end"
+    assert redact("nothing secret (sk-1)", key, 100) == "nothing secret (sk-1)"
+    cut = redact("y" * 95 + key, key, 100)
+    assert cut == "y" * 95 + "<reda..." and "sk-pr" not in cut
+    assert redact("z" * 50_000 + key, key, 20) == "z" * 20 + "..."
 
 
 @pytest.mark.parametrize(("kind", "event"), [

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
+from routecore.calling.providers.redaction import MAX_SCAN, redact
 from routecore.calling.types import Usage
 from routecore.config import Endpoint
 from routecore.domain import Message
@@ -65,6 +66,12 @@ class StreamChunk:
     usage: Usage | None = None
 
 
+# An upstream error's message as callers see it: masked first, then cut to this.
+MESSAGE_CHARS = 500
+# Error-body text kept before masking (the mask and the cut come after, in Provider.redact).
+DETAIL_CHARS = MAX_SCAN
+
+
 class Provider(ABC):
     """One upstream endpoint. API keys are read once, at construction, and never shown."""
 
@@ -91,10 +98,11 @@ class Provider(ABC):
         """Release resources (HTTP sessions are owned by the pool)."""
 
     def redact(self, exc: ProviderError) -> ProviderError:
-        """`exc` with this provider's API key masked (upstreams echo bad keys in error bodies)."""
-        if self._api_key and self._api_key in exc.message:
-            exc.message = exc.message.replace(self._api_key, "<redacted>")
-            exc.args = (exc.message,)
+        """`exc` with this provider's API key masked in any case or part (upstreams echo bad
+        keys in error bodies), then its message cut to MESSAGE_CHARS: masking first, so a
+        cut can never leave a piece of the key behind."""
+        exc.message = redact(exc.message, self._api_key, MESSAGE_CHARS)
+        exc.args = (exc.message,)
         return exc
 
     def __repr__(self) -> str:
@@ -156,7 +164,7 @@ def error_from_status(status: int, body: str, headers: Mapping[str, str],
                       where: str) -> ProviderError:
     """Map an HTTP error response to a ProviderError with the right kind and retryability."""
     detail = _error_detail(body)
-    msg = f"{where}: HTTP {status}: {detail}"[:500]
+    msg = f"{where}: HTTP {status}: {detail}"  # cut by Provider.redact, after masking
     if status == 429:
         return ProviderError(msg, retryable=True, retry_after=parse_retry_after(headers),
                              http_status=status, kind="rate_limit")
@@ -175,13 +183,13 @@ def _error_detail(body: str) -> str:
     try:
         data: Any = json.loads(body)
     except ValueError:
-        return body.strip()[:200]
+        return body.strip()[:DETAIL_CHARS]
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
-            return str(err.get("message") or err.get("type") or err)[:200]
-        return str(err)[:200]
-    return str(data)[:200]
+            return str(err.get("message") or err.get("type") or err)[:DETAIL_CHARS]
+        return str(err)[:DETAIL_CHARS]
+    return str(data)[:DETAIL_CHARS]
 
 
 def client_error(exc: BaseException, where: str, *, streaming: bool = False) -> ProviderError:
@@ -194,9 +202,9 @@ def client_error(exc: BaseException, where: str, *, streaming: bool = False) -> 
         return ProviderError(f"{where}: response cut: {exc}",
                              kind="stream_cut" if streaming else "connection")
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return ProviderError(f"{where}: connection failed: {type(exc).__name__}: {exc}"[:300],
+        return ProviderError(f"{where}: connection failed: {type(exc).__name__}: {exc}",
                              kind="connection")
-    return ProviderError(f"{where}: {type(exc).__name__}: {exc}"[:300], kind="error")
+    return ProviderError(f"{where}: {type(exc).__name__}: {exc}", kind="error")
 
 
 class HttpProvider(Provider):

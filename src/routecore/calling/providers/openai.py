@@ -68,7 +68,7 @@ class OpenAIProvider(HttpProvider):
             except ValueError as exc:
                 raise ProviderError(f"{where}: malformed stream chunk", kind="stream_cut") from exc
             if "error" in chunk:
-                raise ProviderError(f"{where}: stream error: {chunk['error']}"[:300], kind="server")
+                raise ProviderError(f"{where}: stream error: {chunk['error']}", kind="server")
             usage = _usage(chunk.get("usage")) or usage
             for choice in chunk.get("choices") or ():
                 delta = (choice.get("delta") or {}).get("content") or ""
