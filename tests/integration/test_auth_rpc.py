@@ -215,3 +215,33 @@ async def test_server_request_ids_are_random(auth_channel: grpc.aio.Channel) -> 
            for _ in range(8)]
     assert len(set(ids)) == 8 and all(len(i) == 32 for i in ids)
     assert len({i[:8] for i in ids}) == 8  # a per-process prefix would repeat
+
+
+async def test_a_key_cannot_spend_or_read_another_tenants_budget(tmp_path: Path) -> None:
+    """acme's key spends acme's budget only: asking to complete or read as globex is
+    PERMISSION_DENIED, globex's windows stay untouched, and each key reads only its own."""
+    budgets = {"tenants": {"acme": {"usd_per_day": 5.0}, "globex": {"usd_per_day": 5.0}}}
+    app = App.from_config(auth_config({"budgets": budgets}), access_log=False,
+                          feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            as_globex = stub.Complete(pb.CompleteRequest(
+                route=pb.RouteRequest(prompt=PROMPT, tenant="globex")), metadata=bearer(ACME))
+            assert (await _code(as_globex))[0] == grpc.StatusCode.PERMISSION_DENIED
+            res = await stub.Complete(pb.CompleteRequest(route=pb.RouteRequest(prompt=PROMPT)),
+                                      metadata=bearer(ACME))
+            assert res.cost_usd > 0
+            read = stub.GetBudget(pb.BudgetRequest(tenant="globex"), metadata=bearer(ACME))
+            assert (await _code(read))[0] == grpc.StatusCode.PERMISSION_DENIED
+            nokey = stub.GetBudget(pb.BudgetRequest(tenant="acme"))
+            assert (await _code(nokey))[0] == grpc.StatusCode.UNAUTHENTICATED
+            mine = await stub.GetBudget(pb.BudgetRequest(), metadata=bearer(ACME))
+            theirs = await stub.GetBudget(pb.BudgetRequest(), metadata=bearer(GLOBEX))
+            assert mine.tenant == "acme" and theirs.tenant == "globex"
+            spent = {(w.name, w.limit_name): w.spent + w.reserved for w in mine.windows}
+            assert spent[("acme", "usd_per_day")] == pytest.approx(res.cost_usd, rel=1e-6)
+            assert all(w.spent == 0 and w.reserved == 0 for w in theirs.windows)
+    finally:
+        await app.stop(0.5)
