@@ -151,3 +151,15 @@ def test_several_workers_on_memory_are_told_state_is_per_process() -> None:
     assert msg is not None and "budgets, rate limits and feedback are per process" in msg
     assert per_process_warning(StateConfig(), 1) is None
     assert per_process_warning(StateConfig("redis", "redis://h:1/0"), 4) is None
+
+
+async def test_memory_ledger_keeps_nothing_per_tenant_once_settled() -> None:
+    """Settled holds leave no per-tenant entry behind (many one-off tenants do not add up)."""
+    from routecore.state import MemoryBackend
+    from routecore.state.ledger import MemoryLedger
+
+    ledger = MemoryLedger(MemoryBackend())
+    for i in range(100):
+        await ledger.reserve(f"t{i}", "r", _counters(), [1, 1], ledger.clock() + 60)
+        await ledger.settle(f"t{i}", "r", _counters(), [1, 1])
+    assert ledger._holds == {}

@@ -64,7 +64,10 @@ class MemoryLedger:
         return cell
 
     def _release(self, tenant: str, rid: str) -> None:
-        hold = self._holds.get(tenant, {}).pop(rid, None)
+        holds = self._holds.get(tenant)
+        hold = holds.pop(rid, None) if holds is not None else None
+        if holds is not None and not holds:
+            del self._holds[tenant]  # no empty entry left behind per tenant ever seen
         if hold is not None:
             for name, amount in hold[1]:
                 cell = self._counters.get((tenant, name))
