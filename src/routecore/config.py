@@ -78,11 +78,20 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One upstream snapshot of a model: what is called and what it costs."""
+
+    name: str  # e.g. "2024-08-06"
+    model_id: str
+    price: Price
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     name: str
     provider: str
-    model_id: str
-    version: str
+    model_id: str  # what is called upstream: the pinned version's model_id when versioned
+    version: str  # the pinned version's name; the model_id when the model has no versions
     price: Price
     context_window: int
     max_output_tokens: int
@@ -93,6 +102,7 @@ class ModelSpec:
     fallbacks: tuple[str, ...]
     deployments: tuple[Deployment, ...]
     sim: Mapping[str, Any]
+    versions: Mapping[str, ModelVersion] = field(default_factory=dict)  # empty: unversioned
 
     def quality_for(self, category: str) -> float:
         return self.quality.get(category, self.quality["default"])
@@ -276,7 +286,7 @@ SECTIONS = frozenset({
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED = {"cache": "response caching"}
-_MODEL = {"provider", "model_id", "version", "price", "context_window", "max_output_tokens",
+_MODEL = {"provider", "model_id", "version", "versions", "pinned", "price", "context_window", "max_output_tokens",
           "capabilities", "quality", "latency", "rate_limits", "fallbacks", "deployments", "sim"}
 
 
@@ -284,7 +294,8 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     p = f"models.{name}"
     m = r.mapping(node, p)
     r.unknown(m, p, _MODEL)
-    price = r.mapping(m.get("price"), f"{p}.price")
+    versions, pinned = _versions(r, m, p)
+    price = r.mapping(m.get("price"), f"{p}.price", required=not versions)
     lat = r.mapping(m.get("latency"), f"{p}.latency")
     rl = r.mapping(m.get("rate_limits"), f"{p}.rate_limits", required=False)
     quality_node = r.mapping(m.get("quality"), f"{p}.quality")
@@ -299,13 +310,15 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     for i, c in enumerate(caps):
         if c not in CAPABILITIES:
             r.fail(f"{p}.capabilities[{i}]", f"unknown capability {c!r} (known: {', '.join(CAPABILITIES)})")
-    model_id = r.get(m, "model_id", p, str, name)
+    model_id = pinned.model_id if pinned else r.get(m, "model_id", p, str, name)
     deployments: list[Deployment] = []
     dep_list = r.get(m, "deployments", p, list, [])
     for i, d in enumerate(dep_list or []):
         dp = f"{p}.deployments[{i}]"
         dn = r.mapping(d, dp)
         r.unknown(dn, dp, {"endpoint", "model_id", "weight"})
+        if versions and "model_id" in dn:
+            r.fail(f"{dp}.model_id", "comes from the pinned version when the model has versions")
         ep = r.get(dn, "endpoint", dp, str)
         deployments.append(Deployment(
             endpoint=ep or "",
@@ -315,8 +328,7 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     sim = r.mapping(m.get("sim"), f"{p}.sim", required=False)
     values = dict(
         provider=r.get(m, "provider", p, str),
-        version=r.get(m, "version", p, str, model_id),
-        price=_price(r, price, f"{p}.price"),
+        price=pinned.price if pinned else _price(r, price, f"{p}.price"),
         ctx=r.number(m, "context_window", p, lo=1, integer=True),
         max_out=r.number(m, "max_output_tokens", p, lo=1, integer=True, default=4096),
         p50=r.number(lat, "p50_ms", f"{p}.latency", lo=0.0),
@@ -331,13 +343,57 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     if values["p95"] < values["p50"]:
         r.fail(f"{p}.latency.p95_ms", "must be >= latency.p50_ms")
     return ModelSpec(
-        name=name, provider=values["provider"], model_id=model_id, version=values["version"],
+        name=name, provider=values["provider"], model_id=model_id,
+        version=pinned.name if pinned else model_id, versions=versions,
         price=values["price"], context_window=values["ctx"],
         max_output_tokens=values["max_out"], capabilities=frozenset(caps), quality=quality,
         latency=Latency(values["p50"], values["p95"], values["tps"]),
         rate_limits=RateLimits(values["rpm"], values["tpm"]), fallbacks=fallbacks,
         deployments=tuple(deployments), sim=dict(sim),
     )
+
+
+def _versions(r: _Reader, m: dict[str, Any],
+              p: str) -> tuple[dict[str, ModelVersion], ModelVersion | None]:
+    """`versions` + `pinned`: the pinned version's model_id and price are what is called
+    and charged, so the model-level `model_id`/`version` would contradict it."""
+    if "version" in m:
+        r.fail(f"{p}.version", "is not what is called upstream; set model_id to the snapshot, "
+                               "or list versions and pin one (versions: {...}, pinned: ...)")
+    nodes = r.mapping(m.get("versions"), f"{p}.versions", required=False)
+    pin_raw = m.get("pinned")
+    if not nodes:
+        if "versions" in m and isinstance(m["versions"], dict):
+            r.fail(f"{p}.versions", "must list at least one version")
+        if pin_raw is not None:
+            r.fail(f"{p}.pinned", "needs versions to pin one of")
+        return {}, None
+    base = m.get("price")
+    out: dict[str, ModelVersion] = {}
+    for key, node in nodes.items():
+        vname = str(key)  # YAML reads 2024-08-06 as a date
+        vp = f"{p}.versions.{vname}"
+        vn = r.mapping(node, vp)
+        r.unknown(vn, vp, {"model_id", "price"})
+        vid = r.get(vn, "model_id", vp, str)
+        price_node = vn.get("price", base)
+        if price_node is None:
+            r.fail(f"{vp}.price", "is required (or set the model's price)")
+            continue
+        where = f"{vp}.price" if "price" in vn else f"{p}.price"
+        price = _price(r, r.mapping(price_node, where), where)
+        if vid and price is not None:
+            out[vname] = ModelVersion(vname, vid, price)
+    if "model_id" in m:
+        r.fail(f"{p}.model_id", "comes from the pinned version when the model has versions")
+    if pin_raw is None:
+        r.fail(f"{p}.pinned", f"is required with versions (one of: {', '.join(map(str, nodes))})")
+        return out, None
+    pin = str(pin_raw)
+    if pin not in {str(k) for k in nodes}:
+        r.fail(f"{p}.pinned", f"must name a version (one of: {', '.join(map(str, nodes))}), "
+                              f"got {pin!r}")
+    return out, out.get(pin)
 
 
 def _price(r: _Reader, node: dict[str, Any], p: str) -> Price | None:

@@ -38,8 +38,8 @@ def test_builtin_defaults_load_and_freeze() -> None:
 def test_negative_price_names_the_exact_field() -> None:
     """A negative price is reported as models.<name>.price.input: must be >= 0."""
     raw = _defaults()
-    raw["models"]["gpt-4o"]["price"]["input"] = -1
-    assert "models.gpt-4o.price.input: must be >= 0" in _problems(raw)
+    raw["models"]["gpt-4.1"]["price"]["input"] = -1
+    assert "models.gpt-4.1.price.input: must be >= 0" in _problems(raw)
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -102,3 +102,41 @@ def test_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert set(load_config(path).models) == set(load_config(None).models)
+
+
+def test_versions_pin_what_is_called_and_charged() -> None:
+    """The pinned version's model_id and price become the model's; a bare label is refused."""
+    raw = _defaults()
+    spec = parse_config(raw).models["gpt-4o"]
+    assert (spec.version, spec.model_id) == ("2024-08-06", "gpt-4o-2024-08-06")
+    assert all(d.model_id == "gpt-4o-2024-08-06" for d in spec.deployments)
+    versions = raw["models"]["gpt-4o"]["versions"]
+    assert set(map(str, versions)) == {"2024-08-06", "2024-11-20"}  # YAML dates as names
+    raw["models"]["gpt-4o"]["versions"] = {str(k): v for k, v in versions.items()}
+    raw["models"]["gpt-4o"]["pinned"] = "2024-11-20"
+    raw["models"]["gpt-4o"]["versions"]["2024-11-20"]["price"]["input"] = 1.0
+    spec = parse_config(raw).models["gpt-4o"]
+    assert (spec.model_id, spec.price.input) == ("gpt-4o-2024-11-20", 1.0)
+
+
+def test_version_mistakes_name_the_field() -> None:
+    """pinned must name a version; version labels and model_ids that bypass the pin are refused."""
+    raw = _defaults()
+    g = raw["models"]["gpt-4o"]
+    g["versions"] = {str(k): v for k, v in g["versions"].items()}
+    g["pinned"] = "2099-01-01"
+    g["model_id"] = "gpt-4o"
+    g["deployments"] = [{"endpoint": "openai", "model_id": "x"}]
+    del g["versions"]["2024-11-20"]["price"]
+    raw["models"]["gpt-4.1"]["version"] = "gpt-4.1-2025-04-14"
+    raw["models"]["gpt-4.1"]["pinned"] = "v1"
+    probs = _problems(raw)
+    assert any(p.startswith("models.gpt-4o.pinned: must name a version (one of: 2024-08-06, "
+                            "2024-11-20), got '2099-01-01'") for p in probs)
+    assert "models.gpt-4o.model_id: comes from the pinned version when the model has versions" \
+        in probs
+    assert any(p.startswith("models.gpt-4o.deployments[0].model_id:") for p in probs)
+    assert "models.gpt-4o.versions.2024-11-20.price: is required (or set the model's price)" \
+        in probs
+    assert any(p.startswith("models.gpt-4.1.version: is not what is called upstream") for p in probs)
+    assert "models.gpt-4.1.pinned: needs versions to pin one of" in probs

@@ -234,6 +234,8 @@ class SimEngine:
                 self._specs.setdefault(spec.model_id, spec)
                 for dep in spec.deployments:
                     self._specs.setdefault(dep.model_id, spec)
+                for v in spec.versions.values():  # a sim server answers every version's id
+                    self._specs.setdefault(v.model_id, spec)
         self._state: dict[str, _ModelState] = {}
 
     def spec(self, model: str) -> ModelSpec | None:
