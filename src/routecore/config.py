@@ -286,8 +286,9 @@ SECTIONS = frozenset({
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED = {"cache": "response caching"}
-_MODEL = {"provider", "model_id", "version", "versions", "pinned", "price", "context_window", "max_output_tokens",
-          "capabilities", "quality", "latency", "rate_limits", "fallbacks", "deployments", "sim"}
+_MODEL = {"provider", "model_id", "version", "versions", "pinned", "price", "context_window",
+          "max_output_tokens", "capabilities", "quality", "latency", "rate_limits", "fallbacks",
+          "deployments", "sim"}
 
 
 def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
@@ -295,7 +296,7 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     m = r.mapping(node, p)
     r.unknown(m, p, _MODEL)
     versions, pinned = _versions(r, m, p)
-    price = r.mapping(m.get("price"), f"{p}.price", required=not versions)
+    price = r.mapping(m.get("price"), f"{p}.price", required="versions" not in m)
     lat = r.mapping(m.get("latency"), f"{p}.latency")
     rl = r.mapping(m.get("rate_limits"), f"{p}.rate_limits", required=False)
     quality_node = r.mapping(m.get("quality"), f"{p}.quality")
@@ -317,7 +318,7 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
         dp = f"{p}.deployments[{i}]"
         dn = r.mapping(d, dp)
         r.unknown(dn, dp, {"endpoint", "model_id", "weight"})
-        if versions and "model_id" in dn:
+        if "versions" in m and "model_id" in dn:
             r.fail(f"{dp}.model_id", "comes from the pinned version when the model has versions")
         ep = r.get(dn, "endpoint", dp, str)
         deployments.append(Deployment(
@@ -328,7 +329,8 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     sim = r.mapping(m.get("sim"), f"{p}.sim", required=False)
     values = dict(
         provider=r.get(m, "provider", p, str),
-        price=pinned.price if pinned else _price(r, price, f"{p}.price"),
+        price=pinned.price if pinned else
+        None if "versions" in m else _price(r, price, f"{p}.price"),
         ctx=r.number(m, "context_window", p, lo=1, integer=True),
         max_out=r.number(m, "max_output_tokens", p, lo=1, integer=True, default=4096),
         p50=r.number(lat, "p50_ms", f"{p}.latency", lo=0.0),
@@ -368,7 +370,8 @@ def _versions(r: _Reader, m: dict[str, Any],
         if pin_raw is not None:
             r.fail(f"{p}.pinned", "needs versions to pin one of")
         return {}, None
-    base = m.get("price")
+    # The model's own price, when set, is every version's default.
+    base = _price(r, r.mapping(m["price"], f"{p}.price"), f"{p}.price") if "price" in m else None
     out: dict[str, ModelVersion] = {}
     for key, node in nodes.items():
         vname = str(key)  # YAML reads 2024-08-06 as a date
@@ -376,12 +379,13 @@ def _versions(r: _Reader, m: dict[str, Any],
         vn = r.mapping(node, vp)
         r.unknown(vn, vp, {"model_id", "price"})
         vid = r.get(vn, "model_id", vp, str)
-        price_node = vn.get("price", base)
-        if price_node is None:
+        if "price" in vn:
+            price = _price(r, r.mapping(vn["price"], f"{vp}.price"), f"{vp}.price")
+        elif "price" in m:
+            price = base
+        else:
             r.fail(f"{vp}.price", "is required (or set the model's price)")
             continue
-        where = f"{vp}.price" if "price" in vn else f"{p}.price"
-        price = _price(r, r.mapping(price_node, where), where)
         if vid and price is not None:
             out[vname] = ModelVersion(vname, vid, price)
     if "model_id" in m:
