@@ -334,3 +334,14 @@ async def test_rate_limit_waits_add_up_to_at_most_max_wait() -> None:
         await c.complete(REQ)
     assert sleep.delays and sum(sleep.delays) <= 1.5
     await c.aclose()
+
+
+def test_weights_are_traffic_shares_among_equally_loaded_deployments() -> None:
+    """0.9/0.1 weights send 900 of 1000 picks (+-1) to the first, interleaved; a deployment
+    overloaded for its weight leaves the share."""
+    res = _res()
+    firsts = [res.order(["a", "b"], [0.9, 0.1])[0] for _ in range(1000)]
+    assert abs(firsts.count(0) - 900) <= 1
+    assert 1 in firsts[:10]  # interleaved, not 900 in a row
+    res.stats("a").in_flight = 2
+    assert res.order(["a", "b"], [0.5, 0.5]) == [1, 0]

@@ -20,8 +20,9 @@
 - Breakers and rate limits live on the state backend: per process with
   `memory`, one per fleet with `redis` (every replica sees the same breaker
   and draws from the same buckets). Load stats stay per process.
-- Deployment choice by load: in-flight count and EWMA latency, divided by the
-  deployment's weight (`resilience.load_balance`).
+- Deployment choice: among usable deployments not overloaded for their weight,
+  weights are traffic shares (routecore.calling.balance);
+  the rest follow by EWMA latency x (in-flight + 1) / weight (`resilience.load_balance`).
 
 Clock, sleep and random source are injectable so tests run without waiting.
 """
@@ -35,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from routecore.calling.balance import SmoothWeighted, balanced
 from routecore.calling.deadline import Deadline
 from routecore.config import _Reader
 from routecore.errors import DeadlineExceeded, ProviderError
@@ -198,6 +200,7 @@ class Resilience:
         self.breakers: Breakers = open_breakers(state, self.config.breaker)
         self.limits: RateLimits = open_limits(state)
         self._stats: dict[str, DeploymentStats] = {}
+        self._shares = SmoothWeighted()
 
     def stats(self, key: str) -> DeploymentStats:
         s = self._stats.get(key)
@@ -206,10 +209,13 @@ class Resilience:
         return s
 
     def order(self, keys: Sequence[str], weights: Sequence[float]) -> list[int]:
-        """Indices of deployments, least loaded first: EWMA latency x (in-flight + 1) / weight.
+        """Indices of deployments in the order to try them.
 
-        Unmeasured deployments score 0 (tried first); weight 0 (drained) goes last.
-        Ties keep config order.
+        First: among usable deployments (weight > 0, breaker not open, not cooling
+        down) that are `balanced` (not overloaded for their weight, not much slower),
+        one picked by weight, so weights are traffic shares. Then the others, least
+        loaded first by EWMA latency x (in-flight + 1) / weight (unmeasured score 0);
+        weight 0 (drained) goes last.
         """
         def score(i: int) -> tuple[int, float, int]:
             s = self.stats(keys[i])
@@ -217,7 +223,17 @@ class Resilience:
             if w <= 0:
                 return (1, 0.0, i)
             return (0, (s.ewma_ms or 0.0) * (s.in_flight + 1) / w + s.in_flight * 1e-6, i)
-        return sorted(range(len(keys)), key=score)
+        rest = sorted(range(len(keys)), key=score)
+        now = self.clock()
+        usable = [i for i in rest if weights[i] > 0 and self.stats(keys[i]).blocked_until <= now
+                  and self.breakers.state(keys[i]) != "open"]
+        if len(usable) < 2:
+            return rest
+        tied = sorted(balanced(
+            [(self.stats(keys[i]).in_flight, weights[i], self.stats(keys[i]).ewma_ms or 0.0)
+             for i in usable], usable))
+        first = tied[self._shares.pick([keys[i] for i in tied], [weights[i] for i in tied])]
+        return [first, *(i for i in rest if i != first)]
 
     async def verdict(self, key: str, ok: bool | None) -> None:
         """The late verdict of a call made with `call(..., late_verdict=True)` (a stream,
