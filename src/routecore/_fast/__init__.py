@@ -22,6 +22,9 @@ __all__ = [
     "HAVE_EXTENSIONS",
     "PHRASE_MAX_WORDS",
     "SCALAR_NAMES",
+    "EmbedTable",
+    "EmbedTableC",
+    "EmbedTablePy",
     "combine_categories",
     "combine_categoriesC",
     "combine_categoriesPy",
@@ -31,6 +34,12 @@ __all__ = [
     "count_tokens",
     "count_tokensC",
     "count_tokensPy",
+    "embed",
+    "embedC",
+    "embedPy",
+    "embed_ids",
+    "embed_idsC",
+    "embed_idsPy",
     "extract",
     "extractC",
     "extractPy",
@@ -76,6 +85,9 @@ top_k_max_by_labelPy = _pure.top_k_max_by_label
 score_modelsPy = _pure.score_models
 pareto_dominatorsPy = _pure.pareto_dominators
 combine_categoriesPy = _pure.combine_categories
+EmbedTablePy = _pure.EmbedTable
+embedPy = _pure.embed
+embed_idsPy = _pure.embed_ids
 
 _core: Any
 try:
@@ -107,6 +119,9 @@ if _core is not None:
     score_modelsC = _core.score_models
     pareto_dominatorsC = _core.pareto_dominators
     combine_categoriesC = _core.combine_categories
+    EmbedTableC = _core.EmbedTable
+    embedC = _core.embed
+    embed_idsC = _core.embed_ids
 else:
     count_tokensC = _missing("count_tokens")
     count_chat_tokensC = _missing("count_chat_tokens")
@@ -121,6 +136,9 @@ else:
     score_modelsC = _missing("score_models")
     pareto_dominatorsC = _missing("pareto_dominators")
     combine_categoriesC = _missing("combine_categories")
+    EmbedTableC = _missing("EmbedTable")
+    embedC = _missing("embed")
+    embed_idsC = _missing("embed_ids")
 
 _USE_C = HAVE_EXTENSIONS and os.environ.get("ROUTECORE_NO_EXTENSIONS", "") != "1"
 
@@ -138,6 +156,9 @@ if _USE_C:
     score_models = score_modelsC
     pareto_dominators = pareto_dominatorsC
     combine_categories = combine_categoriesC
+    EmbedTable = EmbedTableC
+    embed = embedC
+    embed_ids = embed_idsC
 else:
     count_tokens = count_tokensPy
     count_chat_tokens = count_chat_tokensPy
@@ -152,3 +173,6 @@ else:
     score_models = score_modelsPy
     pareto_dominators = pareto_dominatorsPy
     combine_categories = combine_categoriesPy
+    EmbedTable = EmbedTablePy
+    embed = embedPy
+    embed_ids = embed_idsPy

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .._constants import SCALAR_NAMES
 from .classify import combine_categories
+from .embed import EmbedTable, embed, embed_ids
 from .features import extract, extract_many
 from .knn import features_dense_dot, max_by_label, top_k, top_k_max_by_label
 from .phrases import phrase_hash, phrase_hits, word_hashes
@@ -24,9 +25,12 @@ from .tokens import count_chat_tokens, count_tokens, script_of
 
 __all__ = [
     "SCALAR_NAMES",
+    "EmbedTable",
     "combine_categories",
     "count_chat_tokens",
     "count_tokens",
+    "embed",
+    "embed_ids",
     "extract",
     "extract_many",
     "features_dense_dot",
