@@ -24,7 +24,7 @@ from routecore.domain import CAPABILITIES, STRATEGIES, Weights
 from routecore.errors import ConfigError
 
 ENDPOINT_KINDS = ("simulated", "openai", "anthropic")
-CLASSIFIER_MODES = ("rule", "embedding", "combined")
+CLASSIFIER_MODES = ("rule", "embedding", "combined", "trained")
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,3 +63,33 @@ def test_everyday_set_avoids_its_categories_keywords(defaults: Config) -> None:
         kws = defaults.categories[r["category"]].keywords
         hits = PhraseMatcher(kws).counts(r["prompt"])
         assert not hits.any(), (r["prompt"], [k for k, h in zip(kws, hits, strict=True) if h])
+
+
+def test_trained_mode_is_the_default_and_names_everyday_prompts(defaults: Config) -> None:
+    """The default mode is the trained head, and it names the category of prompts
+    phrased without their category's keywords more often than combined mode does."""
+    assert defaults.classifier.mode == "trained"
+    rows = [json.loads(line) for line in EVERYDAY.read_text("utf-8").splitlines()]
+
+    def right(mode: str) -> int:
+        clf = _classifier(defaults, mode)
+        return sum(clf.classify(r["prompt"], clf.features(r["prompt"])).category == r["category"]
+                   for r in rows)
+
+    trained, combined = right("trained"), right("combined")
+    assert trained > combined and trained / len(rows) >= 0.5, (trained, combined)
+
+
+def test_trained_mode_refuses_unknown_categories(defaults: Config) -> None:
+    """A config category the head does not know is a ConfigError naming it; a subset
+    of the built-in categories works."""
+    from routecore.errors import ConfigError
+
+    extra = dict(defaults.categories)
+    extra["legal"] = replace(defaults.categories["qa"], name="legal")
+    with pytest.raises(ConfigError, match=r"categories\.legal"):
+        _classifier(replace(defaults, categories=extra), "trained")
+    subset = {k: defaults.categories[k] for k in ("code", "chat")}
+    clf = _classifier(replace(defaults, categories=subset), "trained")
+    got = clf.classify("def f(x): return x", clf.features("def f(x): return x"))
+    assert got.category == "code" and set(got.scores) == {"code", "chat"}

@@ -81,6 +81,7 @@ class EmbedTable:
     n_tokens: int
     dim: int
     max_piece: int
+    vectors: npt.NDArray[np.float32]
     def __init__(self, tokens: Sequence[str], vectors: npt.ArrayLike) -> None: ...
 
 def embed_ids(table: EmbedTable, text: str, max_tokens: int) -> npt.NDArray[np.int32]: ...

@@ -11,5 +11,5 @@ cdef class EmbedTable:
     cdef uint64_t* keys               # hash per slot (0: empty)
     cdef int32_t* vals                # token id per slot
     cdef uint64_t mask                # slots - 1 (a power of two minus one)
-    cdef object vectors               # float32[n_tokens, dim], C-contiguous, kept alive
+    cdef readonly object vectors      # float32[n_tokens, dim], C-contiguous, kept alive
     cdef const float* vecs

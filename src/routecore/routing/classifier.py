@@ -1,10 +1,15 @@
 """Task classification: which category a prompt belongs to, how hard it is.
 
-Three classifiers behind one interface, chosen by `classifier.mode`:
+Four classifiers behind one interface, chosen by `classifier.mode`:
 - `rule`: keywords and regexes per category, from config (a prompt that no
   rule matches gets a spread, low-confidence distribution from the exemplars);
 - `embedding`: the core's hashed features, nearest category exemplars (FAISS);
-- `combined`: a weighted blend of both (`classifier.embedding_weight`).
+- `combined`: a weighted blend of both (`classifier.embedding_weight`);
+- `trained` (the default): the shipped category head (routing.category_head),
+  a linear model over the static sentence embedding (routing.embedding), the
+  hashed features and the scalar cues, trained on labelled instruction data;
+  it knows the built-in categories, so a config may keep any of them but add
+  no other.
 All produce a `Classification(category, complexity, confidence, scores)`.
 Complexity blends the category's base complexity with length, math, code and
 multi-step markers; it is a prior in [0, 1], not a learned quantity.
@@ -23,7 +28,10 @@ import numpy.typing as npt
 from routecore import _fast
 from routecore.config import Config
 from routecore.domain import Classification
+from routecore.errors import ConfigError
 from routecore.routing.catalog import BRUTE_FORCE_MAX_ROWS, ExemplarIndex
+from routecore.routing.category_head import CategoryHead, ask_window
+from routecore.routing.embedding import StaticEmbedder
 from routecore.routing.features import SCALAR_NAMES, FeatureExtractor
 from routecore.routing.phrases import PhraseMatcher
 
@@ -58,6 +66,8 @@ class Features:
     vec: F32
     scalars: F32
     tokens: int  # the token estimate of the text (count_tokens)
+    # The static sentence embedding of the prompt's ask (trained mode only).
+    emb: F32 | None = None
 
 
 def _window(text: str, head: int = _HEAD, tail: int = _TAIL) -> str:
@@ -145,7 +155,7 @@ class EmbeddingClassifier:
 
 
 class Classifier:
-    """The configured classifier: rule, embedding or combined."""
+    """The configured classifier: rule, embedding, combined or trained."""
 
     def __init__(self, config: Config, extractor: FeatureExtractor) -> None:
         cc = config.classifier
@@ -165,18 +175,32 @@ class Classifier:
         self._i_tokens = SCALAR_NAMES.index("log_tokens")
         self._i_math = SCALAR_NAMES.index("math")
         self._i_code = SCALAR_NAMES.index("code")
+        self._head: _Head | None = _Head(config, extractor) if cc.mode == "trained" else None
+        if self._head is not None:
+            self._w = 1.0  # the head's probabilities stand alone (rules count for complexity)
 
     def features(self, text: str) -> Features:
-        return Features(*self.extractor.extract_counted(text))
+        vec, scalars, tokens = self.extractor.extract_counted(text)
+        if self._head is None:
+            return Features(vec, scalars, tokens)
+        return Features(vec, scalars, tokens, self._head.embedder.embed(ask_window(text)))
 
     def classify(self, text: str, feats: Features) -> Classification:
-        return self._combine(text, feats.vec, feats.scalars,
-                             self._embed.sims(feats.vec) if self._w > 0.0 else None)
+        sims: F32 | None
+        if self._head is not None:
+            sims = self._head.probs(text, feats.vec, feats.scalars, feats.emb)
+        else:
+            sims = self._embed.sims(feats.vec) if self._w > 0.0 else None
+        return self._combine(text, feats.vec, feats.scalars, sims)
 
     def classify_many(self, texts: Sequence[str], vecs: F32, scalars: F32
                       ) -> list[Classification]:
         """`classify` for each text (row i of vecs/scalars is its features); the
         exemplar similarities of all rows come from one matrix product."""
+        if self._head is not None:
+            head = self._head
+            return [self._combine(t, vecs[i], scalars[i], head.probs(t, vecs[i], scalars[i], None))
+                    for i, t in enumerate(texts)]
         sims = self._embed.sims_many(vecs) if self._w > 0.0 else None
         return [self._combine(t, vecs[i], scalars[i], None if sims is None else sims[i])
                 for i, t in enumerate(texts)]
@@ -197,3 +221,38 @@ class Classifier:
         cats = self.categories
         return Classification(cats[best], complexity, confidence,
                               dict(zip(cats, probs.tolist(), strict=True)), probs)
+
+
+class _Head:
+    """The shipped category head, restricted to the configured categories."""
+
+    def __init__(self, config: Config, extractor: FeatureExtractor) -> None:
+        head = CategoryHead.shipped()
+        unknown = [c for c in config.categories if c not in head.categories]
+        if unknown:
+            raise ConfigError([
+                f"categories.{c}: classifier.mode 'trained' knows only the built-in categories "
+                f"({', '.join(head.categories)}); use mode rule, embedding or combined"
+                for c in unknown])
+        self.head = head
+        self.embedder = StaticEmbedder.shipped()
+        if self.embedder.dim != head.emb_dim:
+            raise ConfigError([f"classifier: the category head expects {head.emb_dim}-dim "
+                               f"embeddings, the shipped ones have {self.embedder.dim}"])
+        idx = np.array([head.categories.index(c) for c in config.categories], dtype=np.intp)
+        # Weights and biases of the configured categories only, in config order.
+        self._w: F32 = np.ascontiguousarray(head.w[idx])
+        self._b: F32 = np.ascontiguousarray(head.b[idx])
+        # The head was trained on hashed features of its own width.
+        self._fx = extractor if extractor.dim == head.hash_dim else FeatureExtractor(head.hash_dim)
+
+    def probs(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
+        """float32 probability per configured category."""
+        if emb is None:
+            emb = self.embedder.embed(ask_window(text))
+        if self._fx.dim != vec.shape[0]:
+            vec = self._fx.extract(text)[0]
+        z = self._w @ self.head.features(emb, vec, scalars) + self._b
+        e = np.exp(z - z.max())
+        out: F32 = (e / e.sum()).astype(np.float32)
+        return out
