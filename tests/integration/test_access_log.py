@@ -28,7 +28,8 @@ async def main():
     port = await app.start("127.0.0.1", 0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = router_pb2_grpc.RouterStub(ch)
-        await stub.Route(pb.RouteRequest(prompt="What is 2+2?"), metadata=[("x-request-id", "r-1")])
+        await stub.Route(pb.RouteRequest(prompt="Solve for x: 3x + 7 = 22."),
+                         metadata=[("x-request-id", "r-1")])
         try:
             await stub.Route(pb.RouteRequest(prompt=""))
         except grpc.aio.AioRpcError:

@@ -43,7 +43,7 @@ async def test_node_client_routes(app: App) -> None:
     """A Node.js client built from protos/ routes, completes, streams and sees clear error statuses."""
     await asyncio.to_thread(_ensure_modules)
     addr = f"127.0.0.1:{app.port}"
-    code, out, err = await _node("--addr", addr, "route", "What is 2+2?")
+    code, out, err = await _node("--addr", addr, "route", "Solve for x: 3x + 7 = 22.")
     assert code == 0, err
     d = json.loads(out)
     assert d["model"] and d["candidates"] and d["category"] == "math" and d["fallbacks"]

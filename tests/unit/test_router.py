@@ -18,9 +18,10 @@ def _cand(d, model):  # type: ignore[no-untyped-def]
 
 def test_python_api_prompt_and_messages(default_router: Router) -> None:
     """route() takes a prompt, or messages as Message objects or dicts."""
-    a = default_router.route("What is 2+2?")
-    b = default_router.route(messages=[{"role": "user", "content": "What is 2+2?"}])
-    c = default_router.route(messages=[Message("system", "Be brief."), Message("user", "What is 2+2?")])
+    q = "Solve for x: 3x + 7 = 22."
+    a = default_router.route(q)
+    b = default_router.route(messages=[{"role": "user", "content": q}])
+    c = default_router.route(messages=[Message("system", "Be brief."), Message("user", q)])
     assert a.category == b.category == c.category == "math"
     assert b.input_tokens > a.input_tokens  # chat overhead is counted
     assert len(a.candidates) == len(default_router.registry)
