@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 
 from routecore import Router
@@ -52,3 +55,32 @@ def test_paced_out_models_say_why(router: Router) -> None:
     assert "tenant 'acme' usd_per_day at 98%" in d.reason
     paced = [c for c in d.candidates if c.rejected_reason.startswith("budget pacing")]
     assert paced and all(c.estimated_cost_usd > d.estimated_cost_usd for c in paced)
+
+
+class _BestQuality:
+    """A learned router that always picks the highest predicted quality it may."""
+
+    def __init__(self, models: tuple[str, ...]) -> None:
+        self.models = models
+
+    def predict(self, text: str, vec: Any) -> tuple[Any, Any]:
+        n = len(self.models)
+        return np.linspace(0.5, 0.95, n), np.linspace(0.001, 0.01, n)
+
+    def choose(self, quality: Any, cost: Any, willingness_to_pay: float, eligible: Any) -> int:
+        return int(np.argmax(np.where(eligible, quality, -1.0)))
+
+    def learn(self, text: str, model: str, score: float) -> None:
+        return None
+
+
+def test_learned_strategy_is_paced_too(default_router: Router) -> None:
+    """The learned router chooses only among models under the pacing ceiling."""
+    config = default_router.config
+    router = Router(config, learned=_BestQuality(tuple(config.models)))
+    free = router.route(PROMPT, strategy="learned")
+    router.budget_source = lambda t, u, k: _state(1.0)
+    paced = router.route(PROMPT, strategy="learned", tenant="acme")
+    assert "budget pacing" in paced.reason
+    eligible = [c.estimated_cost_usd for c in free.candidates if not c.rejected_reason]
+    assert paced.estimated_cost_usd == min(eligible) < free.estimated_cost_usd
