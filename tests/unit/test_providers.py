@@ -142,7 +142,7 @@ def test_sim_config_is_validated_with_exact_paths() -> None:
     cfg = make_config({"m": model("m", sim={"error_rate": 2, "wat": 1,
                                             "latency_ms": {"p50": 10, "p95": 5}})})
     problems = validate_sim(cfg.models)
-    assert "models.m.sim.error_rate: must be a number in [0, 1]" in problems
+    assert "models.m.sim.error_rate: must be <= 1" in problems
     assert any(p.startswith("models.m.sim.wat: unknown field") for p in problems)
     assert "models.m.sim.latency_ms.p95: must be >= latency_ms.p50" in problems
 

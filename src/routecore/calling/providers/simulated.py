@@ -62,7 +62,7 @@ from routecore.calling.providers.batch_api import (
 )
 from routecore.calling.providers.openai import parse_completion
 from routecore.calling.types import Usage
-from routecore.config import Config, Endpoint, ModelSpec
+from routecore.config import Config, Endpoint, ModelSpec, _Reader
 from routecore.domain import Message
 from routecore.errors import ProviderError
 
@@ -133,48 +133,25 @@ def readable(prompt: str, seed: str) -> str:
 
 def validate_sim(models: Mapping[str, ModelSpec]) -> list[str]:
     """Problems in every model's `sim` section, each naming its exact path."""
-    problems: list[str] = []
+    r = _Reader()
     for name, spec in models.items():
         p = f"models.{name}.sim"
-        sim = spec.sim
-        for key in sim:
-            if key not in SIM_KEYS:
-                allowed = ", ".join(sorted(SIM_KEYS))
-                problems.append(f"{p}.{key}: unknown field (allowed: {allowed})")
-        total = 0.0
-        for key in _RATES:
-            if key in sim:
-                v = sim[key]
-                if not _is_num(v) or not 0.0 <= v <= 1.0:
-                    problems.append(f"{p}.{key}: must be a number in [0, 1]")
-                else:
-                    total += v
-        if total > 1.0:
-            problems.append(f"{p}: the failure rates must sum to <= 1")
-        for key in ("retry_after_s", "timeout_s", "tokens_per_s"):
-            if key in sim and (not _is_num(sim[key]) or sim[key] < 0):
-                problems.append(f"{p}.{key}: must be a number >= 0")
-        if "seed" in sim and (not isinstance(sim["seed"], int) or isinstance(sim["seed"], bool)):
-            problems.append(f"{p}.seed: must be an int")
-        if "latency_ms" in sim:
-            lat = sim["latency_ms"]
-            if not isinstance(lat, dict):
-                problems.append(f"{p}.latency_ms: must be a mapping with p50 and p95")
-                continue
-            for k in lat:
-                if k not in ("p50", "p95"):
-                    problems.append(f"{p}.latency_ms.{k}: unknown field (allowed: p50, p95)")
-            for k in ("p50", "p95"):
-                if k in lat and (not _is_num(lat[k]) or lat[k] < 0):
-                    problems.append(f"{p}.latency_ms.{k}: must be a number >= 0")
-            p50, p95 = lat.get("p50", 0), lat.get("p95", lat.get("p50", 0))
-            if _is_num(p50) and _is_num(p95) and p95 < p50:
-                problems.append(f"{p}.latency_ms.p95: must be >= latency_ms.p50")
-    return problems
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+        sim = dict(spec.sim)
+        r.unknown(sim, p, SIM_KEYS)
+        rates = [r.number(sim, key, p, lo=0.0, hi=1.0, default=0.0) for key in _RATES]
+        if sum(v or 0.0 for v in rates) > 1.0:
+            r.fail(p, "the failure rates must sum to <= 1")
+        for key, default in (("retry_after_s", 1.0), ("timeout_s", 30.0), ("tokens_per_s", 0.0)):
+            r.number(sim, key, p, lo=0.0, default=default)
+        r.number(sim, "seed", p, integer=True, default=0)
+        lp = f"{p}.latency_ms"
+        lat = r.mapping(sim.get("latency_ms"), lp, required=False)
+        r.unknown(lat, lp, {"p50", "p95"})
+        p50 = r.number(lat, "p50", lp, lo=0.0, default=0.0)
+        p95 = r.number(lat, "p95", lp, lo=0.0, default=p50)  # unset: the same as p50
+        if p50 is not None and p95 is not None and p95 < p50:
+            r.fail(f"{lp}.p95", "must be >= latency_ms.p50")
+    return r.problems
 
 
 @dataclass(slots=True)
