@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 import yaml
 from cryptography import x509
@@ -108,6 +110,33 @@ async def test_mtls_requires_a_client_certificate(pki: dict[str, Path], tmp_path
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await _route(app.port, grpc.ssl_channel_credentials(ca))
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await app.stop(0.5)
+
+
+async def test_http_front_door_serves_https_with_the_same_certificate(
+        pki: dict[str, Path], tmp_path: Path) -> None:
+    """With server.tls the HTTP front door is HTTPS too (client certificate required with
+    client_ca): an API key never crosses either door in clear."""
+    cfg = _config({"cert": str(pki["server_crt"]), "key": str(pki["server_key"]),
+                   "client_ca": str(pki["ca"])})
+    app = App.from_config(cfg, access_log=False, feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0, http_port=0)
+    assert app.http is not None
+    url = f"https://127.0.0.1:{app.http.port}/v1/models"
+    try:
+        with_cert = ssl.create_default_context(cafile=str(pki["ca"]))
+        with_cert.load_cert_chain(str(pki["client_crt"]), str(pki["client_key"]))
+        async with httpx.AsyncClient(verify=with_cert) as client:
+            res = await client.get(url)
+        assert res.status_code == 200 and res.json()["data"]
+        without = ssl.create_default_context(cafile=str(pki["ca"]))
+        async with httpx.AsyncClient(verify=without) as client:
+            with pytest.raises(httpx.HTTPError):
+                await client.get(url)  # no client certificate
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(httpx.HTTPError):
+                await client.get(url.replace("https://", "http://"))  # plaintext
     finally:
         await app.stop(0.5)
 

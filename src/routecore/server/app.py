@@ -28,7 +28,7 @@ from routecore.server.interceptors import RpcInterceptor
 from routecore.server.observing import Observer
 from routecore.server.ports import ensure_free
 from routecore.server.servicer import RouterServicer
-from routecore.server.tls import server_credentials
+from routecore.server.tls import server_credentials, ssl_context
 from routecore.state import Backend, open_backend, parse_state
 from routecore.state.budget import Budgets, check_keys, parse_budgets
 from routecore.v1 import router_pb2, router_pb2_grpc
@@ -128,7 +128,8 @@ class App:
                                       self.observer.record if self.observer else None,
                                       self.authenticator)
             try:
-                await self.http.start(host, http_port, cfg.grace_s, reuse_port=self.reuse_port)
+                await self.http.start(host, http_port, cfg.grace_s, reuse_port=self.reuse_port,
+                                      ssl_context=ssl_context(cfg.tls) if cfg.tls else None)
             except OSError as exc:
                 self.http = None
                 await self.stop(0)

@@ -18,6 +18,7 @@ limits, breakers and the audit trail are the same objects as for gRPC.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -85,13 +86,15 @@ class HttpFrontDoor:
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int, shutdown_timeout: float = 5.0,
-                    reuse_port: bool = False) -> int:
-        """Bind (port 0: ephemeral; shared only with the other --workers: `reuse_port`)."""
+                    reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Bind (port 0: ephemeral; shared only with the other --workers: `reuse_port`);
+        HTTPS with `ssl_context` (server.tls)."""
         runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
                                shutdown_timeout=shutdown_timeout)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024,
+                           ssl_context=ssl_context)
         try:
             await site.start()
         except OSError:
