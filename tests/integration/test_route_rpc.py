@@ -160,3 +160,18 @@ async def test_health_and_reflection(app: App, channel: grpc.aio.Channel) -> Non
     await app.health.enter_graceful_shutdown()
     res = await health.Check(health_pb2.HealthCheckRequest(service=""))
     assert res.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_list_models_shows_versions_and_the_pinned_one(stub: Stub) -> None:
+    """ListModels lists each model's versions with model_id, price, pinned flag and share."""
+    by_name = {m.name: m for m in (await stub.ListModels(pb.ListModelsRequest())).models}
+    g = by_name["gpt-4o"]
+    assert g.version == "2024-08-06" and g.model_id == "gpt-4o-2024-08-06"
+    versions = {v.name: v for v in g.versions}
+    assert set(versions) == {"2024-08-06", "2024-11-20"}
+    assert versions["2024-08-06"].pinned and versions["2024-08-06"].share == 1.0
+    assert versions["2024-11-20"].model_id == "gpt-4o-2024-11-20"
+    assert not versions["2024-11-20"].pinned and versions["2024-11-20"].share == 0.0
+    assert versions["2024-11-20"].input_price_per_mtok == 2.5
+    (only,) = by_name["gpt-4.1"].versions  # unversioned: its one model_id, pinned
+    assert only.pinned and only.model_id == only.name == by_name["gpt-4.1"].model_id

@@ -15,7 +15,7 @@ from routecore.calling.types import (
     StreamEvent,
     Usage,
 )
-from routecore.config import ModelSpec
+from routecore.config import ModelSpec, ModelVersion
 from routecore.domain import (
     NO_CONSTRAINTS,
     BudgetState,
@@ -165,6 +165,14 @@ def model_info(spec: ModelSpec) -> pb.ModelInfo:
         quality=dict(spec.quality), latency_p50_ms=spec.latency.p50_ms,
         latency_p95_ms=spec.latency.p95_ms, fallbacks=spec.fallbacks,
         max_output_tokens=spec.max_output_tokens,
+        versions=[pb.ModelVersionInfo(name=v.name, model_id=v.model_id,
+                                      input_price_per_mtok=v.price.input,
+                                      output_price_per_mtok=v.price.output,
+                                      pinned=v.name == spec.version,
+                                      share=1.0 if v.name == spec.version else 0.0)
+                  for v in (spec.versions or
+                            {spec.version: ModelVersion(spec.version, spec.model_id,
+                                                        spec.price)}).values()],
     )
 
 

@@ -223,7 +223,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "provider", "model_id", "version", "input_price_per_mtok", "output_price_per_mtok", "context_window", "capabilities", "quality", "latency_p50_ms", "latency_p95_ms", "fallbacks", "max_output_tokens")
+    __slots__ = ("name", "provider", "model_id", "version", "input_price_per_mtok", "output_price_per_mtok", "context_window", "capabilities", "quality", "latency_p50_ms", "latency_p95_ms", "fallbacks", "max_output_tokens", "versions")
     class QualityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +244,7 @@ class ModelInfo(_message.Message):
     LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     model_id: str
@@ -257,7 +258,24 @@ class ModelInfo(_message.Message):
     latency_p95_ms: float
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
     max_output_tokens: int
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., model_id: _Optional[str] = ..., version: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[_Mapping[str, float]] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., fallbacks: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    versions: _containers.RepeatedCompositeFieldContainer[ModelVersionInfo]
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., model_id: _Optional[str] = ..., version: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[_Mapping[str, float]] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., fallbacks: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ...) -> None: ...
+
+class ModelVersionInfo(_message.Message):
+    __slots__ = ("name", "model_id", "input_price_per_mtok", "output_price_per_mtok", "pinned", "share")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model_id: str
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    pinned: bool
+    share: float
+    def __init__(self, name: _Optional[str] = ..., model_id: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., pinned: _Optional[bool] = ..., share: _Optional[float] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "router_version")
