@@ -27,6 +27,7 @@ from routecore.server.identity import Authenticator, parse_auth
 from routecore.server.interceptors import RpcInterceptor
 from routecore.server.observing import Observer
 from routecore.server.ports import ensure_free
+from routecore.server.reload import reload_on_sighup
 from routecore.server.servicer import RouterServicer
 from routecore.server.tls import server_credentials, ssl_context
 from routecore.state import Backend, open_backend, parse_state
@@ -58,6 +59,8 @@ class App:
     authenticator: Authenticator | None = None  # API keys (config `auth`); None: auth off
     budgets: Budgets | None = None  # config `budgets`, on `state`, from start()
     reuse_port: bool = False  # SO_REUSEPORT: only inside one --workers group (server/ports.py)
+    servicer: RouterServicer | None = None
+    retired: list[Completer] = field(default_factory=list)  # replaced by a reload; closed at stop
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -100,10 +103,10 @@ class App:
         server = grpc.aio.server(options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db, state=self.state)
         await self.outcomes.start()
+        self.servicer = RouterServicer(self.router, self.completer, self.outcomes, self.budgets)
         RpcInterceptor(self.access_log, self.observer.record,
                        authenticator=self.authenticator).register(
-            router_pb2_grpc.add_RouterServicer_to_server,
-            RouterServicer(self.router, self.completer, self.outcomes, self.budgets), server)
+            router_pb2_grpc.add_RouterServicer_to_server, self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         # Reflection lists every RPC to anyone: off when auth is on, unless asked for.
         if cfg.reflection if cfg.reflection is not None else self.authenticator is None:
@@ -163,8 +166,22 @@ class App:
         await self._close_parts()
         log.info("stopped")
 
+    def swap(self, router: Router, completer: Completer) -> None:
+        """Point every holder at a reloaded router and completer (server/reload.py), in one
+        synchronous step; requests already running finish on the old ones."""
+        if self.completer is not None:
+            self.retired.append(self.completer)
+        self.router, self.completer = router, completer
+        for holder in (self.servicer, self.http):
+            if holder is not None:
+                holder.router, holder.completer = router, completer
+        if self.outcomes is not None:
+            self.outcomes.router = router
+
     async def _close_parts(self) -> None:
         """Close what start() opened besides the server (also when binding failed)."""
+        while self.retired:
+            await self.retired.pop().aclose()
         if self.completer is not None:
             await self.completer.aclose()
             self.completer = None
@@ -205,6 +222,8 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    if not config.source.startswith("<"):  # a file to re-read (not the built-in defaults)
+        reload_on_sighup(app, config.source)
     waiter = asyncio.ensure_future(app.wait())
     stopper = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,83 @@
+"""Hot reload: SIGHUP re-reads the config file, validates it, and swaps it in at once.
+
+A reload replaces the routing and calling side (models and their pinned
+versions, deployments and weights, categories, routing, resilience, cascade,
+ensemble, ab, learned artifacts): a new `Router` and `Completer` are built off
+to the side (the router in a worker thread, so serving goes on), then every
+holder is pointed at them in one synchronous step on the event loop, so no
+request sees half of each. A request already running keeps the router and
+completer it started with and completes on them; their HTTP pools are closed at
+shutdown. Sections bound at start-up (sockets, TLS, auth, state, budgets,
+audit, metrics, telemetry, feedback) cannot change without a restart: a reload
+that changes one is rejected naming it. A rejected reload (invalid file or such
+a change) logs `config_reload_rejected` with every problem, and the old config
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+import structlog
+
+from routecore.calling.completion import Completer
+from routecore.config import Config, load_config
+from routecore.errors import ConfigError
+from routecore.routing.router import Router
+
+if TYPE_CHECKING:
+    from routecore.server.app import App
+
+log = structlog.get_logger("routecore.server.reload")
+RESTART_ONLY = ("auth", "state", "budgets", "audit", "metrics", "telemetry", "feedback")
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """Problems naming each start-up-bound section the new config changes."""
+    problems = [f"{s}: changed, which needs a restart (reload keeps the running {s})"
+                for s in RESTART_ONLY if old.extra.get(s) != new.extra.get(s)]
+    if old.server != new.server:
+        problems.append("server: changed, which needs a restart (reload keeps the running server)")
+    return problems
+
+
+async def reload_config(app: App, path: str) -> bool:
+    """Re-read `path` and swap it into `app`; False (old config kept) when rejected."""
+    if app.completer is None:
+        raise RuntimeError("reload before start")
+    try:
+        config = await asyncio.to_thread(load_config, path)
+        problems = restart_only_changes(app.router.config, config)
+        if problems:
+            raise ConfigError(problems)
+        router = await asyncio.to_thread(Router.from_config, config)
+        completer = Completer(config, router, budgets=app.budgets, state=app.state)
+    except ConfigError as exc:
+        log.error("config_reload_rejected", path=path, problems=exc.problems)
+        return False
+    if app.budgets is not None and app.budgets.enabled:
+        router.budget_source = app.budgets.view
+    app.swap(router, completer)
+    log.info("config_reloaded", path=path, router_version=router.version,
+             models=len(router.registry))
+    return True
+
+
+def reload_on_sighup(app: App, path: str) -> None:
+    """SIGHUP reloads `path` (one reload at a time; another SIGHUP meanwhile waits its turn)."""
+    loop = asyncio.get_running_loop()
+    lock = asyncio.Lock()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run() -> None:
+        async with lock:
+            await reload_config(app, path)
+
+    def on_hup() -> None:
+        task = loop.create_task(run())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
