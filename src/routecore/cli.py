@@ -70,7 +70,8 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
             proc.start()
             procs.append(proc)
         try:
-            _run(_serve(config, ns.host, port, http_port, ns.metrics_port, reuse_port=group))
+            _run(_serve(config, ns.host, port, http_port, ns.metrics_port, reuse_port=group,
+                        peers=[p.pid for p in procs if p.pid is not None]))
         finally:
             for proc in procs:
                 proc.terminate()
@@ -88,11 +89,11 @@ def _run(coro: Any) -> None:
 
 async def _serve(config: Any, host: str | None, port: int, http_port: int | None,
                  metrics_port: int | None, serve_metrics: bool = True,
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, peers: Sequence[int] = ()) -> None:
     from routecore.server.app import serve
 
     await serve(config, host, port, http_port, metrics_port=metrics_port,
-                serve_metrics=serve_metrics, reuse_port=reuse_port)
+                serve_metrics=serve_metrics, reuse_port=reuse_port, peers=peers)
 
 
 def _worker(config_path: str | None, host: str | None, port: int, level: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,29 @@ def test_restart_only_sections_are_named(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     assert [p.split(":")[0] for p in restart_only_changes(old, load_config(path))] == ["state"]
     assert restart_only_changes(old, old) == []
+
+
+async def test_sighup_is_passed_on_to_the_other_workers(tmp_path: Path) -> None:
+    """With --workers, the SIGHUP the first process gets reaches every other worker."""
+    path = tmp_path / "routecore.yaml"
+    path.write_text(yaml.safe_dump(_raw("2024-08-06")))
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import signal, sys, time\n"
+        "signal.signal(signal.SIGHUP, lambda *a: (print('hup', flush=True), sys.exit(0)))\n"
+        "print('ready', flush=True)\ntime.sleep(20)", stdout=asyncio.subprocess.PIPE)
+    assert peer.stdout is not None
+    assert await peer.stdout.readline() == b"ready\n"
+    app = App.from_config(load_config(path), access_log=False,
+                          feedback_db=str(tmp_path / "feedback.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        reload_on_sighup(app, str(path), peers=[peer.pid])
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert await asyncio.wait_for(peer.stdout.readline(), 10) == b"hup\n"
+        assert await asyncio.wait_for(peer.wait(), 10) == 0
+    finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if peer.returncode is None:
+            peer.kill()
+            await peer.wait()
+        await app.stop(0.5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -205,8 +206,10 @@ class App:
 
 async def serve(config: Config, host: str | None = None, port: int | None = None,
                 http_port: int | None = None, *, metrics_port: int | None = None,
-                serve_metrics: bool = True, reuse_port: bool = False) -> None:
-    """Run until SIGINT/SIGTERM (which flushes the audit trail); a second signal exits at once."""
+                serve_metrics: bool = True, reuse_port: bool = False,
+                peers: Sequence[int] = ()) -> None:
+    """Run until SIGINT/SIGTERM (which flushes the audit trail); a second signal exits at once.
+    SIGHUP reloads the config file (server/reload.py), in `peers` (--workers) too."""
     app = App.from_config(config)
     app.metrics_port, app.serve_metrics = metrics_port, serve_metrics
     app.reuse_port = reuse_port
@@ -223,7 +226,7 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     if not config.source.startswith("<"):  # a file to re-read (not the built-in defaults)
-        reload_on_sighup(app, config.source)
+        reload_on_sighup(app, config.source, peers)
     waiter = asyncio.ensure_future(app.wait())
     stopper = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

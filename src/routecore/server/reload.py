@@ -17,7 +17,10 @@ keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -65,8 +68,9 @@ async def reload_config(app: App, path: str) -> bool:
     return True
 
 
-def reload_on_sighup(app: App, path: str) -> None:
-    """SIGHUP reloads `path` (one reload at a time; another SIGHUP meanwhile waits its turn)."""
+def reload_on_sighup(app: App, path: str, peers: Sequence[int] = ()) -> None:
+    """SIGHUP reloads `path` (one reload at a time; another SIGHUP meanwhile waits its turn)
+    and is passed on to `peers` (the other --workers processes), so each reloads itself."""
     loop = asyncio.get_running_loop()
     lock = asyncio.Lock()
     tasks: set[asyncio.Task[None]] = set()
@@ -76,6 +80,9 @@ def reload_on_sighup(app: App, path: str) -> None:
             await reload_config(app, path)
 
     def on_hup() -> None:
+        for pid in peers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
         task = loop.create_task(run())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
