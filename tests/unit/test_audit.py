@@ -17,7 +17,7 @@ from routecore.observe.commands import parse_since
 from routecore.observe.record import AuditRecord, to_row
 from routecore.observe.recorder import Event, Recorder
 from routecore.observe.settings import default_audit_path, parse_audit, parse_metrics
-from routecore.observe.store import SqliteStore, documents
+from routecore.observe.store import PostgresStore, SqliteStore, documents
 from routecore.server.records import Trace, build_record
 
 
@@ -141,3 +141,53 @@ async def test_unwritable_trail_loses_records_counted_not_requests(tmp_path: Pat
         await rec.flush()
     await rec.aclose()
     assert rec.write_failures == 3 and rec.written == 0 and rec.dropped == 0
+
+
+async def test_a_trail_from_another_version_is_set_aside_not_failed(tmp_path: Path) -> None:
+    """An audit table of an older layout is renamed and kept; new records go to a fresh table."""
+    db = tmp_path / "a.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE routecore_audit (ts REAL, request_id TEXT, candidates TEXT)")
+    conn.execute("CREATE INDEX routecore_audit_ts ON routecore_audit (ts)")
+    conn.execute("INSERT INTO routecore_audit VALUES (1.0, 'old', '[]')")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    await store.write([to_row(AuditRecord(ts=time.time(), request_id="new", rpc="Route",
+                                          status="OK"))])
+    await store.close()
+    assert [d["request_id"] async for d in documents(str(db))] == ["new"]
+    conn = sqlite3.connect(db)
+    kept = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if n.startswith("routecore_audit_before_")]
+    assert len(kept) == 1
+    assert conn.execute(f"SELECT request_id FROM {kept[0]}").fetchall() == [("old",)]
+    conn.close()
+
+
+async def test_postgres_trail_from_another_version_is_set_aside(postgres_dsn: str) -> None:
+    """On PostgreSQL too, a table of an older layout is kept aside and writes go on."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS routecore_audit")
+        await conn.execute("CREATE TABLE routecore_audit (ts DOUBLE PRECISION, request_id TEXT)")
+        await conn.execute("CREATE INDEX routecore_audit_ts ON routecore_audit (ts)")
+        await conn.execute("INSERT INTO routecore_audit VALUES (1.0, 'old')")
+    finally:
+        await conn.close()
+    store = PostgresStore(postgres_dsn)
+    await store.write([to_row(AuditRecord(ts=time.time(), request_id="new", rpc="Route",
+                                          status="OK"))])
+    await store.close()
+    assert [d["request_id"] async for d in documents(postgres_dsn)][-1] == "new"
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        kept = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'routecore_audit_before_%'")]
+        assert kept
+        for name in kept:
+            await conn.execute(f"DROP TABLE {name}")
+    finally:
+        await conn.close()

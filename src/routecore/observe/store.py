@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import structlog
 
 from routecore.errors import InvalidRequest
 from routecore.observe.record import BLOBS, COLUMNS, INTEGERS, JSONS, REALS, to_document
@@ -45,6 +48,22 @@ def schema(pg: bool) -> list[str]:
             f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts)"]
 
 
+def set_aside(found: Sequence[str]) -> list[str]:
+    """Statements that move a table of another layout out of the way ([] when it matches).
+
+    Records of an older build are laid out differently (columns added, candidates
+    packed), so writing into that table fails every row. The old table is renamed,
+    kept for export by hand, and a fresh one is made: no record is lost and no
+    write fails after an upgrade.
+    """
+    if not found or list(found) == list(COLUMNS):
+        return []
+    old = f"{TABLE}_before_{int(time.time())}"
+    structlog.get_logger().warning("audit_table_set_aside", table=TABLE, renamed_to=old,
+                                   reason="written by another routecore version")
+    return [f"ALTER TABLE {TABLE} RENAME TO {old}", f"DROP INDEX IF EXISTS {TABLE}_ts"]
+
+
 def is_postgres(target: str) -> bool:
     return target.startswith(("postgres://", "postgresql://"))
 
@@ -65,6 +84,10 @@ def connect_sqlite(path: str | Path, create: bool = True) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")  # several workers share one file
+    if create:
+        found = [r[1] for r in conn.execute(f"PRAGMA table_info({TABLE})")]
+        for stmt in set_aside(found):
+            conn.execute(stmt)
     for stmt in schema(pg=False):
         conn.execute(stmt)
     return conn
@@ -126,6 +149,11 @@ class PostgresStore:
             pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2, timeout=5,
                                              command_timeout=30)
             async with pool.acquire() as conn:
+                found = [r["column_name"] for r in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+                    "AND table_schema = current_schema() ORDER BY ordinal_position", TABLE)]
+                for stmt in set_aside(found):
+                    await conn.execute(stmt)
                 for stmt in schema(pg=True):
                     await conn.execute(stmt)
             self._pool = pool
