@@ -15,8 +15,9 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from routecore.config import parse_config
+from routecore.config import load_config, parse_config
 from routecore.server.app import App
+from routecore.server.reload import reload_config
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc
 
@@ -243,5 +244,35 @@ async def test_a_key_cannot_spend_or_read_another_tenants_budget(tmp_path: Path)
             spent = {(w.name, w.limit_name): w.spent + w.reserved for w in mine.windows}
             assert spent[("acme", "usd_per_day")] == pytest.approx(res.cost_usd, rel=1e-6)
             assert all(w.spent == 0 and w.reserved == 0 for w in theirs.windows)
+    finally:
+        await app.stop(0.5)
+
+
+async def test_reload_revokes_a_key_without_a_restart(tmp_path: Path) -> None:
+    """Removing a key from auth.keys_file and reloading makes it UNAUTHENTICATED at once while
+    the other keys keep working; turning auth off by reload is refused."""
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    keys = [{"id": "acme-1", "sha256": _sha(ACME), "tenant": "acme"},
+            {"id": "globex-1", "sha256": _sha(GLOBEX), "tenant": "globex"}]
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump(keys))
+    raw["auth"] = {"keys_file": "keys.yaml"}
+    path = tmp_path / "routecore.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    app = App.from_config(load_config(path), access_log=False, feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            req = pb.RouteRequest(prompt=PROMPT)
+            assert (await stub.Route(req, metadata=bearer(GLOBEX))).model
+            (tmp_path / "keys.yaml").write_text(yaml.safe_dump(keys[:1]))  # revoke globex
+            assert await reload_config(app, str(path))
+            assert (await _code(stub.Route(req, metadata=bearer(GLOBEX))))[0] == \
+                grpc.StatusCode.UNAUTHENTICATED
+            assert (await stub.Route(req, metadata=bearer(ACME))).model
+            del raw["auth"]
+            path.write_text(yaml.safe_dump(raw))
+            assert not await reload_config(app, str(path))  # auth off needs a restart
+            assert (await _code(stub.Route(req)))[0] == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await app.stop(0.5)

@@ -126,6 +126,12 @@ class Authenticator:
     def __len__(self) -> int:
         return len(self._by_digest)
 
+    def take_keys(self, other: Authenticator) -> None:
+        """Serve `other`'s keys from now on (a config reload): a removed key stops working
+        at once, for every door holding this authenticator."""
+        self._by_digest = other._by_digest
+        self._cache = {}
+
     def key_ids(self) -> frozenset[str]:
         """Every configured key's id (budgets.keys names them)."""
         return frozenset(ident.key_id for _, ident in self._by_digest.values())

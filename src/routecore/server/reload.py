@@ -7,7 +7,9 @@ to the side (the router in a worker thread, so serving goes on), then every
 holder is pointed at them in one synchronous step on the event loop, so no
 request sees half of each. A request already running keeps the router and
 completer it started with and completes on them; their HTTP pools are closed at
-shutdown. Sections bound at start-up (sockets, TLS, auth, state, budgets,
+shutdown. API keys (`auth`, and the `auth.keys_file` it names, re-read) are
+swapped in too, so a revoked key stops working without a restart; turning auth
+on or off needs one. Sections bound at start-up (sockets, TLS, state, budgets,
 audit, metrics, telemetry, feedback) cannot change without a restart: a reload
 that changes one is rejected naming it. A rejected reload (invalid file or such
 a change) logs `config_reload_rejected` with every problem, and the old config
@@ -29,12 +31,13 @@ from routecore.calling.completion import Completer
 from routecore.config import Config, load_config
 from routecore.errors import ConfigError
 from routecore.routing.router import Router
+from routecore.server.identity import parse_auth
 
 if TYPE_CHECKING:
     from routecore.server.app import App
 
 log = structlog.get_logger("routecore.server.reload")
-RESTART_ONLY = ("auth", "state", "budgets", "audit", "metrics", "telemetry", "feedback")
+RESTART_ONLY = ("state", "budgets", "audit", "metrics", "telemetry", "feedback")
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:
@@ -53,6 +56,9 @@ async def reload_config(app: App, path: str) -> bool:
     try:
         config = await asyncio.to_thread(load_config, path)
         problems = restart_only_changes(app.router.config, config)
+        auth = parse_auth(config)
+        if (auth is None) != (app.authenticator is None):
+            problems.append("auth: turned on or off, which needs a restart")
         if problems:
             raise ConfigError(problems)
         router = await asyncio.to_thread(Router.from_config, config)
@@ -63,6 +69,8 @@ async def reload_config(app: App, path: str) -> bool:
     if app.budgets is not None and app.budgets.enabled:
         router.budget_source = app.budgets.view
     app.swap(router, completer)
+    if auth is not None and app.authenticator is not None:
+        app.authenticator.take_keys(auth)
     log.info("config_reloaded", path=path, router_version=router.version,
              models=len(router.registry))
     return True
