@@ -61,6 +61,16 @@ models:
     context_window: 1000
     quality: {{default: 0.5}}
     latency: {{p50_ms: 1, p95_ms: 2}}
+  NAME_versioned:
+    provider: NAME_endpoint
+    versions:
+      NAME_version: {{model_id: x-1, price: {{input: 1.0, output: 2.0}}}}
+      NAME_next: {{model_id: x-2}}
+    pinned: NAME_version
+    price: {{input: 1.0, output: 2.0}}
+    context_window: 1000
+    quality: {{default: 0.5}}
+    latency: {{p50_ms: 1, p95_ms: 2}}
 endpoints:
   NAME_endpoint: {{kind: simulated, options: {{}}}}
 server: {{tls: {{cert: "{__file__}", key: "{__file__}"}}}}  # files that exist
@@ -73,6 +83,7 @@ state: {{}}
 audit: {{}}
 metrics: {{}}
 telemetry: {{}}
+rollout: {{model: NAME_versioned, to: NAME_next, share: 0.05, step: {{share: 0.05, every_s: 3600}}}}
 auth:
   keys: [{{id: NAME_key, sha256: "{hashlib.sha256(b"example").hexdigest()}", tenant: NAME_tenant}}]
 budgets:

@@ -7,6 +7,7 @@ reads a file. Every problem is collected (not just the first) and raised as one
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import math
 import os
@@ -283,6 +284,7 @@ SECTIONS = frozenset({
     "telemetry",   # observe/telemetry.py
     "auth",        # server/identity.py
     "budgets",     # state/budget.py
+    "rollout",     # calling/rollout.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED = {"cache": "response caching"}
@@ -363,7 +365,7 @@ def _versions(r: _Reader, m: dict[str, Any],
         r.fail(f"{p}.version", "is not what is called upstream; set model_id to the snapshot, "
                                "or list versions and pin one (versions: {...}, pinned: ...)")
     nodes = r.mapping(m.get("versions"), f"{p}.versions", required=False)
-    pin_raw = m.get("pinned")
+    pin_raw = r.get(m, "pinned", p, (str, datetime.date), None)  # YAML reads 2024-08-06 as a date
     if not nodes:
         if "versions" in m and isinstance(m["versions"], dict):
             r.fail(f"{p}.versions", "must list at least one version")

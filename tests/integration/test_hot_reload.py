@@ -36,6 +36,11 @@ async def _pinned(stub: router_pb2_grpc.RouterStub) -> str:
     return next(m.model_id for m in models if m.name == "gpt-4o")
 
 
+async def _shares(stub: router_pb2_grpc.RouterStub) -> dict[str, float]:
+    models = (await stub.ListModels(pb.ListModelsRequest())).models
+    return {v.name: v.share for m in models if m.name == "gpt-4o" for v in m.versions}
+
+
 async def test_reload_keeps_in_flight_requests_and_rejects_an_invalid_config(
         tmp_path: Path) -> None:
     """A request in flight completes across a SIGHUP reload that changes the pinned version;
@@ -85,6 +90,15 @@ async def test_reload_keeps_in_flight_requests_and_rejects_an_invalid_config(
             raw["server"] = {"port": 1}
             path.write_text(yaml.safe_dump(raw))
             assert await reload_config(app, str(path)) is False
+
+            raw = _raw("2024-08-06")  # a staged rollout, then its rollback, by reload
+            raw["rollout"] = {"model": "gpt-4o", "to": "2024-11-20", "share": 0.25}
+            path.write_text(yaml.safe_dump(raw))
+            assert await reload_config(app, str(path)) is True
+            assert await _shares(stub) == {"2024-08-06": 0.75, "2024-11-20": 0.25}
+            path.write_text(yaml.safe_dump(_raw("2024-08-06")))
+            assert await reload_config(app, str(path)) is True
+            assert await _shares(stub) == {"2024-08-06": 1.0, "2024-11-20": 0.0}
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
         await app.stop(0.5)

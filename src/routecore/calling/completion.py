@@ -34,6 +34,7 @@ from routecore.calling.providers import HttpPool, Provider, ProviderCall, SimEng
 from routecore.calling.providers.base import ProviderResponse, StreamChunk
 from routecore.calling.providers.simulated import validate_sim
 from routecore.calling.resilience import Resilience, ResilienceConfig, parse_resilience
+from routecore.calling.rollout import Rollout, Rollouts, parse_rollout
 from routecore.calling.types import (
     Attempt,
     CascadeStep,
@@ -72,6 +73,7 @@ class CompletionSettings:
     resilience: ResilienceConfig
     cascade: CascadeConfig
     ensemble: EnsembleConfig
+    rollout: Rollout | None = None
 
 
 def parse_settings(config: Config) -> CompletionSettings:
@@ -81,6 +83,7 @@ def parse_settings(config: Config) -> CompletionSettings:
         resilience=parse_resilience(config.extra.get("resilience"), problems),
         cascade=parse_cascade(config.extra.get("cascade"), config, problems),
         ensemble=parse_ensemble(config.extra.get("ensemble"), config, problems),
+        rollout=parse_rollout(config.extra.get("rollout"), config, problems),
     )
     problems.extend(validate_sim(config.models))
     if problems:
@@ -131,6 +134,7 @@ class Completer:
         # Breakers and rate limits on the state backend: one per fleet with Redis.
         self.resilience = resilience or Resilience(self.settings.resilience, state=state)
         self._key_model: dict[str, str] = {}
+        self.rollouts = Rollouts(self.settings.rollout, config.models)
         self.budgets = budgets if budgets is not None and budgets.enabled else None
         if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
             router.health_source = self.health
@@ -302,6 +306,9 @@ class Completer:
             if spec is None:
                 attempts.append(Attempt("", model, "", "unknown model"))
                 continue
+            # A staged rollout sends this caller to its sticky version (model_id and price).
+            spec = self.rollouts.spec_for(spec, req.route.user or req.route.tenant
+                                          or decision.request_id)
             max_out = self.max_output_tokens(req, spec)
             n_in = decision.input_tokens if messages is None and decision.input_tokens else \
                 count_chat_tokens(msgs)
@@ -317,7 +324,7 @@ class Completer:
             sent = 0
             answered = False
             try:
-                for target in self._ordered_targets(model):
+                for target in self._ordered_targets(spec):
                     share = deadline.share(left)
                     left -= 1
                     provider = self.providers.get(target.endpoint)
@@ -396,8 +403,8 @@ class Completer:
         cfg = self.settings.ensemble
         return cfg.size if cfg.enabled else 0
 
-    def _targets(self, model: str) -> list[_Target]:
-        spec = self.config.models[model]
+    def _targets(self, model: str, spec: ModelSpec | None = None) -> list[_Target]:
+        spec = spec or self.config.models[model]
         deps = spec.deployments or (Deployment(spec.provider, spec.model_id),)
         out = []
         for d in deps:
@@ -406,8 +413,8 @@ class Completer:
             out.append(_Target(model, spec, key, d.endpoint, d.model_id, d.weight))
         return out
 
-    def _ordered_targets(self, model: str) -> list[_Target]:
-        targets = self._targets(model)
+    def _ordered_targets(self, spec: ModelSpec) -> list[_Target]:
+        targets = self._targets(spec.name, spec)
         if len(targets) == 1:
             return targets
         order = self.resilience.order([t.key for t in targets], [t.weight for t in targets])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from routecore.calling.batch import BatchJob
@@ -157,7 +157,9 @@ def batch_job(job: BatchJob) -> pb.BatchJob:
                             error=i.error) for i in job.items])
 
 
-def model_info(spec: ModelSpec) -> pb.ModelInfo:
+def model_info(spec: ModelSpec, shares: Mapping[str, float] | None = None) -> pb.ModelInfo:
+    """`shares`: each version's share of the traffic now (default: all on the pinned one)."""
+    shares = shares if shares is not None else {spec.version: 1.0}
     return pb.ModelInfo(
         name=spec.name, provider=spec.provider, model_id=spec.model_id, version=spec.version,
         input_price_per_mtok=spec.price.input, output_price_per_mtok=spec.price.output,
@@ -169,7 +171,7 @@ def model_info(spec: ModelSpec) -> pb.ModelInfo:
                                       input_price_per_mtok=v.price.input,
                                       output_price_per_mtok=v.price.output,
                                       pinned=v.name == spec.version,
-                                      share=1.0 if v.name == spec.version else 0.0)
+                                      share=shares.get(v.name, 0.0))
                   for v in (spec.versions or
                             {spec.version: ModelVersion(spec.version, spec.model_id,
                                                         spec.price)}).values()],

@@ -86,7 +86,8 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         ident = identity_var.get()
         allowed = ident.models if ident is not None else frozenset()
         return pb.ListModelsResponse(
-            models=[convert.model_info(s) for s in self.router.registry
+            models=[convert.model_info(s, self.completer.rollouts.shares(s))
+                    for s in self.router.registry
                     if not allowed or s.name in allowed],
             router_version=self.router.version,
         )
