@@ -341,11 +341,13 @@ def _add_optional_commands(sub: Any) -> None:
     from routecore.learned.replay import add_commands as add_replay_commands
     from routecore.observe.commands import add_commands as add_audit_commands
     from routecore.server.commands import add_commands as add_server_commands
+    from routecore.server.rollout_cli import add_commands as add_rollout_commands
 
     add_learned_commands(sub)
     add_audit_commands(sub)
     add_replay_commands(sub)
     add_server_commands(sub)
+    add_rollout_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

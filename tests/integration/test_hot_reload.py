@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 import structlog
 import yaml
 
+from routecore.cli import main
 from routecore.config import load_config
 from routecore.server.app import App
 from routecore.server.reload import reload_config, reload_on_sighup
@@ -42,9 +44,11 @@ async def _shares(stub: router_pb2_grpc.RouterStub) -> dict[str, float]:
 
 
 async def test_reload_keeps_in_flight_requests_and_rejects_an_invalid_config(
-        tmp_path: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A request in flight completes across a SIGHUP reload that changes the pinned version;
-    an invalid file is rejected naming the field and the previous config keeps serving."""
+    an invalid file is rejected naming the field and the previous config keeps serving; a
+    rollout reloaded in shows in `routecore rollout status`, and reloading without it rolls
+    back."""
     path = tmp_path / "routecore.yaml"
     path.write_text(yaml.safe_dump(_raw("2024-08-06")))
     app = App.from_config(load_config(path), access_log=False,
@@ -96,6 +100,11 @@ async def test_reload_keeps_in_flight_requests_and_rejects_an_invalid_config(
             path.write_text(yaml.safe_dump(raw))
             assert await reload_config(app, str(path)) is True
             assert await _shares(stub) == {"2024-08-06": 0.75, "2024-11-20": 0.25}
+            assert await asyncio.to_thread(main, ["rollout", "status", "--addr",
+                                                  f"127.0.0.1:{app.port}"]) == 0
+            out = capsys.readouterr().out
+            assert "gpt-4o\n  2024-08-06" in out and " 75.00%  gpt-4o-2024-08-06 (pinned)" in out
+            assert " 25.00%  gpt-4o-2024-11-20\n" in out
             path.write_text(yaml.safe_dump(_raw("2024-08-06")))
             assert await reload_config(app, str(path)) is True
             assert await _shares(stub) == {"2024-08-06": 1.0, "2024-11-20": 0.0}

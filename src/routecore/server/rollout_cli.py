@@ -1,0 +1,54 @@
+"""`routecore rollout status`: each model's versions and their live traffic shares.
+
+    routecore rollout status                    # the server on 127.0.0.1:50051
+    routecore rollout status --addr host:port --json
+
+Asks a running server (ListModels), so the shares are the ones it applies now
+(a stepped rollout's share rises while it runs; a reload restarts its schedule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    """Register `rollout status` on an argparse subparsers object."""
+    rollout = sub.add_parser("rollout", help="staged rollouts of model versions")
+    rsub = rollout.add_subparsers(dest="rollout_command", required=True)
+    p = rsub.add_parser("status", help="each model's versions, the pinned one, and live shares")
+    p.add_argument("--addr", default="127.0.0.1:50051",
+                   help="the server's gRPC address (default: 127.0.0.1:50051)")
+    p.add_argument("--all", action="store_true", help="also models with a single version")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_status(ns: argparse.Namespace) -> int:
+    import grpc
+
+    from routecore.server.client import CallFailed
+    from routecore.v1 import router_pb2 as pb
+    from routecore.v1 import router_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(ns.addr) as channel:
+            stub = router_pb2_grpc.RouterStub(channel)  # type: ignore[no-untyped-call]
+            models = stub.ListModels(pb.ListModelsRequest(), timeout=10).models
+    except grpc.RpcError as err:
+        raise CallFailed(ns.addr, err) from None
+    rows = [{"model": m.name, "pinned": m.version,
+             "versions": [{"name": v.name, "model_id": v.model_id, "share": v.share,
+                           "pinned": v.pinned} for v in m.versions]}
+            for m in models if ns.all or len(m.versions) > 1]
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(row["model"])
+        for v in row["versions"]:
+            mark = " (pinned)" if v["pinned"] else ""
+            print(f"  {v['name']:<24} {v['share'] * 100:6.2f}%  {v['model_id']}{mark}")
+    return 0
