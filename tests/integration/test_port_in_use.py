@@ -100,3 +100,21 @@ def test_workers_group_shares_its_port_and_nobody_else_does(tmp_path: Path) -> N
     finally:
         group.send_signal(signal.SIGTERM)
         group.communicate(timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_startup_line_says_whether_auth_is_on(tmp_path: Path) -> None:
+    """The `serving` line tells an operator that auth is off in plain words, not a redacted '***'."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_STATE_HOME": str(tmp_path / "state"),
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    port = _free_port()
+    proc = _serve(port, env)
+    try:
+        _wait_serving(port, proc)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    line = next(ln for ln in err.splitlines() if '"serving"' in ln)
+    assert '"auth": "off"' in line and "***" not in line, line

@@ -144,7 +144,7 @@ class App:
         log.info("serving", host=host, port=bound, models=len(self.router.registry),
                  http_port=self.http.port if self.http is not None else None,
                  tls="mtls" if cfg.tls and cfg.tls.client_ca else bool(cfg.tls),
-                 api_keys=len(self.authenticator) if self.authenticator else 0,
+                 auth=(f"{len(self.authenticator)} API keys" if self.authenticator else "off"),
                  router_version=self.router.version, pid=os.getpid())
         for warning in missing_api_keys(self.router.config):
             log.warning("api_key_missing", problem=warning)
