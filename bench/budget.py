@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from routecore.v1 import router_pb2 as pb  # noqa: E402
 from routecore.v1 import router_pb2_grpc as pbg  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from complete import free_port, pct  # noqa: E402
+
 HOST = "127.0.0.1"
 TENANT = "bench-tenant"
 ROUTE_TENANT = "route-tenant"  # budgeted too, with room to spare (no pacing)
@@ -67,17 +69,6 @@ KEYS = {TENANT: "rk-bench-tenant-key-0001", ROUTE_TENANT: "rk-bench-route-key-00
 
 def bearer(tenant: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {KEYS[tenant]}"),)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
 @contextlib.contextmanager

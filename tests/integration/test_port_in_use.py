@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from services import free_port
 
 from routecore.config import load_config
 from routecore.errors import AddressInUse
@@ -48,13 +49,6 @@ async def test_port_held_by_another_program_is_refused(tmp_path: Path) -> None:
             await _app(tmp_path).start("127.0.0.1", port)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _serve(port: int, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "routecore.cli", "serve", "--host", "127.0.0.1",
                              "--port", str(port), *extra], env=env, text=True,
@@ -85,7 +79,7 @@ def test_workers_group_shares_its_port_and_nobody_else_does(tmp_path: Path) -> N
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"),
            "XDG_STATE_HOME": str(tmp_path / "state"),
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    port = _free_port()
+    port = free_port()
     group = _serve(port, env, "--workers", "2")
     try:
         _wait_serving(port, group)
@@ -109,7 +103,7 @@ def test_startup_line_says_whether_auth_is_on(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"),
            "XDG_STATE_HOME": str(tmp_path / "state"),
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    port = _free_port()
+    port = free_port()
     proc = _serve(port, env)
     try:
         _wait_serving(port, proc)

@@ -1,18 +1,11 @@
 """A/B tests of router versions: the decision log and the report.
 
-Config section (raw in `Config.extra["ab"]`, validated here)::
-
-    ab:
-      candidate: {artifact: path/to/artifact-or-strategy-name, share: 0.1}
-      sticky_by: user        # or tenant
-
-A request goes to the candidate when the SHA-256 of its user (or tenant) id,
-read as a number in [0, 1), is below `share`: the same user always sees the
-same variant, and growing `share` only moves users from control to candidate.
-Decisions (request_id, variant, model, cost) go to the `ab_decisions` table of
-the feedback database; `ab_report` joins them with feedback scores. On the
-Redis backend every replica adds to one fleet-wide set of totals per
-experiment instead (state/ab.py), read by `routecore ab-report --config`.
+The `ab` config section and the sticky assignment of a request to a variant
+live in routecore.routing.ab. Here, decisions (request_id, variant, model,
+cost) go to the `ab_decisions` table of the feedback database; `ab_report`
+joins them with feedback scores. On the Redis backend every replica adds to
+one fleet-wide set of totals per experiment instead (state/ab.py), read by
+`routecore ab-report --config`.
 """
 
 from __future__ import annotations
