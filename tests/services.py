@@ -81,11 +81,18 @@ def _own_redis_db(url: str) -> Iterator[str]:
     import redis
 
     parts = urlsplit(url)
-    for db in range(16):
+    probe = redis.Redis.from_url(url)
+    try:
+        count = int(probe.config_get("databases").get("databases", 16))
+    except redis.RedisError:  # CONFIG may be disabled on a managed server
+        count = 16
+    finally:
+        probe.close()
+    for db in range(count):
         own = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
         r = redis.Redis.from_url(own)
         try:
-            if r.set("rc:test:owner", str(os.getpid()), nx=True):
+            if r.set("rc:test:owner", str(os.getpid()), nx=True) or _owner_gone(r):
                 for key in r.scan_iter(count=1000):
                     if key != b"rc:test:owner":
                         r.delete(key)
@@ -96,7 +103,20 @@ def _own_redis_db(url: str) -> Iterator[str]:
                 return
         finally:
             r.close()
-    raise RuntimeError(f"all 16 databases of {url} are taken by other test processes")
+    raise RuntimeError(f"all {count} databases of {url} are taken by other test processes")
+
+
+def _owner_gone(r: object) -> bool:
+    """Take over a database whose owning pytest died without emptying it (same host only)."""
+    owner = r.get("rc:test:owner")  # type: ignore[attr-defined]
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        r.set("rc:test:owner", str(os.getpid()))  # type: ignore[attr-defined]
+        return True
+    except (TypeError, ValueError, PermissionError):
+        return False
+    return False
 
 
 @contextlib.contextmanager
