@@ -13,7 +13,7 @@ from routecore.calling.completion import Completer
 from routecore.calling.providers import ProviderCall, ProviderResponse, SimEngine
 from routecore.calling.providers.simulated import REFUSAL, SimulatedProvider
 from routecore.calling.types import CompletionRequest
-from routecore.domain import Candidate, RouteRequest
+from routecore.domain import Candidate, Constraints, RouteRequest
 from routecore.errors import ConfigError, DeadlineExceeded, InvalidRequest
 
 EASY = RouteRequest(prompt="Hello! How are you today?")
@@ -128,6 +128,25 @@ async def test_ensemble_by_judge() -> None:
     assert r.model == "strong"
     assert sum(a.model == "judge" for a in r.attempts) == 2
     await c.aclose()
+
+
+async def test_judge_outside_the_callers_allow_list_is_never_called_or_billed() -> None:
+    """A caller limited to some models is not billed for a judge outside them."""
+    cfg = make_config(_models(), cascade={"threshold": 0.1, "judge_model": "judge"},
+                      ensemble={"selection": "judge", "judge_model": "judge"})
+    limited = RouteRequest(prompt=EASY.prompt, constraints=Constraints(
+        allow_models=frozenset({"good-cheap", "strong", "refuse-cheap"})))
+    c = Completer(cfg, router_for("strong", ["good-cheap"]))
+    r = await c.complete(CompletionRequest(limited, cascade=True))
+    assert not any(a.model == "judge" for a in r.attempts)
+    assert "judge judge not asked: outside allow_models" in r.cascade_steps[0].reason
+    c2 = Completer(cfg, router_for("refuse-cheap", ["strong"]))
+    e = await c2.complete(CompletionRequest(limited, ensemble_size=2))
+    assert not any(a.model == "judge" for a in e.attempts)
+    assert any("outside allow_models" in s.reason for s in e.cascade_steps)
+    assert e.cost_usd == pytest.approx(sum(s.cost_usd for s in e.cascade_steps))
+    await c.aclose()
+    await c2.aclose()
 
 
 def test_cascade_and_ensemble_config_errors_name_exact_paths() -> None:

@@ -109,6 +109,18 @@ def parse_grade(text: str) -> float | None:
     return min(10.0, max(0.0, float(m.group()))) / 10.0
 
 
+def judge_for(req: CompletionRequest, judge_model: str) -> str:
+    """`judge_model` if this caller may be billed for it, else "".
+
+    The judge is the operator's choice, but its call is billed to the caller: a
+    caller limited to some models (its key's allow list, or its own
+    constraints.allow_models) is never charged for a judge outside them; the
+    cascade and ensemble then decide without a judge and say so.
+    """
+    allow = req.route.constraints.allow_models
+    return judge_model if judge_model and (not allow or judge_model in allow) else ""
+
+
 async def judge(completer: ModelCaller, judge_model: str, req: CompletionRequest,
                 decision: Decision, answer: str, deadline: Deadline,
                 attempts: list[Attempt]) -> tuple[float | None, ModelAnswer | None]:
@@ -137,8 +149,9 @@ async def confidence(completer: ModelCaller, cfg: CascadeConfig, ans: ModelAnswe
     lp = logprob_confidence(ans.logprobs) if cfg.use_logprobs else None
     if lp is not None:
         signals.append(("logprobs", lp))
-    if use_judge and cfg.judge_model:
-        grade, jans = await judge(completer, cfg.judge_model, req, decision, ans.text, deadline,
+    judge_model = judge_for(req, cfg.judge_model)
+    if use_judge and judge_model:
+        grade, jans = await judge(completer, judge_model, req, decision, ans.text, deadline,
                                   attempts)
         if jans is not None:
             extra.append(jans)
@@ -148,7 +161,10 @@ async def confidence(completer: ModelCaller, cfg: CascadeConfig, ans: ModelAnswe
         spec = completer.config.models[ans.model]
         signals.append(("registry quality", spec.quality_for(decision.category)))
     conf = sum(v for _, v in signals) / len(signals)
-    return conf, ", ".join(f"{k} {v:.2f}" for k, v in signals), extra
+    reason = ", ".join(f"{k} {v:.2f}" for k, v in signals)
+    if use_judge and cfg.judge_model and not judge_model:
+        reason += f" (judge {cfg.judge_model} not asked: outside allow_models)"
+    return conf, reason, extra
 
 
 def ladder(completer: ModelCaller, decision: Decision, max_steps: int) -> list[str]:

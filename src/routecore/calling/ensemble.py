@@ -22,7 +22,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from routecore.calling.cascade import cheap_checks, judge
+from routecore.calling.cascade import cheap_checks, judge, judge_for
 from routecore.calling.deadline import Deadline
 from routecore.calling.types import Attempt, CascadeStep, CompletionRequest, ModelAnswer, ModelCaller, Usage
 from routecore.config import Config, _Reader
@@ -130,11 +130,12 @@ async def run_ensemble(completer: ModelCaller, cfg: EnsembleConfig, req: Complet
         raise completer.all_failed(attempts)
     billed = list(answers)
     ok = [cheap_checks(a.text, a.finish_reason, req.json_mode) is None for a in answers]
-    if cfg.selection == "judge" and cfg.judge_model:
+    judge_model = judge_for(req, cfg.judge_model)
+    if cfg.selection == "judge" and judge_model:
         jlogs: list[list[Attempt]] = [[] for _ in answers]
         try:
             graded = await all_or_none([
-                judge(completer, cfg.judge_model, req, decision, a.text, deadline, jlogs[i])
+                judge(completer, judge_model, req, decision, a.text, deadline, jlogs[i])
                 for i, a in enumerate(answers)])
         finally:
             for log in jlogs:
@@ -145,6 +146,8 @@ async def run_ensemble(completer: ModelCaller, cfg: EnsembleConfig, req: Complet
     else:
         scores = agreement_scores([a.text for a in answers])
         how = "agreement"
+        if cfg.selection == "judge":  # the judge is outside this caller's allow_models
+            how = f"agreement, judge {cfg.judge_model} outside allow_models"
     scores = [s if good else 0.0 for s, good in zip(scores, ok, strict=True)]
     best = max(range(len(answers)), key=lambda i: (scores[i], -i))
     steps = [CascadeStep(a.model, scores[i], False,
