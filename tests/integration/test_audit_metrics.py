@@ -231,3 +231,47 @@ async def test_http_front_door_is_audited_too(tmp_path: Path) -> None:
     assert docs[0]["served_model"] == done.model and docs[0]["cost_usd"] > 0
     assert docs[1]["output_tokens"] > 0 and docs[1]["candidates"]
     assert all(d["features"].get("edge") == "http" for d in docs[:2])
+
+
+async def test_route_batch_writes_one_record_per_item(tmp_path: Path) -> None:
+    """Each RouteBatch item is audited like a Route: its own request id, the key's tenant
+    (never the one an item claims), its decision, or its own error; replay reads them."""
+    from test_auth_rpc import ACME, auth_config, bearer
+
+    app = App.from_config(auth_config(), access_log=False)
+    app.audit_db, app.metrics_port = str(tmp_path / "audit.db"), 0
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = router_pb2_grpc.RouterStub(ch)
+            resp = await stub.RouteBatch(pb.RouteBatchRequest(requests=[
+                pb.RouteRequest(prompt=PROMPT, user="u1"),
+                pb.RouteRequest(prompt="What is 2 + 2?", tenant="globex"),  # another tenant
+                pb.RouteRequest(prompt=""),
+                pb.RouteRequest(prompt="Translate 'good night' into French."),
+            ]), metadata=bearer(ACME))
+        assert app.observer is not None and app.observer.recorder is not None
+        await app.observer.recorder.flush()
+        assert app.observer.server is not None
+        url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            metrics = await r.text()
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [d["rpc"] for d in docs] == ["RouteBatch"] * 4
+    assert [d["status"] for d in docs] == ["OK", "PERMISSION_DENIED", "INVALID_ARGUMENT", "OK"]
+    assert {d["tenant"] for d in docs} == {"acme"}  # the key's tenant, whatever an item says
+    ok = [d for d in docs if d["status"] == "OK"]
+    routed = [x for x in resp.decisions if x.model]  # an item that failed has an empty slot
+    assert [d["request_id"] for d in ok] == [x.request_id for x in routed]
+    assert [d["model"] for d in ok] == [x.model for x in routed]
+    assert all(d["decision_us"] > 0 and d["input_tokens"] > 0 for d in ok)
+    assert "globex" in docs[1]["error"] and docs[2]["error"].startswith("prompt")
+    assert [d["features"]["batch"] for d in docs] == [{"index": i, "size": 4} for i in range(4)]
+    assert 'routecore_requests_total{rpc="RouteBatch",status="OK"} 2.0' in metrics
+    assert 'routecore_rpc_seconds_count{rpc="RouteBatch"} 1.0' in metrics
+    from routecore.learned.replay import Replayer
+
+    report = (await Replayer(auth_config()).run(str(tmp_path / "audit.db"))).report(0)
+    assert report["replayed"] == 2  # the routed items; the refused ones are not traffic

@@ -31,13 +31,13 @@ from typing import Any
 from routecore.config import Config, load_config
 from routecore.domain import Classification, Constraints, Message, RouteRequest, Weights
 from routecore.errors import RoutecoreError
-from routecore.observe.record import category_scores
+from routecore.observe.record import DECISION_RPCS, category_scores
 from routecore.observe.settings import parse_audit
 from routecore.observe.store import rows
 from routecore.routing.router import Router
 
 MIN_FEEDBACK = 5
-REPLAYED = ("Route", "Complete", "CompleteStream")
+REPLAYED = ("Route", "RouteBatch", "Complete", "CompleteStream")
 _COLUMNS = ("request_id", "rpc", "status", "tenant", "user", "key_id", "category",
             "category_confidence", "complexity", "model", "served_model", "predicted_quality",
             "estimated_cost_usd", "input_tokens", "output_tokens", "cost_usd", "prompt",
@@ -164,7 +164,7 @@ class Replayer:
                 out.skipped[type(exc).__name__] += 1
                 continue
             served = rec["served_model"] or rec["model"]
-            if rec["rpc"] == "Route":
+            if rec["rpc"] in DECISION_RPCS:
                 cost_served, cost_new = rec["estimated_cost_usd"], d.estimated_cost_usd
             else:
                 spec = specs[d.model]

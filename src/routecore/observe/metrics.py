@@ -36,7 +36,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from routecore.config import Config
-from routecore.observe.record import AuditRecord, CandidateRow
+from routecore.observe.record import DECISION_RPCS, AuditRecord, CandidateRow
 from routecore.observe.settings import MetricsSettings
 from routecore.observe.window import Window
 
@@ -181,8 +181,9 @@ class Metrics:
 
     def _one(self, rec: AuditRecord, incs: dict[tuple[Any, ...], float], obs: _Observations,
              sums: list[float]) -> None:
-        incs[(self.requests, rec.rpc, rec.status)] += 1
-        obs.add(self._child(self.rpc, rec.rpc), rec.latency_ms / 1000.0)
+        incs[(self.requests, rec.rpc, rec.status)] += 1  # RouteBatch: one per item
+        if rec.rpc != "RouteBatch" or rec.features.get("batch", {}).get("index") == 0:
+            obs.add(self._child(self.rpc, rec.rpc), rec.latency_ms / 1000.0)  # once per call
         if rec.decision_us:
             obs.add(self.decision, rec.decision_us / 1e6)
         for model, _dep, _prov, outcome, ms, _retry, _err in rec.attempts:
@@ -204,7 +205,7 @@ class Metrics:
         self._live(rec, sums)
 
     def _live(self, rec: AuditRecord, sums: list[float]) -> None:
-        if rec.rpc == "Route":
+        if rec.rpc in DECISION_RPCS:
             ref = self._ref_cost(rec.candidates)
             if ref is not None:
                 sums[0] += rec.estimated_cost_usd
@@ -217,7 +218,10 @@ class Metrics:
             sums[2] += rec.predicted_quality
             sums[3] += self._ref_quality.get(rec.category, self._ref_quality["default"])
             self._remember(rec)
-        if rec.rpc != "CompleteStream":
+        if rec.rpc == "RouteBatch":  # the call's time is shared: count each item's own
+            sums[4] += rec.decision_us / 1e6
+            sums[5] += 1
+        elif rec.rpc != "CompleteStream":
             sums[4] += max(0.0, rec.latency_ms - rec.upstream_ms) / 1000.0
             sums[5] += 1
 

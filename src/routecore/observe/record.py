@@ -25,7 +25,9 @@ AttemptRow = tuple[str, str, str, str, float, int, str]
 CANDIDATE_KEYS = ("model", "provider", "predicted_quality", "estimated_cost_usd",
                   "estimated_latency_ms", "score", "rejected_reason")
 ATTEMPT_KEYS = ("model", "deployment", "provider", "outcome", "latency_ms", "retry", "error")
-AUDITED_RPCS = frozenset({"Route", "Complete", "CompleteStream", "Feedback"})
+AUDITED_RPCS = frozenset({"Route", "RouteBatch", "Complete", "CompleteStream", "Feedback"})
+# RPCs whose records are decisions without an upstream call (replayed like Route).
+DECISION_RPCS = frozenset({"Route", "RouteBatch"})
 MAX_ERROR_CHARS = 500
 
 

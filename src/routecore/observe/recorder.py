@@ -32,7 +32,8 @@ log = structlog.get_logger("routecore.observe")
 
 # (rpc, request_id, t0, t1, status, exception or None, trace): perf_counter times.
 Event = tuple[str, str, float, float, str, BaseException | None, Any]
-Build = Callable[[Event, float], AuditRecord | None]  # (event, wall-clock offset) -> record
+# (event, wall-clock offset) -> its record, or one per item (RouteBatch), or None
+Build = Callable[[Event, float], AuditRecord | list[AuditRecord] | None]
 RETENTION_EVERY_S = 3600.0
 PROCESS_CHUNK = 64  # events turned into rows per worker-thread call
 
@@ -124,7 +125,9 @@ class Recorder:
             except Exception:  # one malformed event must not cost the batch
                 log.exception("audit record build failed", rpc=ev[0], request_id=ev[1])
                 continue
-            if rec is not None:
+            if isinstance(rec, list):
+                records.extend(rec)
+            elif rec is not None:
                 records.append(rec)
         if self.metrics is not None:
             self.metrics.observe(records)

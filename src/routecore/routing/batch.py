@@ -48,15 +48,17 @@ def check_batch_size(n: int, explain: bool = False) -> None:
 
 def route_batch(router: Router, requests: Sequence[RouteRequest], explain: bool = False,
                 scope: Callable[[RouteRequest], RouteRequest] | None = None,
-                ) -> list[BatchResult]:
+                scoped: list[RouteRequest] | None = None) -> list[BatchResult]:
     """A decision or the error it raised for each request, in order. `scope` (the
-    server's auth) maps each request to what the caller may send, or raises."""
+    server's auth) maps each request to what the caller may send, or raises;
+    `scoped`, when given, receives the requests as routed (for the audit trail)."""
     check_batch_size(len(requests), explain)
     t0 = time.perf_counter_ns()
     out: list[BatchResult | None] = [None] * len(requests)
     ok: list[int] = []
     texts: list[str] = []
-    reqs = list(requests)
+    reqs = scoped if scoped is not None else []
+    reqs[:] = requests
     for i, req in enumerate(reqs):
         try:
             if scope is not None:

@@ -36,12 +36,13 @@ class Trace:
 
     __slots__ = ("decision", "edge", "request", "result")
 
-    def __init__(self, request: RouteRequest | CompletionRequest | dict[str, Any],
-                 edge: str = "") -> None:
-        self.request = request
+    def __init__(self, request: RouteRequest | CompletionRequest | dict[str, Any]
+                 | list[RouteRequest], edge: str = "") -> None:
+        self.request = request  # a list for RouteBatch
         self.edge = edge  # "" gRPC, "http" the OpenAI-compatible door
         self.decision: Decision | None = None
-        self.result: CompletionResult | StreamEvent | dict[str, Any] | None = None
+        self.result: (CompletionResult | StreamEvent | dict[str, Any]
+                      | list[Decision | RoutecoreError] | None) = None
 
 
 def candidate_rows(d: Decision) -> list[CandidateRow]:
@@ -117,11 +118,15 @@ def _with_decision(rec: AuditRecord, d: Decision) -> None:
                                   "pacing": d.budget.pacing}
 
 
-def build_record(ev: Event, offset: float, store_prompts: bool) -> AuditRecord | None:
-    """The audit record of one finished RPC; None for RPCs that are not audited."""
+def build_record(ev: Event, offset: float,
+                 store_prompts: bool) -> AuditRecord | list[AuditRecord] | None:
+    """The audit record of one finished RPC (one per item for RouteBatch); None for RPCs
+    that are not audited."""
     rpc, rid, t0, t1, status, exc, trace = ev
     if rpc not in AUDITED_RPCS:
         return None
+    if rpc == "RouteBatch":
+        return _batch_records(ev, offset, store_prompts)
     rec = AuditRecord(ts=t1 + offset, request_id=rid, rpc=rpc, status=status,
                       latency_ms=(t1 - t0) * 1000.0)
     if exc is not None:
@@ -136,6 +141,8 @@ def build_record(ev: Event, offset: float, store_prompts: bool) -> AuditRecord |
     req = trace.request
     if isinstance(req, dict):  # Feedback
         _feedback(rec, req, trace.result, store_prompts)
+        return rec
+    if isinstance(req, list):  # only RouteBatch traces hold a list, handled above
         return rec
     route = req.route if isinstance(req, CompletionRequest) else req
     _with_request(rec, route, store_prompts)
@@ -154,6 +161,31 @@ def build_record(ev: Event, offset: float, store_prompts: bool) -> AuditRecord |
         rec.attempts = _attempt_rows(res.attempts)
     rec.upstream_ms = sum(a[4] for a in rec.attempts)
     return rec
+
+
+def _batch_records(ev: Event, offset: float, store_prompts: bool) -> list[AuditRecord]:
+    """One record per RouteBatch item, like a Route's: its own request id, tenant and
+    decision, or its own error. latency_ms is the whole call's (what the caller waited);
+    features["batch"] places the item. A call refused as a whole has no items to record."""
+    _rpc, _rid, t0, t1, _status, _exc, trace = ev
+    if not isinstance(trace, Trace) or not isinstance(trace.result, list):
+        return []
+    reqs, results = trace.request, trace.result
+    assert isinstance(reqs, list)
+    ms, n = (t1 - t0) * 1000.0, len(results)
+    out: list[AuditRecord] = []
+    for i, (req, res) in enumerate(zip(reqs, results, strict=True)):
+        rec = AuditRecord(ts=t1 + offset, request_id=req.request_id, rpc="RouteBatch",
+                          status="OK", latency_ms=ms)
+        _with_request(rec, req, store_prompts)
+        rec.features["batch"] = {"index": i, "size": n}
+        if isinstance(res, Decision):
+            rec.request_id = res.request_id
+            _with_decision(rec, res)
+        else:
+            rec.status, rec.error = res.status, res.message[:MAX_ERROR_CHARS]
+        out.append(rec)
+    return out
 
 
 def _feedback(rec: AuditRecord, req: dict[str, Any], result: Any, store_prompts: bool) -> None:

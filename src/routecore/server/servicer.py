@@ -61,7 +61,17 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
                          context: Any) -> pb.RouteBatchResponse:
         check_batch_size(len(request.requests), request.explain)
         reqs = [convert.route_request(r) for r in request.requests]
-        results = route_batch(self.router, reqs, request.explain, scope=self._scoped)
+        trace = Trace(reqs)
+        trace_var.set(trace)
+        results = route_batch(self.router, reqs, request.explain, scope=self._scoped,
+                              scoped=reqs)
+        trace.result = results
+        ident = identity_var.get()
+        if ident is not None:  # an item refused by its key is audited as the key's caller
+            for i, r in enumerate(results):
+                if not isinstance(r, Decision) and reqs[i].key_id != ident.key_id:
+                    reqs[i] = replace(reqs[i], tenant=ident.tenant, user=ident.user,
+                                      key_id=ident.key_id)
         owner = _owner()
         for req, r in zip(reqs, results, strict=True):
             if isinstance(r, Decision):
