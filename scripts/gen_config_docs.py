@@ -57,10 +57,17 @@ models:
     sim: {{}}
   NAME_other:
     provider: NAME_endpoint
-    price: {{input: 1.0, output: 2.0}}
+    price: {{input: 1.0, output: 2.0, tiers: [{{above_input_tokens: 500, input: 2, output: 4}}]}}
     context_window: 1000
     quality: {{default: 0.5}}
     latency: {{p50_ms: 1, p95_ms: 2}}
+    deployments:
+      - name: NAME_deployment
+        endpoint: NAME_endpoint
+        provider: NAME_vendor
+        price: {{input: 0.5, output: 1.0, tiers: [{{above_input_tokens: 500, input: 1, output: 2}}]}}
+        latency: {{p50_ms: 1, p95_ms: 2}}
+        rate_limits: {{rpm: 60, tpm: 100000}}
   NAME_versioned:
     provider: NAME_endpoint
     versions:

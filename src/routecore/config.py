@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,24 +29,32 @@ CLASSIFIER_MODES = ("rule", "embedding", "combined", "trained")
 
 
 @dataclass(frozen=True, slots=True)
+class PriceTier:
+    """A long-context rate: a request with more than `above_input_tokens` input tokens
+    pays these rates on all its tokens (as Gemini and Claude bill past 200K)."""
+
+    above_input_tokens: int
+    input: float
+    output: float
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
-    """USD per 1M tokens. `long_*`: a long-context tier (a request with more than
-    `long_above` input tokens pays those rates on all its tokens; 0: no tier).
-    `batch_discount`: the fraction a vendor's batch API takes off every rate."""
+    """USD per 1M tokens. `tiers`: long-context rates, by rising threshold (the highest
+    one a request is past applies). `batch_discount`: the fraction a vendor's batch API
+    takes off every rate."""
 
     input: float  # USD per 1M input tokens
     output: float  # USD per 1M output tokens
     batch_discount: float = 0.0
-    long_above: int = 0
-    long_input: float = 0.0
-    long_output: float = 0.0
+    tiers: tuple[PriceTier, ...] = ()
 
     def rates(self, input_tokens: int, batch: bool = False) -> tuple[float, float]:
         """(input, output) USD per 1M tokens for a request with `input_tokens`."""
-        if self.long_above and input_tokens > self.long_above:
-            i, o = self.long_input, self.long_output
-        else:
-            i, o = self.input, self.output
+        i, o = self.input, self.output
+        for t in self.tiers:
+            if input_tokens > t.above_input_tokens:
+                i, o = t.input, t.output
         if batch:
             keep = 1.0 - self.batch_discount
             return i * keep, o * keep
@@ -73,9 +81,22 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
+    """One place a model is sold. Unset price/latency/provider: the model's (so a
+    versioned model's rollout prices every deployment at the served version's price)."""
+
     endpoint: str
     model_id: str
     weight: float = 1.0
+    name: str = ""  # unique within the model; default the endpoint's name
+    provider: str = ""  # who bills it; default the model's provider
+    price: Price | None = None
+    latency: Latency | None = None
+    rate_limits: RateLimits = RateLimits(0, 0)  # this deployment's own RPM/TPM (0: none)
+
+    @property
+    def key(self) -> str:
+        """The breaker, load-stats and rate-limit key."""
+        return f"{self.endpoint}/{self.model_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,20 +335,7 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
         if c not in CAPABILITIES:
             r.fail(f"{p}.capabilities[{i}]", f"unknown capability {c!r} (known: {', '.join(CAPABILITIES)})")
     model_id = pinned.model_id if pinned else r.get(m, "model_id", p, str, name)
-    deployments: list[Deployment] = []
-    dep_list = r.get(m, "deployments", p, list, [])
-    for i, d in enumerate(dep_list or []):
-        dp = f"{p}.deployments[{i}]"
-        dn = r.mapping(d, dp)
-        r.unknown(dn, dp, {"endpoint", "model_id", "weight"})
-        if "versions" in m and "model_id" in dn:
-            r.fail(f"{dp}.model_id", "comes from the pinned version when the model has versions")
-        ep = r.get(dn, "endpoint", dp, str)
-        deployments.append(Deployment(
-            endpoint=ep or "",
-            model_id=r.get(dn, "model_id", dp, str, model_id) or "",
-            weight=r.number(dn, "weight", dp, lo=0.0, default=1.0) or 0.0,
-        ))
+    deployments = _deployments(r, m, p, model_id)
     sim = r.mapping(m.get("sim"), f"{p}.sim", required=False)
     values = dict(
         provider=r.get(m, "provider", p, str),
@@ -355,6 +363,69 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
         rate_limits=RateLimits(values["rpm"], values["tpm"]), fallbacks=fallbacks,
         deployments=tuple(deployments), sim=dict(sim),
     )
+
+
+_DEPLOYMENT = {"name", "endpoint", "model_id", "weight", "provider", "price", "latency",
+               "rate_limits"}
+
+
+def _deployments(r: _Reader, m: dict[str, Any], p: str, model_id: str | None,
+                 ) -> tuple[Deployment, ...]:
+    """A model's deployments: where it is sold, each at its own price, speed and limits
+    (routing/arbitrage.py picks among them)."""
+    out: list[Deployment] = []
+    for i, d in enumerate(r.get(m, "deployments", p, list, []) or []):
+        dp = f"{p}.deployments[{i}]"
+        dn = r.mapping(d, dp)
+        r.unknown(dn, dp, _DEPLOYMENT)
+        if "versions" in m:
+            for own in ("model_id", "price"):
+                if own in dn:
+                    r.fail(f"{dp}.{own}", "comes from the pinned version when the model has "
+                                          "versions")
+        price = None
+        if "price" in dn and "versions" not in m:
+            price = _price(r, r.mapping(dn["price"], f"{dp}.price"), f"{dp}.price")
+        latency = None
+        if "latency" in dn:
+            ln = r.mapping(dn["latency"], f"{dp}.latency")
+            r.unknown(ln, f"{dp}.latency", {"p50_ms", "p95_ms", "tokens_per_s"})
+            p50 = r.number(ln, "p50_ms", f"{dp}.latency", lo=0.0)
+            p95 = r.number(ln, "p95_ms", f"{dp}.latency", lo=0.0)
+            tps = r.number(ln, "tokens_per_s", f"{dp}.latency", lo=0.001, default=50.0)
+            if p50 is not None and p95 is not None and p95 < p50:
+                r.fail(f"{dp}.latency.p95_ms", "must be >= latency.p50_ms")
+            elif None not in (p50, p95, tps):
+                latency = Latency(p50, p95, tps)
+        rl = r.mapping(dn.get("rate_limits"), f"{dp}.rate_limits", required=False)
+        r.unknown(rl, f"{dp}.rate_limits", {"rpm", "tpm"})
+        ep = r.get(dn, "endpoint", dp, str) or ""
+        name = r.get(dn, "name", dp, str, "") or ""
+        out.append(Deployment(
+            endpoint=ep, model_id=r.get(dn, "model_id", dp, str, model_id) or "",
+            weight=r.number(dn, "weight", dp, lo=0.0, default=1.0) or 0.0,
+            name=name, provider=r.get(dn, "provider", dp, str, "") or "", price=price,
+            latency=latency,
+            rate_limits=RateLimits(
+                r.number(rl, "rpm", f"{dp}.rate_limits", lo=0, integer=True, default=0) or 0,
+                r.number(rl, "tpm", f"{dp}.rate_limits", lo=0, integer=True, default=0) or 0)))
+    # Unnamed: the endpoint's name, or endpoint/model_id when the endpoint serves several.
+    endpoints = [d.endpoint for d in out]
+    out = [d if d.name else replace(d, name=d.endpoint if endpoints.count(d.endpoint) == 1
+                                    else d.key) for d in out]
+    seen: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    for i, d in enumerate(out):
+        if d.name in seen:
+            r.fail(f"{p}.deployments[{i}].name",
+                   f"{d.name!r} is already deployments[{seen[d.name]}]'s name")
+        elif d.key in keys:
+            r.fail(f"{p}.deployments[{i}].model_id",
+                   f"endpoint {d.endpoint!r} already serves {d.model_id!r} as "
+                   f"deployments[{keys[d.key]}] (one breaker and limit per pair)")
+        seen.setdefault(d.name, i)
+        keys.setdefault(d.key, i)
+    return tuple(out)
 
 
 def _versions(r: _Reader, m: dict[str, Any],
@@ -402,24 +473,42 @@ def _versions(r: _Reader, m: dict[str, Any],
     return out, out.get(pin)
 
 
+_TIER = {"above_input_tokens", "input", "output"}
+
+
 def _price(r: _Reader, node: dict[str, Any], p: str) -> Price | None:
-    r.unknown(node, p, {"input", "output", "batch_discount", "long_context"})
+    r.unknown(node, p, {"input", "output", "batch_discount", "long_context", "tiers"})
     base_in = r.number(node, "input", p, lo=0.0)
     base_out = r.number(node, "output", p, lo=0.0)
     discount = r.number(node, "batch_discount", p, lo=0.0, hi=0.99, default=0.0)
+    # `long_context` is one tier; `tiers` a list of them by rising threshold.
     long = r.mapping(node.get("long_context"), f"{p}.long_context", required=False)
-    r.unknown(long, f"{p}.long_context", {"above_input_tokens", "input", "output"})
-    above: Any = 0
-    long_in: Any = 0.0
-    long_out: Any = 0.0
-    if long:
-        lp = f"{p}.long_context"
-        above = r.number(long, "above_input_tokens", lp, lo=1, integer=True)
-        long_in = r.number(long, "input", lp, lo=0.0)
-        long_out = r.number(long, "output", lp, lo=0.0)
-    if None in (base_in, base_out, discount, above, long_in, long_out):
+    r.unknown(long, f"{p}.long_context", _TIER)
+    listed = r.get(node, "tiers", p, list, []) or []
+    nodes: list[tuple[str, dict[str, Any]]] = [(f"{p}.long_context", long)] if long else []
+    if nodes and listed:
+        r.fail(f"{p}.tiers", "give long_context (one tier) or tiers, not both")
+    nodes.extend((f"{p}.tiers[{i}]", r.mapping(t, f"{p}.tiers[{i}]"))
+                 for i, t in enumerate(listed))
+    tiers: list[PriceTier] = []
+    ok = True
+    for tp, t in nodes:
+        if t is not long:
+            r.unknown(t, tp, _TIER)
+        above = r.number(t, "above_input_tokens", tp, lo=1, integer=True)
+        t_in = r.number(t, "input", tp, lo=0.0)
+        t_out = r.number(t, "output", tp, lo=0.0)
+        if None in (above, t_in, t_out):
+            ok = False
+            continue
+        if tiers and above <= tiers[-1].above_input_tokens:
+            r.fail(f"{tp}.above_input_tokens", f"must be greater than the tier before it "
+                                               f"({tiers[-1].above_input_tokens}): tiers rise")
+            ok = False
+        tiers.append(PriceTier(above, t_in, t_out))
+    if not ok or None in (base_in, base_out, discount):
         return None
-    return Price(base_in, base_out, discount, above, long_in, long_out)
+    return Price(base_in, base_out, discount, tuple(tiers))
 
 
 def _endpoint(r: _Reader, name: str, node: Any) -> Endpoint | None:

@@ -227,3 +227,7 @@ class Decision:
     budget: BudgetState | None = None  # set when a budget applies to the caller
     # The classifier's probability per category (the audit trail keeps it for replay).
     category_scores: Mapping[str, float] | None = None
+    # The deployment that should serve it (routing/arbitrage.py) and the failover order
+    # among the model's deployments; `provider` is that deployment's.
+    deployment: str = ""
+    deployment_order: tuple[str, ...] = ()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from routecore.config import Price, parse_config
+from routecore.config import Price, PriceTier, parse_config
 from routecore.errors import ConfigError
 
 
@@ -18,8 +18,7 @@ def _raw() -> dict[str, Any]:
 
 def test_tier_and_batch_rates() -> None:
     """Past the tier's threshold all tokens pay the tier's rates; batch takes the discount off."""
-    p = Price(1.25, 10.0, batch_discount=0.5, long_above=200_000, long_input=2.5,
-              long_output=15.0)
+    p = Price(1.25, 10.0, batch_discount=0.5, tiers=(PriceTier(200_000, 2.5, 15.0),))
     assert p.cost(200_000, 1000) == pytest.approx((200_000 * 1.25 + 1000 * 10.0) / 1e6)
     assert p.cost(200_001, 1000) == pytest.approx((200_001 * 2.5 + 1000 * 15.0) / 1e6)
     assert p.cost(1000, 1000, batch=True) == pytest.approx(p.cost(1000, 1000) / 2)

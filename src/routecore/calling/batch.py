@@ -36,9 +36,10 @@ from dataclasses import dataclass, field, replace
 from routecore.calling.providers import BatchAPI, Provider, ProviderCall, batch_api
 from routecore.calling.providers.batch_api import TERMINAL, LineResult
 from routecore.calling.types import CompletionRequest, Usage
-from routecore.config import Config
+from routecore.config import Config, Price
 from routecore.domain import Decision, RouteRequest
 from routecore.errors import InvalidRequest, NotFound, ProviderError, RoutecoreError, echo
+from routecore.routing.arbitrage import price_of
 from routecore.routing.batch import item_error, route_batch
 from routecore.routing.router import Router
 from routecore.state.budget import Budgets, Hold
@@ -130,13 +131,15 @@ class BatchJobs:
         self.budgets = budgets if budgets is not None and budgets.enabled else None
         self._apis = {name: api for name, p in providers.items()
                       if (api := batch_api(p)) is not None}
-        # Model -> its first deployment on a batch-capable endpoint: (endpoint, model_id).
-        self._route_to: dict[str, tuple[str, str]] = {}
+        # Model -> its cheapest deployment on a batch-capable endpoint (first on a tie):
+        # (endpoint, model_id, that deployment's price).
+        self._route_to: dict[str, tuple[str, str, Price]] = {}
         for name, spec in config.models.items():
-            for dep in spec.deployments:
-                if dep.endpoint in self._apis:
-                    self._route_to[name] = (dep.endpoint, dep.model_id)
-                    break
+            priced = [(price_of(spec, d).cost(1000, 1000, batch=True), i, d)
+                      for i, d in enumerate(spec.deployments) if d.endpoint in self._apis]
+            if priced:
+                dep = min(priced)[2]
+                self._route_to[name] = (dep.endpoint, dep.model_id, price_of(spec, dep))
         self._batchable = frozenset(self._route_to)
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._max_jobs = max_jobs
@@ -174,13 +177,13 @@ class BatchJobs:
                 job.items[i] = BatchItem(i, error_code=d.status, error=item_error(i, d))
                 continue
             spec = self.config.models[d.model]
-            endpoint, model_id = self._route_to[d.model]
+            endpoint, model_id, price = self._route_to[d.model]
             max_out = min(req.max_output_tokens or req.route.constraints.max_output_tokens
                           or self.config.routing.default_output_tokens, spec.max_output_tokens)
             try:
                 # The caller as auth proved it (its key's tenant), not the item's own fields.
                 who = scope(req.route) if scope is not None else req.route
-                await self._hold(job, i, who, spec.price.cost(
+                await self._hold(job, i, who, price.cost(
                     d.input_tokens, max_out, batch=True), d.input_tokens + max_out)
             except RoutecoreError as exc:  # over budget, or budgets unavailable
                 job.items[i] = BatchItem(i, request_id=d.request_id, model=d.model,
@@ -248,7 +251,7 @@ class BatchJobs:
                 await self._charge(job, i, 0.0, 0)
                 continue
             usage = resp.usage or Usage()
-            price = self.config.models[item.model].price
+            price = self._route_to[item.model][2]
             cost = price.cost(usage.input_tokens, usage.output_tokens, batch=True)
             job.items[i] = replace(
                 item, text=resp.text, finish_reason=resp.finish_reason, usage=usage,

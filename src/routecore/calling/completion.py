@@ -44,7 +44,7 @@ from routecore.calling.types import (
     StreamEvent,
     Usage,
 )
-from routecore.config import Config, Deployment, ModelSpec
+from routecore.config import Config, Deployment, ModelSpec, Price
 from routecore.domain import Decision, Message, RouteRequest
 from routecore.errors import (
     AllProvidersFailed,
@@ -56,6 +56,7 @@ from routecore.errors import (
     ResourceExhausted,
     StreamInterrupted,
 )
+from routecore.routing.arbitrage import deployments_of, price_of, rank
 from routecore.routing.tokens import count_chat_tokens, count_tokens
 from routecore.state.backend import Backend
 from routecore.state.budget import BudgetExceeded, Budgets, Hold
@@ -103,15 +104,17 @@ class _Held:
 class _Target:
     model: str
     spec: ModelSpec
-    key: str  # "endpoint/model_id": the breaker and load-stats key
+    key: str  # "endpoint/model_id": the breaker, load-stats and deployment-limit key
     endpoint: str
     model_id: str
     weight: float
+    deployment: Deployment
+    provider: str  # who sells this deployment (and bills it)
+    price: Price  # this deployment's price (the model's unless it has its own)
 
-
-def cost_usd(spec: ModelSpec, usage: Usage) -> float:
-    """Registry price (its long-context tier when the input is past it)."""
-    return spec.price.cost(usage.input_tokens, usage.output_tokens)
+    def cost(self, usage: Usage) -> float:
+        """What this deployment charges (its long-context tier when the input is past it)."""
+        return self.price.cost(usage.input_tokens, usage.output_tokens)
 
 
 class Completer:
@@ -138,6 +141,10 @@ class Completer:
         self.budgets = budgets if budgets is not None and budgets.enabled else None
         if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
             router.health_source = self.health
+        # Deployment key -> monotonic time until which its own rpm/tpm refused a call.
+        self._over_limit: dict[str, float] = {}
+        if hasattr(router, "deployment_health"):
+            router.deployment_health = self.deployment_health
 
     # -- public API -----------------------------------------------------------
 
@@ -165,7 +172,8 @@ class Completer:
             text=answer.text, model=answer.model, provider=answer.provider, usage=usage,
             cost_usd=cost, latency_ms=(time.monotonic() - started) * 1000.0,
             attempts=tuple(attempts), cascade_steps=steps, decision=decision,
-            request_id=decision.request_id, finish_reason=answer.finish_reason)
+            request_id=decision.request_id, finish_reason=answer.finish_reason,
+            deployment=answer.deployment_name)
 
     async def stream(self, req: CompletionRequest,
                      deadline: Deadline | None = None) -> AsyncIterator[StreamEvent]:
@@ -183,13 +191,14 @@ class Completer:
             yield StreamEvent(model=result.model, done=True, usage=result.usage,
                               cost_usd=result.cost_usd, attempts=result.attempts,
                               request_id=result.request_id, finish_reason=result.finish_reason,
-                              provider=result.provider, decision=result.decision)
+                              provider=result.provider, decision=result.decision,
+                              deployment=result.deployment)
             return
         decision = await self._decide(req)
         attempts: list[Attempt] = []
         target, (first, chunks), reserved = await self._call_chain(
             self.chain(decision), req, decision, deadline, attempts, _first_chunk)
-        rid, model, provider = decision.request_id, target.model, target.spec.provider
+        rid, model, provider = decision.request_id, target.model, target.provider
         parts: list[str] = []
         end: StreamChunk | None = None
         chunk: StreamChunk | None = first
@@ -225,9 +234,10 @@ class Completer:
                 Usage(count_chat_tokens(req.messages()), count_tokens("".join(parts)))
             await self._settle(target, reserved, usage)
         yield StreamEvent(model=model, done=True, usage=usage,
-                          cost_usd=cost_usd(target.spec, usage), attempts=tuple(attempts),
+                          cost_usd=target.cost(usage), attempts=tuple(attempts),
                           request_id=rid, finish_reason=end.finish_reason or "stop",
-                          provider=provider, decision=decision)
+                          provider=provider, decision=decision,
+                          deployment=target.deployment.name)
 
     async def aclose(self) -> None:
         """Close every provider and the HTTP sessions."""
@@ -245,6 +255,23 @@ class Completer:
                 open_models[model] = open_models.get(model, 0) + 1
         return {m: "circuit open" for m, n in open_models.items()
                 if n >= len(self._targets(m))}
+
+    def deployment_health(self, key: str) -> str:
+        """Why deployment `key` should not be a first choice now ("" healthy): its breaker
+        is open, it is cooling down after a 429, or its own rpm/tpm refused a call (as this
+        process last saw it; the call path asks the shared limits again)."""
+        now = self.resilience.clock()
+        if self.settings.resilience.breaker.enabled and \
+                self.resilience.breakers.state(key) == "open":
+            return "circuit open"
+        if self.resilience.stats(key).blocked_until > now:
+            return "cooling down after a 429"
+        until = self._over_limit.get(key)
+        if until is not None:
+            if until > now:
+                return "at its rate limit"
+            del self._over_limit[key]
+        return ""
 
     def breaker_states(self) -> dict[str, str]:
         """Each called model's worst deployment breaker state (closed < half_open < open)."""
@@ -275,13 +302,13 @@ class Completer:
         target, resp, reserved = await self._call_chain(
             models, req, decision, deadline, attempts, _complete, messages=messages,
             logprobs=logprobs)
-        spec = target.spec
         msgs = messages if messages is not None else req.messages()
         usage = resp.usage or Usage(count_chat_tokens(msgs),
                                     count_tokens(resp.text))
         await self._settle(target, reserved, usage)
-        return ModelAnswer(target.model, spec.provider, target.key, resp.text, resp.finish_reason,
-                           usage, cost_usd(spec, usage), resp.logprobs)
+        return ModelAnswer(target.model, target.provider, target.key, resp.text,
+                           resp.finish_reason, usage, target.cost(usage), resp.logprobs,
+                           deployment_name=target.deployment.name)
 
     async def _call_chain(self, models: Sequence[str], req: CompletionRequest,
                           decision: Decision, deadline: Deadline, attempts: list[Attempt],
@@ -313,8 +340,10 @@ class Completer:
             n_in = decision.input_tokens if messages is None and decision.input_tokens else \
                 count_chat_tokens(msgs)
             reserved = n_in + max_out
+            # This model's deployments, cheapest healthy first within the constraints.
+            targets = self._ordered_targets(spec, n_in, max_out, req)
             try:
-                hold = await self._reserve_budget(req, spec, n_in, max_out)
+                hold = await self._reserve_budget(req, targets, n_in, max_out)
             except BudgetExceeded as exc:  # this model does not fit: a cheaper one may
                 attempts.append(Attempt(spec.provider, model, "", exc.message))
                 continue
@@ -324,14 +353,17 @@ class Completer:
             sent = 0
             answered = False
             try:
-                for target in self._ordered_targets(spec):
+                for target in targets:
                     share = deadline.share(left)
                     left -= 1
                     provider = self.providers.get(target.endpoint)
                     if provider is None:
-                        attempts.append(Attempt(spec.provider, model, target.key,
+                        attempts.append(Attempt(target.provider, model, target.key,
                                                 f"no endpoint named {target.endpoint!r}"))
                         continue
+                    if not await self._admit_deployment(target, reserved, attempts):
+                        continue
+                    before = sent
                     fn = run(provider, ProviderCall(model, target.model_id, msgs, max_out,
                                                     req.temperature, req.json_mode, logprobs,
                                                     decision.request_id))
@@ -344,11 +376,15 @@ class Completer:
                     try:
                         result = await self.resilience.call(
                             target.key, once, timeout=provider.timeout_s, deadline=deadline,
-                            on_attempt=self._recorder(attempts, spec, target),
+                            on_attempt=self._recorder(attempts, target),
                             late_verdict=run is _first_chunk, share=share)
                     except DeadlineExceeded as exc:
+                        await self._correct_deployment(target, -reserved,
+                                                       0 if sent > before else -1)
                         raise self._deadline_error(attempts) from exc
                     except ProviderError as exc:
+                        await self._correct_deployment(target, -reserved,
+                                                       0 if sent > before else -1)
                         log.debug("provider_attempt_failed", model=model, deployment=target.key,
                                   kind=exc.kind)
                         if exc.kind == "context_overflow":
@@ -405,20 +441,56 @@ class Completer:
 
     def _targets(self, model: str, spec: ModelSpec | None = None) -> list[_Target]:
         spec = spec or self.config.models[model]
-        deps = spec.deployments or (Deployment(spec.provider, spec.model_id),)
         out = []
-        for d in deps:
-            key = f"{d.endpoint}/{d.model_id}"
-            self._key_model.setdefault(key, model)
-            out.append(_Target(model, spec, key, d.endpoint, d.model_id, d.weight))
+        for d in deployments_of(spec):
+            self._key_model.setdefault(d.key, model)
+            out.append(_Target(model, spec, d.key, d.endpoint, d.model_id, d.weight, d,
+                               d.provider or spec.provider, price_of(spec, d)))
         return out
 
-    def _ordered_targets(self, spec: ModelSpec) -> list[_Target]:
+    def _ordered_targets(self, spec: ModelSpec, n_in: int, max_out: int,
+                         req: CompletionRequest) -> list[_Target]:
+        """The model's deployments in routing/arbitrage.py's order (cheapest healthy within
+        the request's constraints first); among equally priced ones, weights are traffic
+        shares and load counts (Resilience.order)."""
         targets = self._targets(spec.name, spec)
         if len(targets) == 1:
             return targets
-        order = self.resilience.order([t.key for t in targets], [t.weight for t in targets])
-        return [targets[i] for i in order]
+        c = req.route.constraints
+        by_key = {t.key: t for t in targets}
+        out: list[_Target] = []
+        for group in rank(spec, n_in, max_out, max_latency_ms=c.max_latency_ms,
+                          max_cost_usd=c.max_cost_usd, health=self.deployment_health).groups:
+            tied = [by_key[o.deployment.key] for o in group]
+            if len(tied) > 1:
+                order = self.resilience.order([t.key for t in tied], [t.weight for t in tied])
+                tied = [tied[i] for i in order]
+            out.extend(tied)
+        return out
+
+    async def _admit_deployment(self, target: _Target, tokens: int,
+                                attempts: list[Attempt]) -> bool:
+        """The deployment's own RPM/TPM (a provider's account limits): take the call's
+        tokens or skip to the next deployment without waiting (it is the alternative)."""
+        rl = target.deployment.rate_limits
+        if not self.settings.resilience.rate_limit.enabled or (rl.rpm <= 0 and rl.tpm <= 0):
+            return True
+        wait = await self.resilience.limits.acquire(f"deployment:{target.key}", rl.rpm, rl.tpm,
+                                                    tokens)
+        if wait <= 0:
+            return True
+        self._over_limit[target.key] = self.resilience.clock() + wait
+        attempts.append(Attempt(target.provider, target.model, target.key,
+                                f"rate limited (client-side): deployment {target.deployment.name} "
+                                f"retry in {wait:.3f}s", kind="rate_limit"))
+        return False
+
+    async def _correct_deployment(self, target: _Target, delta_tokens: int,
+                                  delta_requests: int = 0) -> None:
+        rl = target.deployment.rate_limits
+        if self.settings.resilience.rate_limit.enabled and (rl.rpm > 0 or rl.tpm > 0):
+            await self.resilience.limits.correct(f"deployment:{target.key}", rl.rpm, rl.tpm,
+                                                 delta_tokens, delta_requests)
 
     async def _admit(self, spec: ModelSpec, tokens: int, deadline: Deadline,
                      attempts: list[Attempt]) -> bool:
@@ -451,14 +523,15 @@ class Completer:
             await self.resilience.limits.correct(spec.name, rl.rpm, rl.tpm, delta_tokens,
                                                  delta_requests)
 
-    async def _reserve_budget(self, req: CompletionRequest, spec: ModelSpec, n_in: int,
-                              max_out: int) -> Hold | None:
-        """Hold the call's worst-case cost on the caller's budgets (None: no budget applies).
-        Raises BudgetExceeded, or StateUnavailable when the backend is down (fail closed)."""
+    async def _reserve_budget(self, req: CompletionRequest, targets: Sequence[_Target],
+                              n_in: int, max_out: int) -> Hold | None:
+        """Hold the call's worst-case cost on the caller's budgets (None: no budget applies):
+        the dearest deployment it may fail over to, its price tier included. Raises
+        BudgetExceeded, or StateUnavailable when the backend is down (fail closed)."""
         if self.budgets is None:
             return None
         r = req.route
-        usd = spec.price.cost(n_in, max_out)  # the worst case: its price tier included
+        usd = max(t.price.cost(n_in, max_out) for t in targets)
         return await self.budgets.reserve(r.tenant, r.user, r.key_id, usd, n_in + max_out)
 
     async def _release(self, hold: Hold | None) -> None:
@@ -469,25 +542,27 @@ class Completer:
         """Correct a model's TPM reservation and budget hold to what was really used."""
         tokens = usage.input_tokens + usage.output_tokens
         await self._correct(target.spec, tokens - held.tokens)
+        await self._correct_deployment(target, tokens - held.tokens)
         if held.budget is not None and self.budgets is not None:
-            await self.budgets.settle(held.budget, cost_usd(target.spec, usage), tokens)
+            await self.budgets.settle(held.budget, target.cost(usage), tokens)
 
     def _interrupted(self, target: _Target, attempts: list[Attempt], chunks: int,
                      exc: ProviderError) -> StreamInterrupted:
         """A stream failed after its first chunk: record the attempt (the breaker counts it)."""
-        attempts.append(Attempt(target.spec.provider, target.model, target.key,
+        attempts.append(Attempt(target.provider, target.model, target.key,
                                 f"stream interrupted: {exc.message}", kind=exc.kind))
         return StreamInterrupted(f"stream from {target.model}@{target.key} interrupted after "
                                  f"{chunks} chunks: {exc.message}")
 
     @staticmethod
-    def _recorder(attempts: list[Attempt], spec: ModelSpec,
+    def _recorder(attempts: list[Attempt],
                   target: _Target) -> Callable[[int, BaseException | None, float], None]:
         def record(retry: int, error: BaseException | None, ms: float) -> None:
             msg = "" if error is None else (getattr(error, "message", "") or str(error)
                                             or type(error).__name__)
             kind = "" if error is None else getattr(error, "kind", "") or "error"
-            attempts.append(Attempt(spec.provider, target.model, target.key, msg, ms, retry, kind))
+            attempts.append(Attempt(target.provider, target.model, target.key, msg, ms, retry,
+                                    kind))
         return record
 
     @staticmethod

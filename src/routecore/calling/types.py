@@ -81,6 +81,7 @@ class CompletionResult:
     decision: Decision | None = None
     request_id: str = ""
     finish_reason: str = ""
+    deployment: str = ""  # the name of the deployment that answered (and is charged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class StreamEvent:
     finish_reason: str = ""
     provider: str = ""
     decision: Decision | None = None  # the routing decision (an HTTP edge sends it as headers)
+    deployment: str = ""  # on the last event: the deployment that answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,7 @@ class ModelAnswer:
     usage: Usage
     cost_usd: float
     logprobs: tuple[float, ...] | None = None
+    deployment_name: str = ""  # `deployment` is its key (endpoint/model_id)
 
 
 class ModelCaller(Protocol):

@@ -37,6 +37,7 @@ from routecore.domain import (
 )
 from routecore.errors import ConfigError, InvalidRequest, echo, echo_list
 from routecore.routing.ab import CANDIDATE, assign, parse_ab
+from routecore.routing.arbitrage import Health, choose
 from routecore.routing.classifier import Classifier, Features
 from routecore.routing.features import FeatureExtractor
 from routecore.routing.policy import Policy, PolicyInput, QualityModel
@@ -81,6 +82,8 @@ class Router:
         self._new_request_id = RequestIds()
         # Set by the completion layer: model -> why it is unhealthy (open breaker).
         self.health_source: Callable[[], Mapping[str, str]] | None = None
+        # Set by the completion layer: deployment key -> why it is unhealthy ("" healthy).
+        self.deployment_health: Health | None = None
         # Set by the server when budgets are on: (tenant, user, key_id) -> the caller's
         # budget state, read without I/O (pacing shifts spend toward cheaper models).
         self.budget_source: Callable[[str, str, str], BudgetState | None] | None = None
@@ -246,18 +249,24 @@ class Router:
             fallbacks = tuple(f for f in spec.fallbacks if f not in c.deny_models and (
                 not c.allow_models or f in c.allow_models))[:routing.max_fallbacks]
             reason = f"pinned: the request named {req.model}; {reason}"
+        # Which of the model's deployments sells it cheapest within the constraints.
+        sold = choose(spec, input_tokens, output_tokens, req.constraints, self.deployment_health)
+        if sold.reason:
+            reason = f"{reason}; {sold.reason}"
         micros = (time.perf_counter_ns() - t0) // 1000
         return Decision(
-            model=result.model, provider=spec.provider, model_version=spec.version,
+            model=result.model, provider=sold.provider, model_version=spec.version,
             fallbacks=fallbacks, category=cls.category,
             category_confidence=cls.confidence, complexity=cls.complexity,
-            estimated_cost_usd=result.estimated_cost_usd,
+            estimated_cost_usd=result.estimated_cost_usd if sold.cost_usd is None
+            else sold.cost_usd,
             estimated_latency_ms=result.estimated_latency_ms,
             predicted_quality=result.predicted_quality, reason=reason,
             candidates=result.candidates, router_version=self.version, strategy=strategy,
             input_tokens=input_tokens, request_id=request_id,
             decision_micros=int(micros), variant=variant, budget=budget,
-            category_scores=cls.scores,
+            category_scores=cls.scores, deployment=sold.deployment,
+            deployment_order=sold.order,
         )
 
 

@@ -15,7 +15,7 @@ from routecore.calling.types import (
     StreamEvent,
     Usage,
 )
-from routecore.config import ModelSpec, ModelVersion
+from routecore.config import Deployment, ModelSpec, ModelVersion
 from routecore.domain import (
     NO_CONSTRAINTS,
     BudgetState,
@@ -28,6 +28,7 @@ from routecore.domain import (
     check_request_id,
 )
 from routecore.errors import RoutecoreError
+from routecore.routing.arbitrage import deployments_of, price_of
 from routecore.routing.batch import item_error
 from routecore.state.budget import WindowStatus
 from routecore.v1 import router_pb2 as pb
@@ -107,6 +108,8 @@ def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
         model_version=d.model_version,
         variant=d.variant,
         budget=None if d.budget is None else budget_state(d.budget),
+        deployment=d.deployment,
+        deployment_order=d.deployment_order,
     )
 
 
@@ -175,7 +178,21 @@ def model_info(spec: ModelSpec, shares: Mapping[str, float] | None = None) -> pb
                   for v in (spec.versions or
                             {spec.version: ModelVersion(spec.version, spec.model_id,
                                                         spec.price)}).values()],
+        deployments=[_deployment_info(spec, d) for d in deployments_of(spec)],
     )
+
+
+def _deployment_info(spec: ModelSpec, d: Deployment) -> pb.DeploymentInfo:
+    price, lat = price_of(spec, d), d.latency or spec.latency
+    return pb.DeploymentInfo(
+        name=d.name, provider=d.provider or spec.provider, endpoint=d.endpoint,
+        model_id=d.model_id, weight=d.weight, input_price_per_mtok=price.input,
+        output_price_per_mtok=price.output,
+        price_tiers=[pb.PriceTierInfo(above_input_tokens=t.above_input_tokens,
+                                      input_price_per_mtok=t.input,
+                                      output_price_per_mtok=t.output) for t in price.tiers],
+        latency_p50_ms=lat.p50_ms, latency_p95_ms=lat.p95_ms, rpm=d.rate_limits.rpm,
+        tpm=d.rate_limits.tpm)
 
 
 def completion_request(msg: pb.CompleteRequest, request_id: str) -> CompletionRequest:
@@ -207,10 +224,12 @@ def completion_result(r: CompletionResult) -> pb.CompleteResponse:
         latency_ms=r.latency_ms, attempts=_attempts(r.attempts),
         cascade_steps=_steps(r.cascade_steps),
         decision=decision(r.decision, with_candidates=False) if r.decision is not None else None,
-        request_id=r.request_id, provider=r.provider, finish_reason=r.finish_reason)
+        request_id=r.request_id, provider=r.provider, finish_reason=r.finish_reason,
+        deployment=r.deployment)
 
 
 def stream_event(e: StreamEvent) -> pb.CompleteChunk:
     return pb.CompleteChunk(
         delta=e.delta, model=e.model, usage=_usage(e.usage), cost_usd=e.cost_usd, done=e.done,
-        attempts=_attempts(e.attempts), request_id=e.request_id, finish_reason=e.finish_reason)
+        attempts=_attempts(e.attempts), request_id=e.request_id, finish_reason=e.finish_reason,
+        deployment=e.deployment)

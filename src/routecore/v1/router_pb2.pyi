@@ -79,7 +79,7 @@ class Candidate(_message.Message):
     def __init__(self, model: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., score: _Optional[float] = ..., rejected_reason: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
 
 class RouteDecision(_message.Message):
-    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget")
+    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget", "deployment", "deployment_order")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,8 @@ class RouteDecision(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
@@ -118,7 +120,9 @@ class RouteDecision(_message.Message):
     model_version: str
     variant: str
     budget: BudgetState
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ...) -> None: ...
+    deployment: str
+    deployment_order: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ..., deployment: _Optional[str] = ..., deployment_order: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BudgetState(_message.Message):
     __slots__ = ("share_used", "remaining_usd", "cap", "pacing")
@@ -223,7 +227,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "provider", "model_id", "version", "input_price_per_mtok", "output_price_per_mtok", "context_window", "capabilities", "quality", "latency_p50_ms", "latency_p95_ms", "fallbacks", "max_output_tokens", "versions")
+    __slots__ = ("name", "provider", "model_id", "version", "input_price_per_mtok", "output_price_per_mtok", "context_window", "capabilities", "quality", "latency_p50_ms", "latency_p95_ms", "fallbacks", "max_output_tokens", "versions", "deployments")
     class QualityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +249,7 @@ class ModelInfo(_message.Message):
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     model_id: str
@@ -259,7 +264,8 @@ class ModelInfo(_message.Message):
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
     max_output_tokens: int
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersionInfo]
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., model_id: _Optional[str] = ..., version: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[_Mapping[str, float]] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., fallbacks: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ...) -> None: ...
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentInfo]
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., model_id: _Optional[str] = ..., version: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[_Mapping[str, float]] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., fallbacks: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelVersionInfo(_message.Message):
     __slots__ = ("name", "model_id", "input_price_per_mtok", "output_price_per_mtok", "pinned", "share")
@@ -342,7 +348,7 @@ class CascadeStep(_message.Message):
     def __init__(self, model: _Optional[str] = ..., confidence: _Optional[float] = ..., escalated: _Optional[bool] = ..., reason: _Optional[str] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
-    __slots__ = ("text", "model", "usage", "cost_usd", "latency_ms", "attempts", "cascade_steps", "decision", "request_id", "provider", "finish_reason")
+    __slots__ = ("text", "model", "usage", "cost_usd", "latency_ms", "attempts", "cascade_steps", "decision", "request_id", "provider", "finish_reason", "deployment")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -354,6 +360,7 @@ class CompleteResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     text: str
     model: str
     usage: Usage
@@ -365,10 +372,11 @@ class CompleteResponse(_message.Message):
     request_id: str
     provider: str
     finish_reason: str
-    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cascade_steps: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    deployment: str
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cascade_steps: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ...) -> None: ...
 
 class CompleteChunk(_message.Message):
-    __slots__ = ("delta", "model", "usage", "cost_usd", "done", "attempts", "request_id", "finish_reason")
+    __slots__ = ("delta", "model", "usage", "cost_usd", "done", "attempts", "request_id", "finish_reason", "deployment")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -377,6 +385,7 @@ class CompleteChunk(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     delta: str
     model: str
     usage: Usage
@@ -385,7 +394,8 @@ class CompleteChunk(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     request_id: str
     finish_reason: str
-    def __init__(self, delta: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., done: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., request_id: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    deployment: str
+    def __init__(self, delta: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., done: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., request_id: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("request_id", "prompt", "model", "score", "comment", "source")
@@ -452,3 +462,41 @@ class BudgetStatus(_message.Message):
     user: str
     windows: _containers.RepeatedCompositeFieldContainer[BudgetWindow]
     def __init__(self, tenant: _Optional[str] = ..., user: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ...) -> None: ...
+
+class DeploymentInfo(_message.Message):
+    __slots__ = ("name", "provider", "endpoint", "model_id", "weight", "input_price_per_mtok", "output_price_per_mtok", "price_tiers", "latency_p50_ms", "latency_p95_ms", "rpm", "tpm")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    PRICE_TIERS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    RPM_FIELD_NUMBER: _ClassVar[int]
+    TPM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    provider: str
+    endpoint: str
+    model_id: str
+    weight: float
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    price_tiers: _containers.RepeatedCompositeFieldContainer[PriceTierInfo]
+    latency_p50_ms: float
+    latency_p95_ms: float
+    rpm: int
+    tpm: int
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., endpoint: _Optional[str] = ..., model_id: _Optional[str] = ..., weight: _Optional[float] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., price_tiers: _Optional[_Iterable[_Union[PriceTierInfo, _Mapping]]] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., rpm: _Optional[int] = ..., tpm: _Optional[int] = ...) -> None: ...
+
+class PriceTierInfo(_message.Message):
+    __slots__ = ("above_input_tokens", "input_price_per_mtok", "output_price_per_mtok")
+    ABOVE_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    above_input_tokens: int
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    def __init__(self, above_input_tokens: _Optional[int] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ...) -> None: ...
