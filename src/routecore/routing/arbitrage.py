@@ -35,7 +35,7 @@ Health = Callable[[str], str]
 _SAME_COST = 1e-9  # relative: costs this close are equal (weights share the traffic)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and a frozen init costs 2x
 class Option:
     """One deployment as priced and timed for this request."""
 
@@ -45,6 +45,7 @@ class Option:
     cost_usd: float  # estimated at this deployment's price
     p95_ms: float  # estimated 95th-percentile time to this request's answer
     problem: str = ""  # why it is not a first choice ("" none)
+    miss: str = ""  # the request's constraint it misses ("" none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +76,11 @@ def deployments_of(spec: ModelSpec) -> tuple[Deployment, ...]:
 
 
 def p95_estimate(lat: Latency, input_tokens: int, output_tokens: int) -> float:
-    """The p95 prior scaled to this request as the policy scales p50 (answer length
-    past 512 tokens at tokens_per_s, prompt reading at 50 ms per token-per-second)."""
-    tt = lat.p95_ms + (output_tokens - 512.0) / lat.tokens_per_s * 1000.0
-    return max(tt, 0.2 * lat.p95_ms) + input_tokens * 50.0 / lat.tokens_per_s
+    """The p95 prior for this request: longer answers (past 512 tokens at tokens_per_s) and
+    prompt reading (50 ms per token-per-second, as the policy's estimate) add to it; a short
+    answer does not take the tail below the prior (a constraint is checked against it)."""
+    longer = max(0.0, (output_tokens - 512.0) / lat.tokens_per_s * 1000.0)
+    return lat.p95_ms + longer + input_tokens * 50.0 / lat.tokens_per_s
 
 
 def rank(spec: ModelSpec, input_tokens: int, output_tokens: int, *,
@@ -87,31 +89,33 @@ def rank(spec: ModelSpec, input_tokens: int, output_tokens: int, *,
     """Order `spec`'s deployments for a request (see the module docstring)."""
     deps = deployments_of(spec)
     options: list[Option] = []
+    fit: list[Option] = []
     for d in deps:
-        price = price_of(spec, d)
+        price = d.price if d.price is not None else spec.price
         lat = d.latency or spec.latency
         cost = price.cost(input_tokens, output_tokens)
         p95 = p95_estimate(lat, input_tokens, output_tokens)
-        problem = health(d.key) if health is not None else ""
-        options.append(Option(d, d.provider or spec.provider, price, cost, p95, problem))
+        miss = ""
+        if max_latency_ms is not None and p95 > max_latency_ms:
+            miss = f"p95 {p95:.0f} ms > {max_latency_ms:.0f} ms"
+        elif max_cost_usd is not None and cost > max_cost_usd:
+            miss = "over max_cost_usd"
+        o = Option(d, d.provider or spec.provider, price, cost, p95,
+                   health(d.key) if health is not None else "", miss)
+        options.append(o)
+        if not miss:
+            fit.append(o)
     if len(options) == 1:
         return Ranking(((options[0],),), "")
-
-    def misses(o: Option) -> str:
-        if max_latency_ms is not None and o.p95_ms > max_latency_ms:
-            return f"p95 {o.p95_ms:.0f} ms > {max_latency_ms:.0f} ms"
-        if max_cost_usd is not None and o.cost_usd > max_cost_usd:
-            return f"${o.cost_usd:.6f} > max_cost_usd ${max_cost_usd:.6f}"
-        return ""
-
-    fit = [o for o in options if not misses(o)]
-    left_out = [o for o in options if misses(o)] if fit else []
+    left_out = [o for o in options if o.miss] if fit else []
     by_speed = not fit and max_latency_ms is not None
     pool = fit or options
-    key: Callable[[Option], tuple[float, float]] = (
-        (lambda o: (o.p95_ms, o.cost_usd)) if by_speed else (lambda o: (o.cost_usd, o.p95_ms)))
-    healthy = sorted((o for o in pool if not o.problem), key=key)
-    sick = sorted((o for o in pool if o.problem), key=key)
+    if by_speed:
+        pool.sort(key=lambda o: (o.p95_ms, o.cost_usd))
+    else:
+        pool.sort(key=lambda o: (o.cost_usd, o.p95_ms))
+    healthy = [o for o in pool if not o.problem]
+    sick = [o for o in pool if o.problem] if len(healthy) < len(pool) else []
     groups = _group(healthy) + _group(sick)
     return Ranking(tuple(groups), _explain(groups, healthy, sick, left_out, input_tokens,
                                            output_tokens, max_latency_ms, by_speed,
@@ -141,7 +145,7 @@ def choose(spec: ModelSpec, input_tokens: int, output_tokens: int, constraints: 
                   max_cost_usd=constraints.max_cost_usd, health=health)
     first = ranked.first
     return Choice(first.provider, first.deployment.name,
-                  tuple(o.deployment.name for o in ranked.options()), first.cost_usd,
+                  tuple(o.deployment.name for g in ranked.groups for o in g), first.cost_usd,
                   ranked.reason)
 
 
@@ -182,13 +186,7 @@ def _explain(groups: list[tuple[Option, ...]], healthy: list[Option], sick: list
         text += " tied on price with " + ", ".join(o.deployment.name for o in groups[0][1:]) \
             + ": shared by weight"
     skipped = [f"{o.deployment.name} {o.problem} (tried last)" for o in sick if healthy] + \
-        [f"{o.deployment.name} {_miss(o, max_latency_ms)} (left out)" for o in left_out]
+        [f"{o.deployment.name} {o.miss} (left out)" for o in left_out]
     if skipped:
         text += "; " + ", ".join(skipped)
     return text
-
-
-def _miss(o: Option, max_latency_ms: float | None) -> str:
-    if max_latency_ms is not None and o.p95_ms > max_latency_ms:
-        return f"p95 {o.p95_ms:.0f} ms > {max_latency_ms:.0f} ms"
-    return "over max_cost_usd"
