@@ -90,6 +90,7 @@ state: {{}}
 audit: {{}}
 metrics: {{}}
 telemetry: {{}}
+cache: {{exact: {{}}, semantic: {{categories: [NAME_category]}}}}
 rollout: {{model: NAME_versioned, to: NAME_next, share: 0.05, step: {{share: 0.05, every_s: 3600}}}}
 auth:
   keys: [{{id: NAME_key, sha256: "{hashlib.sha256(b"example").hexdigest()}", tenant: NAME_tenant}}]

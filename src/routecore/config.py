@@ -306,9 +306,10 @@ SECTIONS = frozenset({
     "auth",        # server/identity.py
     "budgets",     # state/budget.py
     "rollout",     # calling/rollout.py
+    "cache",       # calling/cache.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
-NOT_SUPPORTED = {"cache": "response caching"}
+NOT_SUPPORTED: dict[str, str] = {}
 _MODEL = {"provider", "model_id", "version", "versions", "pinned", "price", "context_window",
           "max_output_tokens", "capabilities", "quality", "latency", "rate_limits", "fallbacks",
           "deployments", "sim"}

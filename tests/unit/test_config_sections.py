@@ -34,16 +34,22 @@ def test_unknown_top_level_section_is_named() -> None:
     raw = _raw()
     raw["resilence"] = {"retry": {"max_attempts": 1}}
     (p,) = _problems(raw)
-    assert p.startswith("resilence: unknown section (known: ab, audit, auth, budgets, cascade,")
+    assert p.startswith("resilence: unknown section (known: ab, audit, auth, budgets, cache, cascade,")
 
 
-@pytest.mark.parametrize("section", ["cache"])
-def test_unimplemented_sections_are_rejected_by_name(section: str) -> None:
-    """`cache:` is refused as not supported yet instead of silently ignored."""
+def test_cache_section_is_validated_by_its_owner() -> None:
+    """`cache:` is accepted as a section and its keys are checked, each named by its path."""
+    from routecore.calling.completion import parse_settings
+
     raw = _raw()
-    raw[section] = {"enabled": True}
-    (p,) = _problems(raw)
-    assert p.startswith(f"{section}: not supported yet")
+    raw["cache"] = {"enabled": True, "semantic": {"threshold": 1.5, "categories": ["nope"]}}
+    with pytest.raises(ConfigError) as info:
+        parse_settings(parse_config(raw))
+    problems = info.value.problems
+    assert any(p.startswith("cache.enabled: unknown field") for p in problems)
+    assert "cache.semantic.threshold: must be <= 1" in problems
+    assert any(p.startswith("cache.semantic.categories[0]: unknown category 'nope'")
+               for p in problems)
 
 
 @pytest.mark.parametrize(("path", "value"), [

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from routecore.calling.cache import NO_CACHE_CONFIG, CacheConfig, ResponseCache, parse_cache
 from routecore.calling.cascade import CascadeConfig, parse_cascade, run_cascade
 from routecore.calling.deadline import Deadline
 from routecore.calling.ensemble import EnsembleConfig, parse_ensemble, run_ensemble
@@ -75,6 +76,7 @@ class CompletionSettings:
     cascade: CascadeConfig
     ensemble: EnsembleConfig
     rollout: Rollout | None = None
+    cache: CacheConfig = NO_CACHE_CONFIG
 
 
 def parse_settings(config: Config) -> CompletionSettings:
@@ -85,6 +87,7 @@ def parse_settings(config: Config) -> CompletionSettings:
         cascade=parse_cascade(config.extra.get("cascade"), config, problems),
         ensemble=parse_ensemble(config.extra.get("ensemble"), config, problems),
         rollout=parse_rollout(config.extra.get("rollout"), config, problems),
+        cache=parse_cache(config.extra.get("cache"), config, problems),
     )
     problems.extend(validate_sim(config.models))
     if problems:
@@ -139,6 +142,8 @@ class Completer:
         self._key_model: dict[str, str] = {}
         self.rollouts = Rollouts(self.settings.rollout, config.models)
         self.budgets = budgets if budgets is not None and budgets.enabled else None
+        s = self.settings  # a cached answer is keyed on the settings that change answers too
+        self.cache = ResponseCache(s.cache, state, salt=repr((s.cascade, s.ensemble)))
         if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
             router.health_source = self.health
         # Deployment key -> monotonic time until which its own rpm/tpm refused a call.
@@ -155,6 +160,9 @@ class Completer:
         started = time.monotonic()
         self._validate(req)
         decision = await self._decide(req)
+        look = await self.cache.lookup(req, decision)
+        if look.answer is not None:  # a hit: no model called, nothing charged
+            return look.result(decision, (time.monotonic() - started) * 1000.0)
         attempts: list[Attempt] = []
         steps: tuple[CascadeStep, ...] = ()
         ensemble = self._ensemble_size(req)
@@ -168,12 +176,14 @@ class Completer:
             answer = await self.call_models(self.chain(decision), req, decision, deadline,
                                             attempts)
             usage, cost = answer.usage, answer.cost_usd
-        return CompletionResult(
+        result = CompletionResult(
             text=answer.text, model=answer.model, provider=answer.provider, usage=usage,
             cost_usd=cost, latency_ms=(time.monotonic() - started) * 1000.0,
             attempts=tuple(attempts), cascade_steps=steps, decision=decision,
             request_id=decision.request_id, finish_reason=answer.finish_reason,
-            deployment=answer.deployment_name)
+            deployment=answer.deployment_name, cache_hit=look.outcome)
+        self.cache.store(look, result, result.text)
+        return result
 
     async def stream(self, req: CompletionRequest,
                      deadline: Deadline | None = None) -> AsyncIterator[StreamEvent]:
@@ -187,14 +197,21 @@ class Completer:
         if req.cascade or self.settings.cascade.enabled or self._ensemble_size(req) > 1:
             result = await self.complete(req, deadline)
             yield StreamEvent(delta=result.text, model=result.model, request_id=result.request_id,
-                              provider=result.provider, decision=result.decision)
+                              provider=result.provider, decision=result.decision,
+                              cache_hit=result.cache_hit)
             yield StreamEvent(model=result.model, done=True, usage=result.usage,
                               cost_usd=result.cost_usd, attempts=result.attempts,
                               request_id=result.request_id, finish_reason=result.finish_reason,
                               provider=result.provider, decision=result.decision,
-                              deployment=result.deployment)
+                              deployment=result.deployment,
+                              cache_hit=result.cache_hit, saved_usd=result.saved_usd)
             return
         decision = await self._decide(req)
+        look = await self.cache.lookup(req, decision)
+        if look.answer is not None:  # served from the cache, as a stream
+            async for event in look.stream(decision):
+                yield event
+            return
         attempts: list[Attempt] = []
         target, (first, chunks), reserved = await self._call_chain(
             self.chain(decision), req, decision, deadline, attempts, _first_chunk)
@@ -233,17 +250,20 @@ class Completer:
             usage = (end.usage if end is not None else None) or \
                 Usage(count_chat_tokens(req.messages()), count_tokens("".join(parts)))
             await self._settle(target, reserved, usage)
-        yield StreamEvent(model=model, done=True, usage=usage,
-                          cost_usd=target.cost(usage), attempts=tuple(attempts),
-                          request_id=rid, finish_reason=end.finish_reason or "stop",
-                          provider=provider, decision=decision,
-                          deployment=target.deployment.name)
+        last = StreamEvent(model=model, done=True, usage=usage,
+                           cost_usd=target.cost(usage), attempts=tuple(attempts),
+                           request_id=rid, finish_reason=end.finish_reason or "stop",
+                           provider=provider, decision=decision,
+                           deployment=target.deployment.name, cache_hit=look.outcome)
+        self.cache.store(look, last, "".join(parts))  # only a stream that ended well gets here
+        yield last
 
     async def aclose(self) -> None:
         """Close every provider and the HTTP sessions."""
         for p in self.providers.values():
             await p.aclose()
         await self.pool.aclose()
+        await self.cache.aclose()
 
     def health(self) -> Mapping[str, str]:
         """Models whose every deployment has an open breaker (for the router's health source)."""

@@ -30,6 +30,8 @@ class CompletionRequest:
     cascade_threshold: float = 0.0
     ensemble_size: int = 0
     json_mode: bool = False
+    cache: str = ""  # response cache policy: "" (default) | default | bypass | refresh | allow
+    cache_max_age_s: int = 0  # a cached answer must be at most this old (0: any within TTL)
 
     def messages(self) -> tuple[Message, ...]:
         """The chat to send upstream: the request's messages, or its prompt as one user turn."""
@@ -82,6 +84,8 @@ class CompletionResult:
     request_id: str = ""
     finish_reason: str = ""
     deployment: str = ""  # the name of the deployment that answered (and is charged)
+    cache_hit: str = ""  # calling/cache.py Lookup.outcome: "exact"/"semantic" on a hit
+    saved_usd: float = 0.0  # a hit: what the answer cost when it was made
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,8 @@ class StreamEvent:
     provider: str = ""
     decision: Decision | None = None  # the routing decision (an HTTP edge sends it as headers)
     deployment: str = ""  # on the last event: the deployment that answered
+    cache_hit: str = ""  # as CompletionResult's
+    saved_usd: float = 0.0  # on the last event of a stream served from the cache
 
 
 @dataclass(frozen=True, slots=True)

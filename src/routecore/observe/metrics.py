@@ -46,6 +46,7 @@ RPC_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0
                2.5, 5.0, 10.0, 30.0)
 RECENT = 100_000  # decisions remembered for the feedback that may follow
 OTHER = "other"
+CACHE_OUTCOMES = frozenset({"exact", "semantic", "miss", "refresh", "bypass", "skip"})
 
 
 class _Observations:
@@ -120,6 +121,12 @@ class Metrics:
                              registry=r, multiprocess_mode="livemax")
         self.budget = Gauge("routecore_budget_used_ratio", "Share of the tenant's budget spent",
                             ["tenant"], registry=r, multiprocess_mode="livemax")
+        self.cache = Counter("routecore_cache_requests", "Complete calls by response-cache "
+                             "outcome (exact, semantic, miss, refresh, bypass, skip)",
+                             ["outcome"], registry=r)
+        self.cache_saved = Counter("routecore_cache_saved_usd", "What cache hits would have "
+                                   "cost (their answers' original cost)", ["model", "tenant"],
+                                   registry=r)
         self.dropped = Counter("routecore_audit_dropped", "Audit records lost: queue full or "
                                "write failed", ["reason"], registry=r)
         live: Final = "livemostrecent"
@@ -202,6 +209,11 @@ class Metrics:
             incs[(self.tokens, served, "output")] += rec.output_tokens
         if rec.cost_usd:
             incs[(self.cost, served, self._tenant(rec.tenant))] += rec.cost_usd
+        if rec.cache:
+            incs[(self.cache, rec.cache if rec.cache in CACHE_OUTCOMES else OTHER)] += 1
+            saved = rec.features.get("cache_saved_usd")
+            if saved:
+                incs[(self.cache_saved, served, self._tenant(rec.tenant))] += float(saved)
         self._live(rec, sums)
 
     def _live(self, rec: AuditRecord, sums: list[float]) -> None:

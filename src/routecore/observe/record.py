@@ -3,8 +3,10 @@
 Scalar fields are table columns (so `summary` and filters are plain SQL);
 attempts, fallbacks, features and feedback are JSON text; candidates are
 packed (see below) and exported as objects. Empty values are documented:
-`key_id` "" when the caller used no API key, `cache` "" while there is no
-response cache, `budget` "" when no budget applied.
+`key_id` "" when the caller used no API key, `cache` "" when no response cache
+is configured (else calling/cache.py's outcome: exact, semantic, miss, refresh,
+bypass, skip; a hit's saved USD is `features.cache_saved_usd`), `budget` "" when
+no budget applied.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class AuditRecord:
     latency_ms: float = 0.0  # the whole RPC
     decision_us: int = 0
     upstream_ms: float = 0.0  # summed attempt durations
-    cache: str = ""  # "" no cache, else "hit" / "miss"
+    cache: str = ""  # "" no cache, else exact / semantic (hits), miss, refresh, bypass, skip
     budget: str = ""  # "" no budgets, else the reservation outcome
     prompt_sha256: str = ""
     prompt: str = ""  # only with audit.store_prompts

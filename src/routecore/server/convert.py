@@ -200,7 +200,8 @@ def completion_request(msg: pb.CompleteRequest, request_id: str) -> CompletionRe
     return CompletionRequest(
         route=route, max_output_tokens=msg.max_output_tokens, temperature=msg.temperature,
         cascade=msg.cascade, cascade_threshold=msg.cascade_threshold,
-        ensemble_size=msg.ensemble_size, json_mode=msg.json_mode)
+        ensemble_size=msg.ensemble_size, json_mode=msg.json_mode, cache=msg.cache,
+        cache_max_age_s=msg.cache_max_age_s)
 
 
 def _usage(u: Usage | None) -> pb.Usage | None:
@@ -225,11 +226,16 @@ def completion_result(r: CompletionResult) -> pb.CompleteResponse:
         cascade_steps=_steps(r.cascade_steps),
         decision=decision(r.decision, with_candidates=False) if r.decision is not None else None,
         request_id=r.request_id, provider=r.provider, finish_reason=r.finish_reason,
-        deployment=r.deployment)
+        deployment=r.deployment, cache_hit=_hit(r.cache_hit), saved_usd=r.saved_usd)
 
 
 def stream_event(e: StreamEvent) -> pb.CompleteChunk:
     return pb.CompleteChunk(
         delta=e.delta, model=e.model, usage=_usage(e.usage), cost_usd=e.cost_usd, done=e.done,
         attempts=_attempts(e.attempts), request_id=e.request_id, finish_reason=e.finish_reason,
-        deployment=e.deployment)
+        deployment=e.deployment, cache_hit=_hit(e.cache_hit), saved_usd=e.saved_usd)
+
+
+def _hit(outcome: str) -> str:
+    """A cache outcome as clients see it: exact, semantic, else none."""
+    return outcome if outcome in ("exact", "semantic") else "none"

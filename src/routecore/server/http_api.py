@@ -171,7 +171,8 @@ class HttpFrontDoor:
         failed: BaseException | None = None
         try:
             ident = self._identity(request)
-            call = conv.chat_request(await self._body(request), rid, self._known, self._auto)
+            call = conv.chat_request(await self._body(request), rid, self._known, self._auto,
+                                     hdrs=request.headers)
             if ident is not None:  # the same scoping as gRPC: tenant, user, key, allow lists
                 owner = ident.tenant
                 request[LOG_FIELDS] = {"tenant": ident.tenant, "key_id": ident.key_id}
@@ -198,7 +199,7 @@ class HttpFrontDoor:
             return web.json_response(
                 conv.completion_json(result, int(time.time())),
                 headers=conv.headers(result.request_id, result.model, result.provider,
-                                     result.decision, result.cost_usd))
+                                     result.decision, result.cost_usd, result.cache_hit))
         except asyncio.CancelledError:  # the client went away: recorded as such, not as OK
             failed = Cancelled("the client closed the connection")
             raise
@@ -222,7 +223,8 @@ class HttpFrontDoor:
             ev = await anext(events)
             resp = web.StreamResponse(headers={
                 "content-type": "text/event-stream", "cache-control": "no-cache",
-                **conv.headers(ev.request_id, ev.model, ev.provider, ev.decision)})
+                **conv.headers(ev.request_id, ev.model, ev.provider, ev.decision,
+                               cache_hit=ev.cache_hit)})
             await resp.prepare(request)
             out = conv.ChunkWriter(ev.request_id, ev.model, int(time.time()))
             await resp.write(out.first(ev.delta))
@@ -238,7 +240,8 @@ class HttpFrontDoor:
             except ConnectionError:  # the client hung up between two chunks
                 return resp, Cancelled("the client closed the stream")
             trace.result = ev
-            await resp.write(out.finish(ev.finish_reason, ev.cost_usd, ev.attempts, ev.decision))
+            await resp.write(out.finish(ev.finish_reason, ev.cost_usd, ev.attempts, ev.decision,
+                                        ev.cache_hit, ev.saved_usd))
             if call.include_usage:
                 await resp.write(out.usage(ev.usage))
             await resp.write(out.DONE)

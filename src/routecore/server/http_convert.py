@@ -8,7 +8,11 @@ object (the `extra_body` of the OpenAI SDKs):
 
     {"model": "auto", "messages": [...],
      "routecore": {"strategy": "cost", "constraints": {"max_cost_usd": 0.01},
-                   "cascade": true, "willingness_to_pay": 0.3, "timeout_s": 10}}
+                   "cascade": true, "willingness_to_pay": 0.3, "timeout_s": 10,
+                   "cache": "refresh", "cache_max_age_s": 600}}
+
+The cache options may also come as headers (`x-routecore-cache: bypass`,
+`x-routecore-cache-max-age-s: 600`), used where the body does not set them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from routecore.calling.cache import MAX_AGE_S, check_request
 from routecore.calling.types import Attempt, CascadeStep, CompletionRequest, CompletionResult, Usage
 from routecore.config import ModelSpec
 from routecore.domain import NO_CONSTRAINTS, Constraints, Decision, Message, RouteRequest, Weights
@@ -30,6 +35,7 @@ from routecore.errors import (
     RoutecoreError,
     UnknownModel,
     cap_message,
+    echo,
 )
 from routecore.state.budget import BudgetExceeded
 
@@ -42,7 +48,9 @@ _FIELDS = frozenset({"model", "messages", "stream", "stream_options", "max_token
 _UNSUPPORTED = frozenset({"tools", "tool_choice", "functions", "function_call", "logprobs",
                           "top_logprobs", "stop", "audio", "modalities", "prediction"})
 _ROUTECORE = frozenset({"strategy", "constraints", "weights", "willingness_to_pay", "cascade",
-                        "cascade_threshold", "ensemble_size", "tenant", "timeout_s"})
+                        "cascade_threshold", "ensemble_size", "tenant", "timeout_s", "cache",
+                        "cache_max_age_s"})
+CACHE_HEADER, MAX_AGE_HEADER = "x-routecore-cache", "x-routecore-cache-max-age-s"
 _CONSTRAINTS = frozenset({"max_cost_usd", "max_latency_ms", "min_quality", "required_capabilities",
                           "allow_models", "deny_models", "max_output_tokens"})
 _FINISH = frozenset({"stop", "length", "content_filter", "tool_calls"})
@@ -180,9 +188,31 @@ def _pick_model(model: Any, known: Collection[str], auto: Collection[str]) -> st
     return model
 
 
+def _cache_options(rc: Mapping[str, Any], hdrs: Mapping[str, str]) -> tuple[str, int]:
+    """The cache policy and max age: from the body's `routecore`, else the headers."""
+    policy = _get(rc, "cache", "routecore.", str, "a string")
+    if policy is None:
+        policy = hdrs.get(CACHE_HEADER, "")
+        check_request(policy, 0, prefix="header x-routecore-")
+    else:
+        check_request(policy, 0, prefix="routecore.")
+    age = _num(rc, "cache_max_age_s", "routecore.", integer=True)
+    if age is not None:
+        check_request("", age, prefix="routecore.")
+    elif MAX_AGE_HEADER in hdrs:
+        raw = hdrs[MAX_AGE_HEADER].strip()
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) > MAX_AGE_S:
+            raise InvalidRequest(f"header {MAX_AGE_HEADER}: must be an integer number of "
+                                 f"seconds in [0, {MAX_AGE_S}], got {echo(raw, 40)}")
+        age = int(raw)
+    return policy, age or 0
+
+
 def chat_request(body: Any, request_id: str, known: Collection[str],
-                 auto: Collection[str], tenant: str = "") -> ChatCall:
-    """The domain request for a chat-completions body; InvalidRequest names the bad field."""
+                 auto: Collection[str], tenant: str = "",
+                 hdrs: Mapping[str, str] | None = None) -> ChatCall:
+    """The domain request for a chat-completions body (and the x-routecore-cache headers);
+    InvalidRequest names the bad field."""
     b = _object(body, "the request body")
     for key in b:
         if key in _UNSUPPORTED and b[key] not in (None, False):
@@ -214,6 +244,7 @@ def chat_request(body: Any, request_id: str, known: Collection[str],
     ensemble = _num(rc, "ensemble_size", "routecore.", integer=True)
     threshold = _num(rc, "cascade_threshold", "routecore.")
     wtp = _num(rc, "willingness_to_pay", "routecore.")
+    cache, max_age = _cache_options(rc, hdrs or {})
     route = RouteRequest(
         messages=_messages(b.get("messages")), user=user,
         tenant=tenant or _get(rc, "tenant", "routecore.", str, "a string") or "",
@@ -226,7 +257,8 @@ def chat_request(body: Any, request_id: str, known: Collection[str],
         temperature=0.0 if temperature is None else float(temperature),
         cascade=bool(_get(rc, "cascade", "routecore.", bool, "a boolean")),
         cascade_threshold=0.0 if threshold is None else float(threshold),
-        ensemble_size=ensemble or 0, json_mode=fmt.get("type") == "json_object")
+        ensemble_size=ensemble or 0, json_mode=fmt.get("type") == "json_object",
+        cache=cache, cache_max_age_s=max_age)
     return ChatCall(req, stream, include_usage, None if timeout is None else float(timeout))
 
 
@@ -274,7 +306,7 @@ def _header(value: str) -> str:
 
 
 def headers(request_id: str, model: str, provider: str, decision: Decision | None,
-            cost_usd: float | None = None) -> dict[str, str]:
+            cost_usd: float | None = None, cache_hit: str = "") -> dict[str, str]:
     """The x-routecore-* headers (cost only when known before the body: not for streams)."""
     h = {"x-routecore-request-id": _header(request_id), "x-routecore-model": _header(model),
          "x-routecore-provider": _header(provider)}
@@ -284,7 +316,12 @@ def headers(request_id: str, model: str, provider: str, decision: Decision | Non
         h["x-routecore-decision"] = _header(decision.reason)
     if cost_usd is not None:
         h["x-routecore-cost-usd"] = f"{cost_usd:.8f}"
+    h[CACHE_HEADER] = _hit(cache_hit)
     return h
+
+
+def _hit(outcome: str) -> str:
+    return outcome if outcome in ("exact", "semantic") else "none"
 
 
 def completion_json(r: CompletionResult, created: int) -> dict[str, Any]:
@@ -298,7 +335,8 @@ def completion_json(r: CompletionResult, created: int) -> dict[str, Any]:
         "routecore": {"request_id": r.request_id, "provider": r.provider, "cost_usd": r.cost_usd,
                       "latency_ms": round(r.latency_ms, 3), "attempts": _attempts(r.attempts),
                       "cascade_steps": _steps(r.cascade_steps),
-                      "decision": decision_json(r.decision)}}
+                      "decision": decision_json(r.decision),
+                      "cache_hit": _hit(r.cache_hit), "saved_usd": r.saved_usd}}
 
 
 class ChunkWriter:
@@ -327,12 +365,13 @@ class ChunkWriter:
         return self._pre + json.dumps(text).encode() + self._post
 
     def finish(self, reason: str, cost_usd: float, attempts: Iterable[Attempt],
-               decision: Decision | None) -> bytes:
+               decision: Decision | None, cache_hit: str = "", saved_usd: float = 0.0) -> bytes:
         """The last choice chunk; routecore's cost and decision ride along under `routecore`."""
         return self._event({
             "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(reason)}],
             "routecore": {"request_id": self._rid, "cost_usd": cost_usd,
-                          "attempts": _attempts(attempts), "decision": decision_json(decision)}})
+                          "attempts": _attempts(attempts), "decision": decision_json(decision),
+                          "cache_hit": _hit(cache_hit), "saved_usd": saved_usd}})
 
     def usage(self, usage: Usage | None) -> bytes:
         """The `stream_options.include_usage` chunk: no choices, the whole stream's usage."""

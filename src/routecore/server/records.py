@@ -159,6 +159,9 @@ def build_record(ev: Event, offset: float,
             rec.input_tokens, rec.output_tokens = res.usage.input_tokens, res.usage.output_tokens
         rec.cost_usd = res.cost_usd
         rec.attempts = _attempt_rows(res.attempts)
+        rec.cache = res.cache_hit
+        if res.saved_usd:
+            rec.features["cache_saved_usd"] = res.saved_usd
     rec.upstream_ms = sum(a[4] for a in rec.attempts)
     return rec
 

@@ -292,7 +292,7 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., router_version: _Optional[str] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("route", "max_output_tokens", "temperature", "cascade", "cascade_threshold", "ensemble_size", "json_mode")
+    __slots__ = ("route", "max_output_tokens", "temperature", "cascade", "cascade_threshold", "ensemble_size", "json_mode", "cache", "cache_max_age_s")
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +300,8 @@ class CompleteRequest(_message.Message):
     CASCADE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     JSON_MODE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MAX_AGE_S_FIELD_NUMBER: _ClassVar[int]
     route: RouteRequest
     max_output_tokens: int
     temperature: float
@@ -307,7 +309,9 @@ class CompleteRequest(_message.Message):
     cascade_threshold: float
     ensemble_size: int
     json_mode: bool
-    def __init__(self, route: _Optional[_Union[RouteRequest, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., cascade: _Optional[bool] = ..., cascade_threshold: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., json_mode: _Optional[bool] = ...) -> None: ...
+    cache: str
+    cache_max_age_s: int
+    def __init__(self, route: _Optional[_Union[RouteRequest, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., cascade: _Optional[bool] = ..., cascade_threshold: _Optional[float] = ..., ensemble_size: _Optional[int] = ..., json_mode: _Optional[bool] = ..., cache: _Optional[str] = ..., cache_max_age_s: _Optional[int] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "output_tokens")
@@ -348,7 +352,7 @@ class CascadeStep(_message.Message):
     def __init__(self, model: _Optional[str] = ..., confidence: _Optional[float] = ..., escalated: _Optional[bool] = ..., reason: _Optional[str] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
-    __slots__ = ("text", "model", "usage", "cost_usd", "latency_ms", "attempts", "cascade_steps", "decision", "request_id", "provider", "finish_reason", "deployment")
+    __slots__ = ("text", "model", "usage", "cost_usd", "latency_ms", "attempts", "cascade_steps", "decision", "request_id", "provider", "finish_reason", "deployment", "cache_hit", "saved_usd")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -361,6 +365,8 @@ class CompleteResponse(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    SAVED_USD_FIELD_NUMBER: _ClassVar[int]
     text: str
     model: str
     usage: Usage
@@ -373,10 +379,12 @@ class CompleteResponse(_message.Message):
     provider: str
     finish_reason: str
     deployment: str
-    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cascade_steps: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ...) -> None: ...
+    cache_hit: str
+    saved_usd: float
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cascade_steps: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_hit: _Optional[str] = ..., saved_usd: _Optional[float] = ...) -> None: ...
 
 class CompleteChunk(_message.Message):
-    __slots__ = ("delta", "model", "usage", "cost_usd", "done", "attempts", "request_id", "finish_reason", "deployment")
+    __slots__ = ("delta", "model", "usage", "cost_usd", "done", "attempts", "request_id", "finish_reason", "deployment", "cache_hit", "saved_usd")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -386,6 +394,8 @@ class CompleteChunk(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    SAVED_USD_FIELD_NUMBER: _ClassVar[int]
     delta: str
     model: str
     usage: Usage
@@ -395,7 +405,9 @@ class CompleteChunk(_message.Message):
     request_id: str
     finish_reason: str
     deployment: str
-    def __init__(self, delta: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., done: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., request_id: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ...) -> None: ...
+    cache_hit: str
+    saved_usd: float
+    def __init__(self, delta: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., done: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., request_id: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_hit: _Optional[str] = ..., saved_usd: _Optional[float] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("request_id", "prompt", "model", "score", "comment", "source")
