@@ -295,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="try the cheapest acceptable model first, escalate on low confidence")
     p.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="deadline for the whole call in seconds (default: 60)")
+    p.add_argument("--cache", choices=("default", "bypass", "refresh", "allow"), default="",
+                   help="response cache policy (the server's `cache` section): bypass it, "
+                        "refresh it, or allow it with temperature > 0")
+    p.add_argument("--cache-max-age", type=int, default=0, metavar="S",
+                   help="accept a cached answer at most S seconds old (default: any)")
     _route_args(p)
     p.add_argument("--json", action="store_true", help="print the whole response as JSON")
     p.set_defaults(func=_cmd_complete)

@@ -250,3 +250,24 @@ async def test_replicas_share_the_cache_on_redis_but_never_across_tenants(
             await c.close()
         for x in apps:
             await x.stop(0)
+
+
+async def test_the_cli_says_a_hit_and_takes_the_policy(
+        sim: SimServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`routecore complete` says a cache hit and what it saved; --cache bypass skips it."""
+    from routecore.cli import main
+
+    app = await _serve(_config(sim), tmp_path)
+    addr = f"127.0.0.1:{app.port}"
+    try:
+        for _ in range(2):
+            assert await asyncio.to_thread(main, ["complete", "--addr", addr, "--allow", "good",
+                                                  "Write a haiku about rain."]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "cache hit" not in err[0] and "cache hit exact (saved $" in err[1]
+        assert await asyncio.to_thread(main, ["complete", "--addr", addr, "--allow", "good",
+                                              "--cache", "bypass", "--cache-max-age", "5",
+                                              "Write a haiku about rain."]) == 0
+        assert "cache hit" not in capsys.readouterr().err
+    finally:
+        await app.stop(0)

@@ -5,12 +5,14 @@ Static embeddings put "Convert 30 miles to km" and "Convert 50 miles to km"
 "Give me a summary of the plot of Hamlet": 0.65), so similarity alone cannot
 decide. Both prompts must have:
 
-- the same numbers (digits, and number words such as "thirty");
+- the same numbers in the same order (digits, also inside words as in x1, and
+  number words such as "thirty"): "subtract 3 from 5" is not "subtract 5 from 3";
 - the same quoted strings ("...", `...`, '...');
 - the same names: a capitalised word inside a sentence (or an all-caps one) on
   one side must be a word on the other, in any case (a sentence's first word is
   capitalised anyway, so it is not taken for a name on its own);
-- the same negations (not, no, never, without, n't, ...);
+- the same negations as often (not, no, never, without, n't, ...: "not not" is
+  not "not");
 - no unmatched content word: a word on one side that the other lacks (after
   filler words such as "please", "tell me", "what is") must have a counterpart
   there with the same stem or a word-vector cosine >= `ALIGN` (explain /
@@ -29,11 +31,13 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-Guard = tuple[tuple[str, ...], ...]  # numbers, quoted, names, first words, negations, words
+# numbers (in order), quoted, names, first words, negations (with repeats), content words
+Guard = tuple[tuple[str, ...], ...]
 ALIGN = 0.8
 STEM = 5  # words sharing their first 5 letters are one word (summarize / summary)
 
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,_]*(?:\.\d+)?")
+# Digits anywhere (x1 / x2 differ too); a minus sign only where it cannot be a hyphen.
+_NUMBER = re.compile(r"(?:(?<!\w)-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)?)")
 _QUOTED = re.compile(r'"([^"\n]{1,200})"|“([^”\n]{1,200})”|`([^`\n]{1,200})`'
                      r"|(?<!\w)'([^'\n]{1,200})'(?!\w)")
 _APOSTROPHE = "\u2019"  # a typographic apostrophe: don't / don\u2019t are one word
@@ -58,39 +62,48 @@ _FILLER = frozenset(
     "hey hi hello thanks thank".split())
 
 
+_COUNTED = re.compile(  # digits, or a number word, in the order they come
+    _NUMBER.pattern + r"|\b(?:" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b")
+_NEGATION = re.compile(r"\b(?:" + "|".join(sorted((n for n in _NEGATIONS if "'" not in n),
+                                                  key=len, reverse=True))
+                       + r")\b|\b\w+n't\b")
+_CAPITAL = re.compile(r"(?<![\w'\u2019])[A-Z\u00c0-\u00d6\u00d8-\u00de][^\W\d_]*"
+                      r"(?:['\u2019][^\W\d_]+)*")
+
+
 def extract(text: str) -> Guard:
-    """The guard of a prompt (bounded: the caller passes prompts up to a size cap)."""
-    numbers = {_num(m.group()) for m in _NUMBER.finditer(text)}
-    quoted = {next(g for g in m.groups() if g is not None).strip().lower()
-              for m in _QUOTED.finditer(text)}
+    """The guard of a prompt (bounded: the caller passes prompts up to a size cap).
+
+    Regexes over the whole text do the work; Python loops only over capitalised words.
+    """
+    low = text.lower().replace(_APOSTROPHE, "'")
+    numbers = tuple(_num(m) for m in _COUNTED.findall(low))
+    quoted = {next(g for g in m if g).strip().lower() for m in _QUOTED.findall(text)}
+    negations = sorted("not" if n.endswith("n't") or n == "cannot" else n
+                       for n in _NEGATION.findall(low))
     names: set[str] = set()
     firsts: set[str] = set()
-    negations: set[str] = set()
-    words: set[str] = set()
-    for m in _WORD.finditer(text):
+    for m in _CAPITAL.finditer(text):
         w = m.group()
-        low = w.lower().replace(_APOSTROPHE, "'")
-        if low.endswith("'s"):
-            low, w = low[:-2], w[:-2]
-        if low in _NUMBER_WORDS:
-            numbers.add(low)
-        if low in _NEGATIONS or low.endswith("n't"):
-            negations.add("not" if low.endswith("n't") or low == "cannot" else low)
+        if w.endswith(("'s", "\u2019s")):
+            w = w[:-2]
+        lw = w.lower()
+        if lw == "i" or lw in _NEGATIONS or lw in _NUMBER_WORDS:
             continue
-        if w[0].isupper() and low != "i":
-            i = m.start() - 1
-            while i >= 0 and text[i] in " \t\"'“(*-":
-                i -= 1
-            start = i < 0 or text[i] in ".!?:;\n"
-            (firsts if start and not w.isupper() else names).add(low)
-        if low not in _FILLER and low not in _NUMBER_WORDS and len(low) > 1:
-            words.add(low)
-    return (tuple(sorted(numbers)), tuple(sorted(quoted)), tuple(sorted(names)),
-            tuple(sorted(firsts)), tuple(sorted(negations)), tuple(sorted(words)))
+        i = m.start() - 1
+        while i >= 0 and text[i] in " \t\"'\u201c(*-":
+            i -= 1
+        start = i < 0 or text[i] in ".!?:;\n"
+        (firsts if start and not w.isupper() else names).add(lw)
+    words = {w[:-2] if w.endswith("'s") else w for w in _WORD.findall(low)}
+    words = {w for w in words if len(w) > 1 and "n't" not in w} - _FILLER - _NUMBER_WORDS \
+        - _NEGATIONS
+    return (numbers, tuple(sorted(quoted)), tuple(sorted(names)), tuple(sorted(firsts)),
+            tuple(negations), tuple(sorted(words)))
 
 
 def _num(s: str) -> str:
-    s = s.replace(",", "").replace("_", "").lstrip("+")
+    s = s.replace(",", "")  # 1,000 is 1000
     try:
         v = float(s)
     except ValueError:
@@ -100,10 +113,10 @@ def _num(s: str) -> str:
 
 def passes(a: Guard, b: Guard, embed: Callable[[str], npt.NDArray[np.float32]]) -> bool:
     """Whether prompts with guards `a` and `b` may share an answer (see the module doc)."""
-    num_a, quo_a, names_a, first_a, neg_a, words_a = (set(x) for x in a)
-    num_b, quo_b, names_b, first_b, neg_b, words_b = (set(x) for x in b)
-    if num_a != num_b or quo_a != quo_b or neg_a != neg_b:
+    if a[0] != b[0] or a[1] != b[1] or a[4] != b[4]:  # numbers in order, quotes, negations
         return False
+    names_a, first_a, words_a = (set(x) for x in (a[2], a[3], a[5]))
+    names_b, first_b, words_b = (set(x) for x in (b[2], b[3], b[5]))
     if not names_a <= names_b | first_b | words_b or not names_b <= names_a | first_a | words_a:
         return False
     return _aligned(words_a, words_b, embed) and _aligned(words_b, words_a, embed)

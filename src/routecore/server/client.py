@@ -44,12 +44,15 @@ def request(ns: argparse.Namespace, prompt: str) -> pb.CompleteRequest:
     if ns.willingness_to_pay is not None:
         route.willingness_to_pay = ns.willingness_to_pay
     return pb.CompleteRequest(route=route, max_output_tokens=ns.max_output_tokens or 0,
-                              temperature=ns.temperature, cascade=ns.cascade)
+                              temperature=ns.temperature, cascade=ns.cascade,
+                              cache=ns.cache, cache_max_age_s=ns.cache_max_age)
 
 
-def _summary(model: str, cost: float, latency_ms: float | None, rid: str) -> str:
+def _summary(model: str, cost: float, latency_ms: float | None, rid: str,
+             cache_hit: str = "none", saved_usd: float = 0.0) -> str:
     took = f", {latency_ms:.0f} ms" if latency_ms is not None else ""
-    return f"[{model}, ${cost:.6f}{took}, request {rid}]"
+    hit = f", cache hit {cache_hit} (saved ${saved_usd:.6f})" if cache_hit != "none" else ""
+    return f"[{model}, ${cost:.6f}{took}{hit}, request {rid}]"
 
 
 def run(ns: argparse.Namespace, prompt: str) -> int:
@@ -66,7 +69,8 @@ def run(ns: argparse.Namespace, prompt: str) -> int:
         print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2))
         return 0
     print(resp.text)
-    print(_summary(resp.model, resp.cost_usd, resp.latency_ms, resp.request_id), file=sys.stderr)
+    print(_summary(resp.model, resp.cost_usd, resp.latency_ms, resp.request_id,
+                   resp.cache_hit or "none", resp.saved_usd), file=sys.stderr)
     return 0
 
 
@@ -76,7 +80,8 @@ def _stream(stub: Any, req: pb.CompleteRequest, ns: argparse.Namespace) -> int:
             print(json.dumps(MessageToDict(chunk, preserving_proto_field_name=True)), flush=True)
         elif chunk.done:
             print()
-            print(_summary(chunk.model, chunk.cost_usd, None, chunk.request_id), file=sys.stderr)
+            print(_summary(chunk.model, chunk.cost_usd, None, chunk.request_id,
+                           chunk.cache_hit or "none", chunk.saved_usd), file=sys.stderr)
         else:
             print(chunk.delta, end="", flush=True)
     return 0

@@ -13,7 +13,7 @@ the same way, so another tenant's lookup finds nothing even with the same key.
 (oldest first out). `RedisAnswers` writes `SET rc:{tenant}:cache:<key> value EX
 ttl` through one write-behind task, so every replica shares one exact cache
 (queued answers are visible on the replica that queued them at once), and
-appends semantic entries to one stream (`rc:{%cache}:cache:semlog`, capped at
+appends semantic entries to one stream (`rc:{%}:cache:semlog`, capped at
 `LOG_MAX` entries, expiring `ttl` after its last append) that each replica
 reads, at most every `SYNC_S`, into its own index (state/vectors.py).
 """

@@ -1,0 +1,232 @@
+"""Benchmark the response cache: hit rates, false hits, money saved, the cost of a miss.
+
+    python bench/cache.py [--json] [--bases 300] [--seed 7] [--threshold 0.9]
+                          [--data $ROUTECORE_DATA_DIR/llmrouter.train.jsonl]
+
+Workload (built here from the shared data, which is read by path, never copied):
+`--bases` prompts of at most 600 characters drawn from llmrouter.train.jsonl
+(natural_qa, trivia_qa, gsm8k, commonsense_qa, arc_challenge, openbook_qa, mbpp),
+each asked once, plus for each base:
+
+- a repeat (the same text) for one base in two, and a reformatted repeat
+  (runs of spaces, a trailing space) for one in four: exact hits expected;
+- one paraphrase, from these templates (the base `p`, `p_` with its first
+  letter lowercased): "Please answer: p", "Question: p", "p Thanks!",
+  "Could you tell me p_", "Hey, quick question: p", "PLAIN" = p all lowercase,
+  "p" with its final "?" dropped or added: semantic hits expected (a static
+  embedding cannot see meaning-preserving rewordings beyond these; the guard
+  refuses new content words, see calling/cache_guard.py);
+- near misses whose right answer differs (false-hit controls): the first
+  number changed (n -> n + 7), "not" inserted after the first is/are/was/can/
+  does/should..., or the first capitalised name inside a sentence swapped for
+  another. Any hit on one of these is a false hit.
+
+The whole list is shuffled (seed) and replayed through the in-process Completer
+(the real router, the simulated provider in process, 0 ms upstream latency) on
+one tenant, twice: cache off and cache on (`cache: {exact: {}, semantic:
+{threshold}}`, memory backend). Reported: hit rate (exact, semantic) per kind
+of request, false hits (a hit on a control, or a hit serving another base's
+answer), spend with the cache off and on and the difference, and the added
+latency of a miss: Complete p50/p99 of the requests that missed against the
+same requests with the cache off, same run (the upstream is instant here, so
+the ratio is the cache's own cost: embedding, guard, FAISS search, store).
+"Hittable" asks are those whose base was asked before (a control never is): the
+first ask of a base can only miss.
+No timed assertions; compare within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ("natural_qa", "trivia_qa", "gsm8k", "commonsense_qa", "arc_challenge", "openbook_qa",
+           "mbpp")
+TEMPLATES = ("Please answer: {p}", "Question: {p}", "{p} Thanks!", "Could you tell me {p_}",
+             "Hey, quick question: {p}", "PLAIN", "QMARK")
+NAMES = ("Norway", "Lisbon", "Kenya", "Einstein", "Toyota", "Mozart")
+_NUM = re.compile(r"(?<![\w.])\d+(?![\d.,]\d)")
+_AUX = re.compile(r"\b(is|are|was|were|can|does|do|did|should|would|will)\b")
+_NAME = re.compile(r"(?<=[a-z,] )[A-Z][a-z]{2,}")
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    base: int
+    kind: str  # base, repeat, reformat, paraphrase, control
+    prompt: str
+
+
+def _paraphrase(p: str, rng: random.Random) -> str:
+    t = rng.choice(TEMPLATES)
+    if t == "PLAIN":
+        return p.lower()
+    if t == "QMARK":
+        return p[:-1] if p.endswith("?") else p + "?"
+    return t.format(p=p, p_=p[:1].lower() + p[1:])
+
+
+def _controls(p: str) -> list[str]:
+    out = []
+    m = _NUM.search(p)
+    if m:
+        out.append(p[:m.start()] + str(int(m.group()) + 7) + p[m.end():])
+    m = _AUX.search(p)
+    if m:
+        out.append(p[:m.end()] + " not" + p[m.end():])
+    m = _NAME.search(p)
+    if m:
+        swap = next(n for n in NAMES if n != m.group())
+        out.append(p[:m.start()] + swap + p[m.end():])
+    return out
+
+
+def workload(path: Path, n: int, seed: int) -> list[Ask]:
+    rng = random.Random(seed)
+    rows = [json.loads(line) for line in path.open()]
+    rows = [r for r in rows if r["source"] in SOURCES and 10 < len(r["prompt"]) <= 600]
+    rng.shuffle(rows)
+    asks: list[Ask] = []
+    for i, r in enumerate(rows[:n]):
+        p = r["prompt"].strip()
+        asks.append(Ask(i, "base", p))
+        if i % 2 == 0:
+            asks.append(Ask(i, "repeat", p))
+        if i % 4 == 1:
+            asks.append(Ask(i, "reformat", p.replace(" ", "  ", 3) + " "))
+        asks.append(Ask(i, "paraphrase", _paraphrase(p, rng)))
+        asks += [Ask(i, "control", c) for c in _controls(p)]
+    rng.shuffle(asks)
+    return asks
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+async def replay(asks: list[Ask], cache: dict[str, Any] | None) -> list[tuple[Any, float]]:
+    from routecore.calling.completion import Completer
+    from routecore.calling.types import CompletionRequest
+    from routecore.config import load_config
+    from routecore.domain import RouteRequest
+    from routecore.routing.router import Router
+
+    cfg = load_config(None)
+    if cache is not None:
+        cfg = replace(cfg, extra={**cfg.extra, "cache": cache})
+    router = Router.from_config(cfg)
+    completer = Completer(cfg, router)
+    out = []
+    try:
+        for a in asks:
+            req = CompletionRequest(RouteRequest(prompt=a.prompt, tenant="bench"),
+                                    max_output_tokens=256)
+            t0 = time.perf_counter()
+            res = await completer.complete(req)
+            out.append((res, (time.perf_counter() - t0) * 1000.0))
+    finally:
+        await completer.aclose()
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    asks = workload(Path(args.data), args.bases, args.seed)
+    cache = {"exact": {"ttl_s": 3600}, "semantic": {"threshold": args.threshold, "ttl_s": 3600}}
+    await replay(asks[:50], None)  # warm-up: load the embedding, classifier, caches
+    off = await replay(asks, None)
+    on = await replay(asks, cache)
+    texts: dict[int, set[str]] = {}  # the fresh answers each base's asks got so far
+    seen: set[int] = set()  # bases asked before (not counting controls)
+    kinds: dict[str, dict[str, int]] = {}
+    false_hits: list[tuple[str, str]] = []
+    miss_on, miss_off = [], []
+    saved = 0.0
+    for a, (r_on, ms_on), (_r_off, ms_off) in zip(asks, on, off, strict=True):
+        k = kinds.setdefault(a.kind, {"n": 0, "hittable": 0, "exact": 0, "semantic": 0})
+        k["n"] += 1
+        if a.kind != "control" and a.base in seen:
+            k["hittable"] += 1  # an earlier ask of the same base could have been stored
+        if a.kind != "control":
+            seen.add(a.base)
+        hit = r_on.cache_hit in ("exact", "semantic")
+        if hit:
+            k[r_on.cache_hit] += 1
+            saved += r_on.saved_usd
+            if a.kind == "control" or r_on.text not in texts.get(a.base, ()):
+                false_hits.append((a.kind, a.prompt[:80]))
+        else:
+            miss_on.append(ms_on)
+            miss_off.append(ms_off)
+            if a.kind != "control":
+                texts.setdefault(a.base, set()).add(r_on.text)
+    cost_off = sum(r.cost_usd for r, _ in off)
+    cost_on = sum(r.cost_usd for r, _ in on)
+    hits = sum(k["exact"] + k["semantic"] for k in kinds.values())
+    return {
+        "requests": len(asks), "bases": args.bases, "threshold": args.threshold,
+        "by_kind": {name: {**k, "hit_rate": round((k["exact"] + k["semantic"]) / k["n"], 3),
+                           "hit_rate_of_hittable": round((k["exact"] + k["semantic"])
+                                                         / max(1, k["hittable"]), 3)}
+                    for name, k in sorted(kinds.items())},
+        "hittable": sum(k["hittable"] for k in kinds.values()),
+        "hit_rate": round(hits / len(asks), 3),
+        "false_hits": len(false_hits), "false_hit_examples": false_hits[:5],
+        "cost_usd_cache_off": round(cost_off, 6), "cost_usd_cache_on": round(cost_on, 6),
+        "saved_usd": round(cost_off - cost_on, 6), "saved_usd_reported": round(saved, 6),
+        "saved_share": round((cost_off - cost_on) / cost_off, 3) if cost_off else 0.0,
+        "miss_ms": {"p50_off": round(statistics.median(miss_off), 3),
+                    "p50_on": round(statistics.median(miss_on), 3),
+                    "p99_off": round(pct(miss_off, 0.99), 3),
+                    "p99_on": round(pct(miss_on, 0.99), 3),
+                    "added_p50": round(statistics.median(miss_on) - statistics.median(miss_off),
+                                       3),
+                    "added_p99": round(pct(miss_on, 0.99) - pct(miss_off, 0.99), 3)},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from routecore.learned.data import default_data_dir  # $ROUTECORE_DATA_DIR or ../shared
+
+    ap.add_argument("--data", default=str(default_data_dir() / "llmrouter.train.jsonl"))
+    ap.add_argument("--bases", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threshold", type=float, default=0.9)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if not Path(args.data).exists():
+        sys.exit(f"no data at {args.data} (the shared routing data; see its README)")
+    out = asyncio.run(main_async(args))
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{out['requests']} requests ({out['bases']} bases), threshold {out['threshold']}")
+    for name, k in out["by_kind"].items():
+        print(f"  {name:<11} n={k['n']:<4} hittable={k['hittable']:<4} exact={k['exact']:<4} "
+              f"semantic={k['semantic']:<4} hit rate {k['hit_rate']:.1%} "
+              f"({k['hit_rate_of_hittable']:.1%} of hittable)")
+    hits = sum(k["exact"] + k["semantic"] for k in out["by_kind"].values())
+    print(f"hit rate {out['hit_rate']:.1%} of all, {hits / max(1, out['hittable']):.1%} of the "
+          f"{out['hittable']} hittable; false hits {out['false_hits']} "
+          f"{out['false_hit_examples']}")
+    print(f"spend: cache off ${out['cost_usd_cache_off']:.4f}, on ${out['cost_usd_cache_on']:.4f}"
+          f" -> saved ${out['saved_usd']:.4f} ({out['saved_share']:.1%}); hits report "
+          f"${out['saved_usd_reported']:.4f} saved")
+    m = out["miss_ms"]
+    print(f"a miss: p50 {m['p50_on']:.3f} ms vs {m['p50_off']:.3f} ms off (+{m['added_p50']:.3f});"
+          f" p99 {m['p99_on']:.3f} vs {m['p99_off']:.3f} (+{m['added_p99']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
