@@ -35,7 +35,7 @@ MEANINGS = ROOT / "docs" / "config_meanings.yaml"
 # their defaults). Names of your choosing are spelled NAME_...: they render as <name>.
 EXAMPLE = f"""
 router_version: v1
-classifier: {{}}
+classifier: {{mode: cascade, llm: {{model: NAME_model, local: combined}}}}
 categories:
   NAME_category: {{exemplars: ["an example prompt"], keywords: [word], patterns: ["x+"]}}
 routing:

@@ -25,7 +25,10 @@ from routecore.domain import CAPABILITIES, STRATEGIES, Weights
 from routecore.errors import ConfigError
 
 ENDPOINT_KINDS = ("simulated", "openai", "anthropic")
-CLASSIFIER_MODES = ("rule", "embedding", "combined", "trained")
+LOCAL_CLASSIFIER_MODES = ("rule", "embedding", "combined", "trained")
+# llm: a small registry model classifies every request; cascade: only when the local
+# classifier's confidence is low (calling/llm_classifier.py). Both keep a local one.
+CLASSIFIER_MODES = (*LOCAL_CLASSIFIER_MODES, "llm", "cascade")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +180,30 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LlmClassifierConfig:
+    """`classifier.llm`: the model asked to classify, and how far it is trusted."""
+
+    model: str  # a registry model
+    local: str = "trained"  # the local classifier: asked first (cascade) and the fallback
+    threshold: float = 0.6  # cascade: ask the LLM when the local confidence is below this
+    timeout_ms: float = 1500.0  # the whole LLM classification, retries included
+    cache_size: int = 10_000  # answers kept per process (LRU), keyed by tenant + prompt hash
+    cache_ttl_s: float = 3600.0
+    max_prompt_chars: int = 2000  # of the prompt sent (its head and tail)
+    max_output_tokens: int = 32
+
+
+@dataclass(frozen=True, slots=True)
 class ClassifierConfig:
     mode: str
     embedding_weight: float
     feature_dim: int
+    llm: LlmClassifierConfig | None = None  # set exactly when mode is llm or cascade
+
+    @property
+    def local_mode(self) -> str:
+        """The local classifier's mode (rule, embedding, combined or trained)."""
+        return self.llm.local if self.llm is not None else self.mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,6 +627,40 @@ def _category(r: _Reader, name: str, node: Any) -> Category | None:
                     patterns=patterns, complexity=complexity if complexity is not None else 0.3)
 
 
+def _llm_classifier(r: _Reader, cls: dict[str, Any], mode: str,
+                    models: Any) -> LlmClassifierConfig | None:
+    """`classifier.llm`: required with mode llm or cascade, refused with any other mode
+    (a setting that would be silently ignored)."""
+    p = "classifier.llm"
+    if mode not in ("llm", "cascade"):
+        if cls.get("llm") is not None:
+            r.fail(p, f"only used with classifier.mode llm or cascade (mode is {mode!r})")
+        return None
+    n = r.mapping(cls.get("llm"), p)
+    r.unknown(n, p, {"model", "local", "threshold", "timeout_ms", "cache_size", "cache_ttl_s",
+                     "max_prompt_chars", "max_output_tokens"})
+    d = LlmClassifierConfig("")
+    model = r.get(n, "model", p, str)
+    if model is not None and isinstance(models, dict) and model not in models:
+        r.fail(f"{p}.model", f"unknown model {model!r} (it must be in models)")
+    local = r.get(n, "local", p, str, d.local)
+    if local is not None and local not in LOCAL_CLASSIFIER_MODES:
+        r.fail(f"{p}.local", f"must be one of {', '.join(LOCAL_CLASSIFIER_MODES)}")
+    values = (
+        r.number(n, "threshold", p, lo=0.0, hi=1.0, default=d.threshold),
+        r.number(n, "timeout_ms", p, lo=1.0, hi=60_000.0, default=d.timeout_ms),
+        r.number(n, "cache_size", p, lo=0, hi=10_000_000, integer=True, default=d.cache_size),
+        r.number(n, "cache_ttl_s", p, lo=0.0, default=d.cache_ttl_s),
+        r.number(n, "max_prompt_chars", p, lo=100, hi=100_000, integer=True,
+                 default=d.max_prompt_chars),
+        r.number(n, "max_output_tokens", p, lo=8, hi=1024, integer=True,
+                 default=d.max_output_tokens),
+    )
+    if model is None or local is None or any(v is None for v in values):
+        return None
+    return LlmClassifierConfig(model, local, *values)
+
+
 def _weights(r: _Reader, node: Any, path: str) -> Weights:
     w = r.mapping(node, path, required=False)
     r.unknown(w, path, {"quality", "cost", "latency"})
@@ -712,7 +769,7 @@ def parse_config(raw: Any, source: str = "<memory>") -> Config:
     _sections(r, top)
     _non_finite(r, top, "")
     cls = r.mapping(top.get("classifier"), "classifier", required=False)
-    r.unknown(cls, "classifier", {"mode", "embedding_weight", "feature_dim"})
+    r.unknown(cls, "classifier", {"mode", "embedding_weight", "feature_dim", "llm"})
     mode = r.get(cls, "mode", "classifier", str, "combined")
     if mode not in CLASSIFIER_MODES:
         r.fail("classifier.mode", f"must be one of {', '.join(CLASSIFIER_MODES)}")
@@ -724,6 +781,7 @@ def parse_config(raw: Any, source: str = "<memory>") -> Config:
         embedding_weight=r.number(cls, "embedding_weight", "classifier", lo=0.0, hi=1.0,
                                   default=0.6) or 0.0,
         feature_dim=dim or 1024,
+        llm=_llm_classifier(r, cls, mode or "", top.get("models")),
     )
     cats = {}
     for name, node in r.mapping(top.get("categories"), "categories").items():

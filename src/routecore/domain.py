@@ -205,6 +205,24 @@ class BudgetState:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassifierReport:
+    """How an llm/cascade-mode classification was reached (calling/llm_classifier.py).
+
+    `source`: local (the local classifier was confident enough, or the model was
+    pinned), llm (the LLM answered), cache (an earlier LLM answer), fallback (the
+    LLM was asked and failed: `note` says why; the local classification was used)."""
+
+    source: str
+    model: str = ""  # the classifying model, when it was asked (or cached)
+    cost_usd: float = 0.0  # what the classification call cost (charged to the caller)
+    latency_ms: float = 0.0  # time spent classifying with the LLM (0 for local)
+    note: str = ""
+    # The classifying call's upstream attempts (calling.types.Attempt, which this layer
+    # cannot name), for the audit trail and metrics.
+    attempts: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     model: str
     provider: str
@@ -231,3 +249,4 @@ class Decision:
     # among the model's deployments; `provider` is that deployment's.
     deployment: str = ""
     deployment_order: tuple[str, ...] = ()
+    classifier: ClassifierReport | None = None  # llm and cascade modes only

@@ -31,6 +31,7 @@ from routecore.calling.cache import NO_CACHE_CONFIG, CacheConfig, ResponseCache,
 from routecore.calling.cascade import CascadeConfig, parse_cascade, run_cascade
 from routecore.calling.deadline import Deadline
 from routecore.calling.ensemble import EnsembleConfig, parse_ensemble, run_ensemble
+from routecore.calling.llm_classifier import LlmClassifier
 from routecore.calling.providers import HttpPool, Provider, ProviderCall, SimEngine, build_providers
 from routecore.calling.providers.base import ProviderResponse, StreamChunk
 from routecore.calling.providers.simulated import validate_sim
@@ -150,6 +151,8 @@ class Completer:
         self._over_limit: dict[str, float] = {}
         if hasattr(router, "deployment_health"):
             router.deployment_health = self.deployment_health
+        # classifier.mode llm or cascade: routing awaits an LLM classification (else None).
+        self.llm_classifier = LlmClassifier.build(config, router, self)
 
     # -- public API -----------------------------------------------------------
 
@@ -159,7 +162,7 @@ class Completer:
         deadline = self._budget(deadline)
         started = time.monotonic()
         self._validate(req)
-        decision = await self._decide(req)
+        decision = await self._decide(req, deadline)
         look = await self.cache.lookup(req, decision)
         if look.answer is not None:  # a hit: no model called, nothing charged
             return look.result(decision, (time.monotonic() - started) * 1000.0)
@@ -206,7 +209,7 @@ class Completer:
                               deployment=result.deployment,
                               cache_hit=result.cache_hit, saved_usd=result.saved_usd)
             return
-        decision = await self._decide(req)
+        decision = await self._decide(req, deadline)
         look = await self.cache.lookup(req, decision)
         if look.answer is not None:  # served from the cache, as a stream
             async for event in look.stream(decision):
@@ -434,7 +437,9 @@ class Completer:
         """The caller's deadline, capped by the configured total time budget."""
         return (deadline or Deadline.none()).within(self.settings.resilience.total_timeout_s)
 
-    async def _decide(self, req: CompletionRequest) -> Decision:
+    async def _decide(self, req: CompletionRequest, deadline: Deadline) -> Decision:
+        if self.llm_classifier is not None:
+            return await self.llm_classifier.route(req.route, deadline)
         out = self._route(req.route)
         if inspect.isawaitable(out):
             out = await out

@@ -127,6 +127,9 @@ class Metrics:
         self.cache_saved = Counter("routecore_cache_saved_usd", "What cache hits would have "
                                    "cost (their answers' original cost)", ["model", "tenant"],
                                    registry=r)
+        self.classifier = Counter("routecore_classifier", "LLM-classifier outcomes "
+                                  "(classifier.mode llm/cascade): local, llm, cache, fallback",
+                                  ["source"], registry=r)
         self.dropped = Counter("routecore_audit_dropped", "Audit records lost: queue full or "
                                "write failed", ["reason"], registry=r)
         live: Final = "livemostrecent"
@@ -200,6 +203,12 @@ class Metrics:
         if rec.rpc == "Feedback":
             self._feedback(rec)
             return
+        cls = rec.features.get("classifier")
+        if cls is not None:  # the classifying call is spend too, under its own model
+            incs[(self.classifier, str(cls["source"]))] += 1
+            if cls["cost_usd"]:
+                incs[(self.cost, self._model(str(cls["model"])), self._tenant(rec.tenant))] += \
+                    float(cls["cost_usd"])
         if rec.status != "OK":
             return
         served = self._model(rec.served_model or rec.model)

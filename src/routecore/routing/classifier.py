@@ -159,11 +159,12 @@ class Classifier:
 
     def __init__(self, config: Config, extractor: FeatureExtractor) -> None:
         cc = config.classifier
-        self.mode = cc.mode
+        # In llm and cascade modes this is the local classifier (calling/llm_classifier.py).
+        self.mode = mode = cc.local_mode
         self.categories = tuple(config.categories)
         self.extractor = extractor
-        self._w = cc.embedding_weight if cc.mode == "combined" else (
-            1.0 if cc.mode == "embedding" else 0.0)
+        self._w = cc.embedding_weight if mode == "combined" else (
+            1.0 if mode == "embedding" else 0.0)
         # The rule classifier also counts hard-request markers, so it always exists.
         # The exemplars exist in every mode too: in rule mode they pick, at low
         # confidence, the category of a prompt that no rule matches.
@@ -175,7 +176,7 @@ class Classifier:
         self._i_tokens = SCALAR_NAMES.index("log_tokens")
         self._i_math = SCALAR_NAMES.index("math")
         self._i_code = SCALAR_NAMES.index("code")
-        self._head: _Head | None = _Head(config, extractor) if cc.mode == "trained" else None
+        self._head: _Head | None = _Head(config, extractor) if mode == "trained" else None
         if self._head is not None:
             self._w = 1.0  # the head's probabilities stand alone (rules count for complexity)
 
@@ -229,9 +230,10 @@ class _Head:
     def __init__(self, config: Config, extractor: FeatureExtractor) -> None:
         head = CategoryHead.shipped()
         unknown = [c for c in config.categories if c not in head.categories]
+        field = "classifier.llm.local" if config.classifier.llm else "classifier.mode"
         if unknown:
             raise ConfigError([
-                f"categories.{c}: classifier.mode 'trained' knows only the built-in categories "
+                f"categories.{c}: {field} 'trained' knows only the built-in categories "
                 f"({', '.join(head.categories)}); use mode rule, embedding or combined"
                 for c in unknown])
         self.head = head

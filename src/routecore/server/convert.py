@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from routecore.calling.batch import BatchJob
 from routecore.calling.types import (
@@ -20,6 +21,7 @@ from routecore.domain import (
     NO_CONSTRAINTS,
     BudgetState,
     CandidateTable,
+    ClassifierReport,
     Constraints,
     Decision,
     Message,
@@ -110,7 +112,13 @@ def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
         budget=None if d.budget is None else budget_state(d.budget),
         deployment=d.deployment,
         deployment_order=d.deployment_order,
+        **({} if d.classifier is None else classifier_fields(d.classifier)),
     )
+
+
+def classifier_fields(c: ClassifierReport) -> dict[str, Any]:
+    return {"classifier_source": c.source, "classifier_cost_usd": c.cost_usd,
+            "classifier_latency_ms": c.latency_ms, "classifier_model": c.model}
 
 
 def budget_state(b: BudgetState) -> pb.BudgetState:

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from routecore.calling.types import Attempt, CompletionRequest, CompletionResult, StreamEvent
-from routecore.domain import CandidateTable, Decision, RouteRequest
+from routecore.domain import CandidateTable, ClassifierReport, Decision, RouteRequest
 from routecore.errors import AllProvidersFailed, AttemptError, RoutecoreError
 from routecore.observe.record import (
     AUDITED_RPCS,
@@ -162,6 +162,10 @@ def build_record(ev: Event, offset: float,
         rec.cache = res.cache_hit
         if res.saved_usd:
             rec.features["cache_saved_usd"] = res.saved_usd
+    decided = trace.decision or (res.decision if isinstance(res, (CompletionResult, StreamEvent))
+                                 else None)
+    if decided is not None and decided.classifier is not None:
+        _with_classifier(rec, decided.classifier)
     rec.upstream_ms = sum(a[4] for a in rec.attempts)
     return rec
 
@@ -189,6 +193,14 @@ def _batch_records(ev: Event, offset: float, store_prompts: bool) -> list[AuditR
             rec.status, rec.error = res.status, res.message[:MAX_ERROR_CHARS]
         out.append(rec)
     return out
+
+
+def _with_classifier(rec: AuditRecord, c: ClassifierReport) -> None:
+    """classifier.mode llm/cascade: where the category came from, what asking cost, and the
+    classifying call's attempts beside the answer's (metrics count both)."""
+    rec.features["classifier"] = {"source": c.source, "model": c.model, "cost_usd": c.cost_usd,
+                                  "latency_ms": c.latency_ms, "note": c.note[:MAX_ERROR_CHARS]}
+    rec.attempts = [*_attempt_rows(c.attempts), *rec.attempts]
 
 
 def _feedback(rec: AuditRecord, req: dict[str, Any], result: Any, store_prompts: bool) -> None:

@@ -50,7 +50,9 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         req = self._scoped(convert.route_request(request, request_id_var.get()))
         trace = Trace(req)
         trace_var.set(trace)
-        decision = trace.decision = self.router.route(req)
+        llm = self.completer.llm_classifier  # classifier.mode llm or cascade
+        decision = trace.decision = (self.router.route(req) if llm is None else
+                                     await llm.route(req, Deadline.from_grpc(context)))
         self.outcomes.record(decision, req.text(), owner=_owner())
         log_fields_var.get({}).update(model=decision.model, category=decision.category,
                                       decision_us=decision.decision_micros,

@@ -79,7 +79,7 @@ class Candidate(_message.Message):
     def __init__(self, model: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., score: _Optional[float] = ..., rejected_reason: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
 
 class RouteDecision(_message.Message):
-    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget", "deployment", "deployment_order")
+    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget", "deployment", "deployment_order", "classifier_source", "classifier_cost_usd", "classifier_latency_ms", "classifier_model")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,10 @@ class RouteDecision(_message.Message):
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_MODEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
@@ -122,7 +126,11 @@ class RouteDecision(_message.Message):
     budget: BudgetState
     deployment: str
     deployment_order: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ..., deployment: _Optional[str] = ..., deployment_order: _Optional[_Iterable[str]] = ...) -> None: ...
+    classifier_source: str
+    classifier_cost_usd: float
+    classifier_latency_ms: float
+    classifier_model: str
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ..., deployment: _Optional[str] = ..., deployment_order: _Optional[_Iterable[str]] = ..., classifier_source: _Optional[str] = ..., classifier_cost_usd: _Optional[float] = ..., classifier_latency_ms: _Optional[float] = ..., classifier_model: _Optional[str] = ...) -> None: ...
 
 class BudgetState(_message.Message):
     __slots__ = ("share_used", "remaining_usd", "cap", "pacing")

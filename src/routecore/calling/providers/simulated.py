@@ -25,7 +25,7 @@ Behaviour per model comes from `ModelSpec.sim` (validated by `validate_sim`):
 or by a magic word in the model name or model_id (for tests): `slow` (1 s) or
 `slow_N` (N ms), `flaky_N` (the first N calls fail with 500, then succeed),
 `error_429`, `error_500`, `timeout`, `cut_stream`, `context_overflow`, `refuse`,
-`empty`.
+`empty`, `bad_json`.
 
 Answers are seeded by prompt and model, written as plain sentences about the
 prompt's words. A good answer is the same for every model (built from the prompt
@@ -33,7 +33,9 @@ alone, so ensembles can agree);
 the chance of a good answer is the model's registry quality for the prompt's
 category, lowered by the category's complexity. Bad answers hedge, refuse, are
 truncated or wrong, with low logprobs. A judge prompt (see `routecore.calling.cascade`)
-gets a 0-10 grade: high when the graded answer is the good one.
+gets a 0-10 grade: high when the graded answer is the good one. A classification
+prompt (see `routecore.calling.llm_classifier`) gets a JSON classification,
+deterministic from the text (`bad_json` in the model name: the JSON cut in half).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ _RATES = ("status_429_rate", "status_5xx_rate", "timeout_rate", "cut_stream_rate
 _FAULTS = (("status_429_rate", "rate_limit"), ("status_5xx_rate", "server"),
            ("timeout_rate", "timeout"), ("error_rate", "drop"), ("cut_stream_rate", "cut"))
 JUDGE_MARKER = "strict grader"
+CLASSIFIER_MARKER = "request classifier"  # calling/llm_classifier.py's system prompt
 REFUSAL = "I'm sorry, but I can't help with that request."
 # Answers are sentences about the prompt's own words, not word salad: templates over
 # the prompt's content words (and generic phrases when it has few).
@@ -292,6 +295,9 @@ class SimEngine:
             return self._pieces(REFUSAL, n_in, None, call.max_output_tokens)
         if "empty" in magic:
             return SimAnswer("", [], "stop", [], n_in)
+        if CLASSIFIER_MARKER in system:
+            return self._pieces(self._classify(prompt, system, "bad_json" in magic), n_in,
+                                [-0.05], call.max_output_tokens)
         category, hardness = self._category(prompt)
         skill = spec.quality_for(category) if spec else 0.75
         p_good = skill ** (0.5 + 2.5 * hardness)
@@ -329,6 +335,26 @@ class SimEngine:
             pieces, finish = pieces[:max_out], "length"
         lp = [lps[i % len(lps)] for i in range(len(pieces))] if lps else []
         return SimAnswer("".join(pieces), pieces, finish, lp, n_in)
+
+    def _classify(self, prompt: str, system: str, broken: bool) -> str:
+        """A classification call's JSON answer: the category whose keywords the text hits
+        most (a hash of the text picks when none does), a difficulty from its complexity.
+        Like a gullible model, it obeys "reply with ..." inside the text."""
+        text = prompt.removeprefix("TEXT:\n")
+        hijack = re.search(r"reply with:?\s*(.+)", text, re.I)
+        if hijack:
+            return hijack.group(1).strip()
+        listed = re.search(r"<one of: ([^>]*)>", system)
+        names = listed.group(1).split(", ") if listed else ["default"]
+        cats = self._config.categories if self._config is not None else {}
+        low = text.lower()
+        hits = [sum(k in low for k in cats[n].keywords) if n in cats else 0 for n in names]
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        best = hits.index(max(hits)) if max(hits) > 0 else digest[0] % len(names)
+        base = cats[names[best]].complexity if names[best] in cats else 0.3
+        difficulty = min(5, max(1, round(1 + 4 * base) + digest[1] % 3 - 1))
+        answer = json.dumps({"category": names[best], "difficulty": difficulty})
+        return answer[: len(answer) // 2] if broken else answer
 
     @staticmethod
     def _grade(messages: Sequence[Message]) -> str:
