@@ -185,3 +185,39 @@ async def test_batch_items_are_held_and_charged_on_the_budget(sim: SimServer,
             assert w.spent == pytest.approx(done.cost_usd, abs=1e-9) and w.reserved == 0
     finally:
         await app.stop(0.5)
+
+
+async def test_a_reload_changes_new_jobs_not_submitted_ones(sim: SimServer,
+                                                            tmp_path: Path) -> None:
+    """After a reload, new jobs use the new config (here: a newly batch-capable endpoint),
+    while a job submitted before it completes through its own upstream at its own prices."""
+    from routecore.calling.completion import Completer
+    from routecore.routing.router import Router
+
+    app = App.from_config(client_config(sim), access_log=False,
+                          feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            before = await stub.CompleteBatch(pb.CompleteBatchRequest(
+                requests=[_req("What is the capital of Australia?", "cheap")]))
+            dearer = {**MODELS, "cheap": {**MODELS["cheap"], "price": {
+                "input": 10.0, "output": 40.0, "batch_discount": 0.5}}}
+            new = make_config(dearer, resilience=FAST_RESILIENCE, endpoints={
+                e: {"kind": "openai", "base_url": sim.base_url, "timeout_s": 5,
+                    "options": {"batch_api": True}} for e in ("up", "plain")})
+            router = Router.from_config(new)
+            app.swap(router, Completer(new, router, budgets=app.budgets, state=app.state))
+            after = await stub.CompleteBatch(pb.CompleteBatchRequest(
+                requests=[_req("What is the capital of Australia?", "nobatch")]))
+            assert not after.items[0].error_code, after.items[0].error
+            old, fresh = await _until_done(stub, before.job_id), await _until_done(
+                stub, after.job_id)
+        assert old.status == fresh.status == "completed"
+        it = old.items[0]
+        assert it.cost_usd == pytest.approx(  # the prices it was submitted at
+            (it.usage.input_tokens * 1.0 + it.usage.output_tokens * 4.0) / 1e6 * 0.5)
+        assert fresh.items[0].model == "nobatch"
+    finally:
+        await app.stop(0.5)

@@ -109,6 +109,8 @@ class _Job:
     owner: str
     created_at: float
     items: list[BatchItem]
+    # As submitted: these prices settle the job, whatever a reload changes.
+    route_to: Mapping[str, tuple[str, str, Price]]
     groups: list[_Group] = field(default_factory=list)
     holds: dict[int, Hold] = field(default_factory=dict)  # item -> its budget hold
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -121,37 +123,55 @@ class _Job:
         return BatchJob(self.id, status, self.created_at, len(self.items), tuple(self.items))
 
 
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """What new jobs are routed and submitted with; replaced whole by a reload."""
+
+    config: Config
+    router: Router
+    apis: Mapping[str, BatchAPI]
+    # Model -> its cheapest deployment on a batch-capable endpoint (first on a tie):
+    # (endpoint, model_id, that deployment's price).
+    route_to: Mapping[str, tuple[str, str, Price]]
+    batchable: frozenset[str]
+
+    @classmethod
+    def of(cls, config: Config, router: Router, providers: Mapping[str, Provider]) -> _Binding:
+        apis = {name: api for name, p in providers.items() if (api := batch_api(p)) is not None}
+        route_to: dict[str, tuple[str, str, Price]] = {}
+        for name, spec in config.models.items():
+            priced = [(price_of(spec, d).cost(1000, 1000, batch=True), i, d)
+                      for i, d in enumerate(spec.deployments) if d.endpoint in apis]
+            if priced:
+                dep = min(priced)[2]
+                route_to[name] = (dep.endpoint, dep.model_id, price_of(spec, dep))
+        return cls(config, router, apis, route_to, frozenset(route_to))
+
+
 class BatchJobs:
     """Submits and tracks batch jobs; one per serving process."""
 
     def __init__(self, config: Config, router: Router, providers: Mapping[str, Provider],
                  budgets: Budgets | None = None, max_jobs: int = MAX_JOBS) -> None:
-        self.config = config
-        self.router = router
         self.budgets = budgets if budgets is not None and budgets.enabled else None
-        self._apis = {name: api for name, p in providers.items()
-                      if (api := batch_api(p)) is not None}
-        # Model -> its cheapest deployment on a batch-capable endpoint (first on a tie):
-        # (endpoint, model_id, that deployment's price).
-        self._route_to: dict[str, tuple[str, str, Price]] = {}
-        for name, spec in config.models.items():
-            priced = [(price_of(spec, d).cost(1000, 1000, batch=True), i, d)
-                      for i, d in enumerate(spec.deployments) if d.endpoint in self._apis]
-            if priced:
-                dep = min(priced)[2]
-                self._route_to[name] = (dep.endpoint, dep.model_id, price_of(spec, dep))
-        self._batchable = frozenset(self._route_to)
+        self.rebind(config, router, providers)
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._max_jobs = max_jobs
 
-    def _narrow(self, req: RouteRequest) -> RouteRequest:
+    def rebind(self, config: Config, router: Router, providers: Mapping[str, Provider]) -> None:
+        """Submit new jobs with this config (a reload), in one swap. A job already submitted
+        keeps its upstream batch APIs and the prices it was submitted at."""
+        self._binding = _Binding.of(config, router, providers)
+
+    @staticmethod
+    def _narrow(b: _Binding, req: RouteRequest) -> RouteRequest:
         """Route only among models that can be batched."""
         allow = req.constraints.allow_models
-        fit = (allow & self._batchable) if allow else self._batchable
+        fit = (allow & b.batchable) if allow else b.batchable
         if not fit:
             raise InvalidRequest(
                 "constraints.allow_models: none of the allowed models has an endpoint with a "
-                f"batch API (batchable: {', '.join(sorted(self._batchable)) or 'none'})")
+                f"batch API (batchable: {', '.join(sorted(b.batchable)) or 'none'})")
         return replace(req, constraints=replace(req.constraints, allow_models=fit))
 
     async def submit(self, requests: Sequence[CompletionRequest], owner: str = "",
@@ -165,21 +185,23 @@ class BatchJobs:
                 raise InvalidRequest(f"requests[{i}]: cascade and ensemble need answers at once; "
                                      "use Complete for them")
 
-        def prepare(req: RouteRequest) -> RouteRequest:
-            return self._narrow(scope(req) if scope is not None else req)
+        b = self._binding  # one config for the whole job, whatever a reload does meanwhile
 
-        decisions = route_batch(self.router, [r.route for r in requests], scope=prepare)
+        def prepare(req: RouteRequest) -> RouteRequest:
+            return self._narrow(b, scope(req) if scope is not None else req)
+
+        decisions = route_batch(b.router, [r.route for r in requests], scope=prepare)
         job = _Job(f"batch-{secrets.token_hex(16)}", owner, time.time(),
-                   [BatchItem(i) for i in range(len(requests))])
+                   [BatchItem(i) for i in range(len(requests))], b.route_to)
         by_endpoint: dict[str, list[tuple[str, ProviderCall]]] = {}
         for i, (req, d) in enumerate(zip(requests, decisions, strict=True)):
             if not isinstance(d, Decision):
                 job.items[i] = BatchItem(i, error_code=d.status, error=item_error(i, d))
                 continue
-            spec = self.config.models[d.model]
-            endpoint, model_id, price = self._route_to[d.model]
+            spec = b.config.models[d.model]
+            endpoint, model_id, price = b.route_to[d.model]
             max_out = min(req.max_output_tokens or req.route.constraints.max_output_tokens
-                          or self.config.routing.default_output_tokens, spec.max_output_tokens)
+                          or b.config.routing.default_output_tokens, spec.max_output_tokens)
             try:
                 # The caller as auth proved it (its key's tenant), not the item's own fields.
                 who = scope(req.route) if scope is not None else req.route
@@ -195,7 +217,7 @@ class BatchJobs:
             job.items[i] = BatchItem(i, request_id=d.request_id, model=d.model,
                                      provider=spec.provider)
         for endpoint, lines in by_endpoint.items():
-            api = self._apis[endpoint]
+            api = b.apis[endpoint]
             indexes = [int(cid) for cid, _ in lines]
             try:
                 bid = await api.submit(lines, SUBMIT_TIMEOUT_S)
@@ -251,7 +273,7 @@ class BatchJobs:
                 await self._charge(job, i, 0.0, 0)
                 continue
             usage = resp.usage or Usage()
-            price = self._route_to[item.model][2]
+            price = job.route_to[item.model][2]
             cost = price.cost(usage.input_tokens, usage.output_tokens, batch=True)
             job.items[i] = replace(
                 item, text=resp.text, finish_reason=resp.finish_reason, usage=usage,

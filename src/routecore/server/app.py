@@ -97,7 +97,7 @@ class App:
             self.router.budget_source = self.budgets.view
         self.completer = Completer(self.router.config, self.router, budgets=self.budgets,
                                    state=self.state)
-        self.observer = Observer.start(self.router.config, self.completer, self.budgets,
+        self.observer = Observer.start(self.router.config, self._breaker_states, self.budgets,
                                        audit_db=self.audit_db,
                                        metrics_port=self.metrics_port,
                                        serve_metrics=self.serve_metrics)
@@ -167,15 +167,22 @@ class App:
         await self._close_parts()
         log.info("stopped")
 
+    def _breaker_states(self) -> dict[str, str]:
+        """The serving completer's breakers (a reload replaces the completer)."""
+        return self.completer.breaker_states() if self.completer is not None else {}
+
     def swap(self, router: Router, completer: Completer) -> None:
         """Point every holder at a reloaded router and completer (server/reload.py), in one
-        synchronous step; requests already running finish on the old ones."""
+        synchronous step; requests already running finish on the old ones, and batch jobs
+        already submitted are polled through the providers they were submitted to."""
         if self.completer is not None:
             self.retired.append(self.completer)
         self.router, self.completer = router, completer
         for holder in (self.servicer, self.http):
             if holder is not None:
                 holder.router, holder.completer = router, completer
+        if self.servicer is not None:
+            self.servicer.batches.rebind(router.config, router, completer.providers)
         if self.outcomes is not None:
             self.outcomes.router = router
 

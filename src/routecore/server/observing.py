@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable, Mapping
 
 import structlog
 
-from routecore.calling.completion import Completer
 from routecore.config import Config
 from routecore.observe.exposition import MetricsServer, metrics_registry, start_metrics_server
 from routecore.observe.metrics import Metrics
@@ -38,7 +38,8 @@ class Observer:
         return self.recorder.put if self.recorder is not None else None
 
     @classmethod
-    def start(cls, config: Config, completer: Completer, budgets: Budgets | None = None, *,
+    def start(cls, config: Config, breaker_states: Callable[[], Mapping[str, str]],
+              budgets: Budgets | None = None, *,
               audit_db: str | None = None,
               metrics_port: int | None = None, serve_metrics: bool = True) -> Observer:
         audit = parse_audit(config)
@@ -57,7 +58,7 @@ class Observer:
         recorder = None
         if audit.enabled or metrics is not None or tracing is not None:
             probes = [] if metrics is None else [
-                lambda: metrics.set_breakers(completer.breaker_states())]
+                lambda: metrics.set_breakers(breaker_states())]  # the live completer's
             if metrics is not None and budgets is not None and budgets.enabled:
                 probes.append(functools.partial(_budget_probe, metrics, budgets))
             build = functools.partial(build_record, store_prompts=audit.store_prompts)

@@ -7,7 +7,9 @@ to the side (the router in a worker thread, so serving goes on), then every
 holder is pointed at them in one synchronous step on the event loop, so no
 request sees half of each. A request already running keeps the router and
 completer it started with and completes on them; their HTTP pools are closed at
-shutdown. API keys (`auth`, and the `auth.keys_file` it names, re-read) are
+shutdown. New batch jobs are routed and priced by the new config; a job already
+submitted is polled and settled as it was submitted. Breaker gauges follow the
+new completer. API keys (`auth`, and the `auth.keys_file` it names, re-read) are
 swapped in too, so a revoked key stops working without a restart; turning auth
 on or off needs one. Sections bound at start-up (sockets, TLS, state, budgets,
 audit, metrics, telemetry, feedback) cannot change without a restart: a reload
