@@ -72,3 +72,23 @@ async def test_cancelled_stream_is_logged(hanging_app: App) -> None:
             call.cancel()
             line = await _line(logs, "CompleteStream")
     assert line["status"] == "CANCELLED"
+
+
+class _Ctx:
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+
+def test_a_cancel_at_the_clients_deadline_is_a_deadline() -> None:
+    """The client cancels at its own deadline, a little before the server's (which started
+    when the request arrived): such a cancel is DEADLINE_EXCEEDED; an early one CANCELLED."""
+    from routecore.errors import Cancelled, DeadlineExceeded
+    from routecore.server.interceptors import DEADLINE_SKEW_S, _ended
+
+    assert isinstance(_ended(_Ctx(0.0)), DeadlineExceeded)  # type: ignore[arg-type]
+    assert isinstance(_ended(_Ctx(DEADLINE_SKEW_S / 2)), DeadlineExceeded)  # type: ignore[arg-type]
+    assert isinstance(_ended(_Ctx(5.0)), Cancelled)  # type: ignore[arg-type]
+    assert isinstance(_ended(_Ctx(None)), Cancelled)  # type: ignore[arg-type]
