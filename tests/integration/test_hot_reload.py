@@ -28,7 +28,8 @@ def _raw(pinned: str) -> dict[str, Any]:
     raw: dict[str, Any] = yaml.safe_load(
         resources.files("routecore").joinpath("defaults.yaml").read_text("utf-8"))
     for spec in raw["models"].values():  # every upstream answers in 1 s
-        spec["sim"] = {"latency_ms": {"p50": 1000, "p95": 1000}}
+        # Long enough to still be in flight when a reload on a loaded machine swaps in.
+        spec["sim"] = {"latency_ms": {"p50": 3000, "p95": 3000}}
     raw["models"]["gpt-4o"]["pinned"] = pinned
     return raw
 
@@ -61,9 +62,9 @@ async def test_reload_keeps_in_flight_requests_and_rejects_an_invalid_config(
             stub = router_pb2_grpc.RouterStub(ch)
             assert await _pinned(stub) == "gpt-4o-2024-08-06"
             calls = [asyncio.ensure_future(stub.Complete(pb.CompleteRequest(
-                route=pb.RouteRequest(prompt=f"question {i}?", constraints=ONLY)), timeout=10))
+                route=pb.RouteRequest(prompt=f"question {i}?", constraints=ONLY)), timeout=30))
                 for i in range(4)]
-            await asyncio.sleep(0.1)  # the calls wait on the 1 s upstream
+            await asyncio.sleep(0.1)  # the calls wait on the 3 s upstream
             old = app.completer
             after_swap: list[bool] = []  # per call: did it finish after the swap?
             for c in calls:
