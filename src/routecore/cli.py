@@ -135,6 +135,8 @@ def _cmd_route(ns: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"model:      {d.model} ({d.provider}, {d.model_version})")
+    then = f" (then {', '.join(d.deployment_order[1:])})" if len(d.deployment_order) > 1 else ""
+    print(f"deployment: {d.deployment}{then}")
     print(f"fallbacks:  {', '.join(d.fallbacks) or '-'}")
     print(f"category:   {d.category} (confidence {d.category_confidence:.2f}), "
           f"complexity {d.complexity:.2f}")

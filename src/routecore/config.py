@@ -12,7 +12,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -67,6 +67,11 @@ class Price:
         """USD for one request (tier by its input tokens; batch rates if `batch`)."""
         i, o = self.rates(input_tokens, batch)
         return (input_tokens * i + output_tokens * o) / 1e6
+
+
+def cheapest(prices: Iterable[Price]) -> Price:
+    """The lowest of `prices` for a typical request (1,000 input, 500 output tokens)."""
+    return min(prices, key=lambda p: p.cost(1000, 500))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,13 @@ class ModelSpec:
 
     def quality_for(self, category: str) -> float:
         return self.quality.get(category, self.quality["default"])
+
+    def list_price(self) -> Price:
+        """What the model-level policy prices it at: its cheapest seller's price (deployments
+        without their own price sell at the model's), judged on a 1,000-in/500-out request."""
+        if not any(d.price is not None for d in self.deployments):
+            return self.price
+        return cheapest(d.price or self.price for d in self.deployments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +355,15 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     m = r.mapping(node, p)
     r.unknown(m, p, _MODEL)
     versions, pinned = _versions(r, m, p)
-    price = r.mapping(m.get("price"), f"{p}.price", required="versions" not in m)
+    model_id = pinned.model_id if pinned else r.get(m, "model_id", p, str, name)
+    deployments = _deployments(r, m, p, model_id)
+    # Every deployment priced: the model's price may be left out (its cheapest seller's).
+    listed = m.get("deployments")
+    sold = isinstance(listed, list) and bool(listed) and all(
+        isinstance(d, dict) and "price" in d for d in listed)
+    priced = [d.price for d in deployments if d.price is not None]
+    price = r.mapping(m.get("price"), f"{p}.price",
+                      required="versions" not in m and not sold)
     lat = r.mapping(m.get("latency"), f"{p}.latency")
     rl = r.mapping(m.get("rate_limits"), f"{p}.rate_limits", required=False)
     quality_node = r.mapping(m.get("quality"), f"{p}.quality")
@@ -358,13 +378,12 @@ def _model(r: _Reader, name: str, node: Any) -> ModelSpec | None:
     for i, c in enumerate(caps):
         if c not in CAPABILITIES:
             r.fail(f"{p}.capabilities[{i}]", f"unknown capability {c!r} (known: {', '.join(CAPABILITIES)})")
-    model_id = pinned.model_id if pinned else r.get(m, "model_id", p, str, name)
-    deployments = _deployments(r, m, p, model_id)
     sim = r.mapping(m.get("sim"), f"{p}.sim", required=False)
     values = dict(
         provider=r.get(m, "provider", p, str),
-        price=pinned.price if pinned else
-        None if "versions" in m else _price(r, price, f"{p}.price"),
+        price=pinned.price if pinned else None if "versions" in m else
+        _price(r, price, f"{p}.price") if price or not sold else
+        cheapest(priced) if priced else None,
         ctx=r.number(m, "context_window", p, lo=1, integer=True),
         max_out=r.number(m, "max_output_tokens", p, lo=1, integer=True, default=4096),
         p50=r.number(lat, "p50_ms", f"{p}.latency", lo=0.0),

@@ -190,3 +190,42 @@ def test_versioned_model_takes_deployment_prices_from_its_version() -> None:
     with pytest.raises(ConfigError) as info:
         make_config({"v": m}, endpoints=EPS)
     assert "models.v.deployments[0].price: comes from the pinned version" in str(info.value)
+
+
+def test_model_price_defaults_to_its_cheapest_seller_and_the_policy_uses_it() -> None:
+    """With every deployment priced the model's own price may be left out (its cheapest
+    seller's), and the model-level policy compares models at their cheapest seller's price."""
+    m = model("llama", endpoint="azure", deployments=THREE)
+    del m["price"]
+    cfg = make_config({"llama": m, "pricey": model("pricey", endpoint="azure",
+                                                   price=(0.25, 0.25))}, endpoints=EPS)
+    assert (cfg.models["llama"].price.input, cfg.models["llama"].price.output) == (0.20, 0.20)
+    router = Router.from_config(cfg)
+    d = router.route("Summarize the key points of this meeting.",
+                     constraints=Constraints(max_output_tokens=100), strategy="cost")
+    assert (d.model, d.deployment) == ("llama", "together")  # $0.20 beats pricey's $0.25
+
+
+def test_builtin_catalogue_sells_llama_by_two_providers() -> None:
+    """The built-in llama-3.3-70b goes to the cheaper seller, or to the faster one when the
+    request's max_latency_ms rules the cheaper one out."""
+    router = Router.from_config(None)
+    only = frozenset({"llama-3.3-70b"})
+    d = router.route("Summarize the key points of this meeting.",
+                     constraints=Constraints(allow_models=only))
+    assert (d.deployment, d.provider) == ("deepinfra", "deepinfra")
+    fast = router.route("Summarize the key points of this meeting.",
+                        constraints=Constraints(allow_models=only, max_latency_ms=2000))
+    assert fast.deployment == "groq" and "deepinfra p95" in fast.reason
+
+
+def test_max_cost_leaves_out_dearer_sellers() -> None:
+    """A seller over the request's max_cost_usd is left out while another fits; when none
+    fits, the cheapest healthy one still leads (the policy judged the model fit)."""
+    spec = _config(THREE).models["llama"]
+    r = rank(spec, 1000, 1000, max_cost_usd=2000 * 0.30 / 1e6)
+    assert [o.deployment.name for o in r.options()] == ["together", "azure"]
+    assert "groq over max_cost_usd (left out)" in r.reason
+    none = rank(spec, 1000, 1000, max_cost_usd=1e-9)
+    assert none.first.deployment.name == "together"
+    assert "none within max_cost_usd; cheapest healthy" in none.reason

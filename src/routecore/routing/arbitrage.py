@@ -91,7 +91,7 @@ def rank(spec: ModelSpec, input_tokens: int, output_tokens: int, *,
     options: list[Option] = []
     fit: list[Option] = []
     for d in deps:
-        price = d.price if d.price is not None else spec.price
+        price = price_of(spec, d)
         lat = d.latency or spec.latency
         cost = price.cost(input_tokens, output_tokens)
         p95 = p95_estimate(lat, input_tokens, output_tokens)
@@ -118,8 +118,7 @@ def rank(spec: ModelSpec, input_tokens: int, output_tokens: int, *,
     sick = [o for o in pool if o.problem] if len(healthy) < len(pool) else []
     groups = _group(healthy) + _group(sick)
     return Ranking(tuple(groups), _explain(groups, healthy, sick, left_out, input_tokens,
-                                           output_tokens, max_latency_ms, by_speed,
-                                           bool(fit) or max_latency_ms is None))
+                                           output_tokens, max_latency_ms, by_speed, bool(fit)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +130,14 @@ class Choice:
     order: tuple[str, ...]  # failover order by deployment name
     cost_usd: float | None  # at the first deployment's price; None: the model's estimate stands
     reason: str
+    list_cost_usd: float = 0.0  # the same request at the model's list price (the policy's)
 
 
 def choose(spec: ModelSpec, input_tokens: int, output_tokens: int, constraints: Constraints,
-           health: Health | None) -> Choice:
-    """The decision's deployment for the model the policy chose. A model with one
-    deployment at the model's own price and provider costs no ranking."""
+           health: Health | None, list_price: Price) -> Choice:
+    """The decision's deployment for the model the policy chose (which priced it at
+    `list_price`, its cheapest seller's). A model with one deployment at the model's own
+    price and provider costs no ranking."""
     deps = spec.deployments
     if len(deps) <= 1 and (not deps or (deps[0].price is None and not deps[0].provider)):
         name = deps[0].name if deps else spec.provider
@@ -146,7 +147,7 @@ def choose(spec: ModelSpec, input_tokens: int, output_tokens: int, constraints: 
     first = ranked.first
     return Choice(first.provider, first.deployment.name,
                   tuple(o.deployment.name for g in ranked.groups for o in g), first.cost_usd,
-                  ranked.reason)
+                  ranked.reason, list_price.cost(input_tokens, output_tokens))
 
 
 def _group(options: Sequence[Option]) -> list[tuple[Option, ...]]:
@@ -166,16 +167,18 @@ def _per_mtok(o: Option, tokens: int) -> str:
 
 def _explain(groups: list[tuple[Option, ...]], healthy: list[Option], sick: list[Option],
              left_out: list[Option], input_tokens: int, output_tokens: int,
-             max_latency_ms: float | None, by_speed: bool, met: bool) -> str:
+             max_latency_ms: float | None, by_speed: bool, fit: bool) -> str:
     tokens = input_tokens + output_tokens
     first = groups[0][0]
     if not healthy:
         why = "no healthy deployment; cheapest of the rest"
     elif by_speed:
         why = f"none meets {max_latency_ms:.0f} ms p95; fastest healthy, p95 {first.p95_ms:.0f} ms"
+    elif not fit:
+        why = "none within max_cost_usd; cheapest healthy"
     else:
         why = "cheapest healthy"
-        if max_latency_ms is not None and met:
+        if max_latency_ms is not None:
             why += f" meeting {max_latency_ms:.0f} ms p95"
     others = [o for g in groups for o in g if o is not first]
     versus = ", ".join(f"{o.deployment.name} {_per_mtok(o, tokens).split('/')[0]}"

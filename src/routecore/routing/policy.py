@@ -146,9 +146,8 @@ class Policy:
             np.column_stack([*cols, registry.quality.reshape(n, -1)]), dtype=np.float64)
         self._table.flags.writeable = False
         # Long-context price tiers: (model row, above input tokens, input, output per token).
-        prices = [registry.specs[name].price for name in registry.names]
         self._long = [(i, t.above_input_tokens, t.input / 1e6, t.output / 1e6)
-                      for i, p in enumerate(prices) for t in p.tiers]  # rising per model
+                      for i, p in enumerate(registry.prices) for t in p.tiers]  # rising
         self._long_from = min((t[1] for t in self._long), default=0)
 
     def _priced(self, input_tokens: int) -> F64:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from routecore.config import Config, ModelSpec
+from routecore.config import Config, ModelSpec, Price
 from routecore.domain import CAPABILITIES
 from routecore.errors import UnknownModel, echo, echo_list
 
@@ -38,8 +38,10 @@ class Registry:
         self.categories: tuple[str, ...] = tuple(config.categories)
         specs = [self.specs[n] for n in self.names]
         self.providers: tuple[str, ...] = tuple(s.provider for s in specs)
-        self.price_in: F64 = np.array([s.price.input for s in specs]) / 1e6
-        self.price_out: F64 = np.array([s.price.output for s in specs]) / 1e6
+        # Each model at its cheapest seller's price (routing/arbitrage.py picks the seller).
+        self.prices: tuple[Price, ...] = tuple(s.list_price() for s in specs)
+        self.price_in: F64 = np.array([p.input for p in self.prices]) / 1e6
+        self.price_out: F64 = np.array([p.output for p in self.prices]) / 1e6
         self.context_window: F64 = np.array([s.context_window for s in specs], dtype=np.float64)
         self.max_output: F64 = np.array([s.max_output_tokens for s in specs], dtype=np.float64)
         self.p50_ms: F64 = np.array([s.latency.p50_ms for s in specs])

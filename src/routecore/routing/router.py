@@ -37,7 +37,7 @@ from routecore.domain import (
 )
 from routecore.errors import ConfigError, InvalidRequest, echo, echo_list
 from routecore.routing.ab import CANDIDATE, assign, parse_ab
-from routecore.routing.arbitrage import Health, choose
+from routecore.routing.arbitrage import Choice, Health, choose
 from routecore.routing.classifier import Classifier, Features
 from routecore.routing.features import FeatureExtractor
 from routecore.routing.policy import Policy, PolicyInput, QualityModel
@@ -250,7 +250,8 @@ class Router:
                 not c.allow_models or f in c.allow_models))[:routing.max_fallbacks]
             reason = f"pinned: the request named {req.model}; {reason}"
         # Which of the model's deployments sells it cheapest within the constraints.
-        sold = choose(spec, input_tokens, output_tokens, req.constraints, self.deployment_health)
+        sold = choose(spec, input_tokens, output_tokens, req.constraints, self.deployment_health,
+                      self.registry.prices[self.registry.index[result.model]])
         if sold.reason:
             reason = f"{reason}; {sold.reason}"
         micros = (time.perf_counter_ns() - t0) // 1000
@@ -258,8 +259,8 @@ class Router:
             model=result.model, provider=sold.provider, model_version=spec.version,
             fallbacks=fallbacks, category=cls.category,
             category_confidence=cls.confidence, complexity=cls.complexity,
-            estimated_cost_usd=result.estimated_cost_usd if sold.cost_usd is None
-            else sold.cost_usd,
+            estimated_cost_usd=self._at_deployment(result.estimated_cost_usd, sold,
+                                                   input_tokens, output_tokens),
             estimated_latency_ms=result.estimated_latency_ms,
             predicted_quality=result.predicted_quality, reason=reason,
             candidates=result.candidates, router_version=self.version, strategy=strategy,
@@ -268,6 +269,15 @@ class Router:
             category_scores=cls.scores, deployment=sold.deployment,
             deployment_order=sold.order,
         )
+
+
+    def _at_deployment(self, estimate: float, sold: Choice, input_tokens: int,
+                       output_tokens: int) -> float:
+        """The policy's cost estimate (its own output length, learned or not) moved from the
+        model's list price to the chosen deployment's."""
+        if sold.cost_usd is None or sold.list_cost_usd <= 0.0:
+            return estimate if sold.cost_usd is None else sold.cost_usd
+        return estimate * sold.cost_usd / sold.list_cost_usd
 
 
 def _load_learned(cfg: Config, path: str, field: str) -> QualityModel:

@@ -49,10 +49,11 @@ def request(ns: argparse.Namespace, prompt: str) -> pb.CompleteRequest:
 
 
 def _summary(model: str, cost: float, latency_ms: float | None, rid: str,
-             cache_hit: str = "none", saved_usd: float = 0.0) -> str:
+             cache_hit: str = "none", saved_usd: float = 0.0, deployment: str = "") -> str:
     took = f", {latency_ms:.0f} ms" if latency_ms is not None else ""
     hit = f", cache hit {cache_hit} (saved ${saved_usd:.6f})" if cache_hit != "none" else ""
-    return f"[{model}, ${cost:.6f}{took}{hit}, request {rid}]"
+    at = f" at {deployment}" if deployment else ""
+    return f"[{model}{at}, ${cost:.6f}{took}{hit}, request {rid}]"
 
 
 def run(ns: argparse.Namespace, prompt: str) -> int:
@@ -70,7 +71,7 @@ def run(ns: argparse.Namespace, prompt: str) -> int:
         return 0
     print(resp.text)
     print(_summary(resp.model, resp.cost_usd, resp.latency_ms, resp.request_id,
-                   resp.cache_hit or "none", resp.saved_usd), file=sys.stderr)
+                   resp.cache_hit or "none", resp.saved_usd, resp.deployment), file=sys.stderr)
     return 0
 
 
@@ -81,7 +82,8 @@ def _stream(stub: Any, req: pb.CompleteRequest, ns: argparse.Namespace) -> int:
         elif chunk.done:
             print()
             print(_summary(chunk.model, chunk.cost_usd, None, chunk.request_id,
-                           chunk.cache_hit or "none", chunk.saved_usd), file=sys.stderr)
+                           chunk.cache_hit or "none", chunk.saved_usd, chunk.deployment),
+                  file=sys.stderr)
         else:
             print(chunk.delta, end="", flush=True)
     return 0

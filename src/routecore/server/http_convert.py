@@ -296,7 +296,8 @@ def decision_json(d: Decision | None) -> dict[str, Any] | None:
             "estimated_latency_ms": d.estimated_latency_ms,
             "predicted_quality": d.predicted_quality, "reason": d.reason,
             "router_version": d.router_version, "variant": d.variant,
-            "decision_micros": d.decision_micros}
+            "decision_micros": d.decision_micros, "deployment": d.deployment,
+            "deployment_order": list(d.deployment_order)}
 
 
 def _header(value: str) -> str:
@@ -332,7 +333,8 @@ def completion_json(r: CompletionResult, created: int) -> dict[str, Any]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text},
                      "finish_reason": _finish(r.finish_reason), "logprobs": None}],
         "usage": _usage(r.usage),
-        "routecore": {"request_id": r.request_id, "provider": r.provider, "cost_usd": r.cost_usd,
+        "routecore": {"request_id": r.request_id, "provider": r.provider,
+                      "deployment": r.deployment, "cost_usd": r.cost_usd,
                       "latency_ms": round(r.latency_ms, 3), "attempts": _attempts(r.attempts),
                       "cascade_steps": _steps(r.cascade_steps),
                       "decision": decision_json(r.decision),
