@@ -1,6 +1,7 @@
 """Benchmark the response cache: hit rates, false hits, money saved, the cost of a miss.
 
     python bench/cache.py [--json] [--bases 300] [--seed 7] [--threshold 0.9]
+                          [--redis] [--redis-url redis://...]
                           [--data $ROUTECORE_DATA_DIR/llmrouter.train.jsonl]
 
 Workload (built here from the shared data, which is read by path, never copied):
@@ -32,6 +33,10 @@ same requests with the cache off, same run (the upstream is instant here, so
 the ratio is the cache's own cost: embedding, guard, FAISS search, store).
 "Hittable" asks are those whose base was asked before (a control never is): the
 first ask of a base can only miss.
+With `--redis` the replay runs a third time with the cache on a Redis state
+backend (a throwaway `redis-server` from PATH, or `--redis-url`; breakers and
+rate limits stay in memory in every run, so the difference is the cache's):
+the same hits, and what a miss costs when the lookup is a Redis round trip.
 No timed assertions; compare within a run.
 """
 
@@ -115,28 +120,41 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-async def replay(asks: list[Ask], cache: dict[str, Any] | None) -> list[tuple[Any, float]]:
-    from routecore.calling.completion import Completer
+async def replay(asks: list[Ask], cache: dict[str, Any] | None, redis_url: str = "",
+                 pings: list[float] | None = None) -> list[tuple[Any, float]]:
+    from routecore.calling.completion import Completer, parse_settings
+    from routecore.calling.resilience import Resilience
     from routecore.calling.types import CompletionRequest
     from routecore.config import load_config
     from routecore.domain import RouteRequest
     from routecore.routing.router import Router
+    from routecore.state import open_backend, parse_state
 
     cfg = load_config(None)
     if cache is not None:
         cfg = replace(cfg, extra={**cfg.extra, "cache": cache})
     router = Router.from_config(cfg)
-    completer = Completer(cfg, router)
+    state = open_backend(parse_state({"backend": "redis", "redis_url": redis_url}
+                                     if redis_url else None))
+    await state.start()
+    # Breakers and rate limits in memory either way: Redis serves the cache alone here.
+    completer = Completer(cfg, router, state=state,
+                          resilience=Resilience(parse_settings(cfg).resilience))
     out = []
     try:
         for a in asks:
             req = CompletionRequest(RouteRequest(prompt=a.prompt, tenant="bench"),
                                     max_output_tokens=256)
+            if pings is not None and redis_url:  # one bare round trip, for scale
+                t0 = time.perf_counter()
+                await state.client.ping()  # type: ignore[union-attr]
+                pings.append((time.perf_counter() - t0) * 1000.0)
             t0 = time.perf_counter()
             res = await completer.complete(req)
             out.append((res, (time.perf_counter() - t0) * 1000.0))
     finally:
         await completer.aclose()
+        await state.aclose()
     return out
 
 
@@ -146,6 +164,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await replay(asks[:50], None)  # warm-up: load the embedding, classifier, caches
     off = await replay(asks, None)
     on = await replay(asks, cache)
+    pings: list[float] = []
+    on_redis = await replay(asks, cache, args.redis_url, pings) if args.redis_url else None
     texts: dict[int, set[str]] = {}  # the fresh answers each base's asks got so far
     seen: set[int] = set()  # bases asked before (not counting controls)
     kinds: dict[str, dict[str, int]] = {}
@@ -170,6 +190,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             miss_off.append(ms_off)
             if a.kind != "control":
                 texts.setdefault(a.base, set()).add(r_on.text)
+    redis_out: dict[str, Any] | None = None
+    if on_redis is not None:
+        r_miss = [ms for (r, ms) in on_redis if r.cache_hit not in ("exact", "semantic")]
+        r_off = [ms for (r, _), (_, ms) in zip(on_redis, off, strict=True)
+                 if r.cache_hit not in ("exact", "semantic")]
+        redis_out = {
+            "hits": sum(r.cache_hit in ("exact", "semantic") for r, _ in on_redis),
+            "hits_memory": sum(r.cache_hit in ("exact", "semantic") for r, _ in on),
+            "ping_ms_p50": round(statistics.median(pings), 3),
+            "miss_ms": {"p50_off": round(statistics.median(r_off), 3),
+                        "p50_on": round(statistics.median(r_miss), 3),
+                        "p99_off": round(pct(r_off, 0.99), 3),
+                        "p99_on": round(pct(r_miss, 0.99), 3)}}
     cost_off = sum(r.cost_usd for r, _ in off)
     cost_on = sum(r.cost_usd for r, _ in on)
     hits = sum(k["exact"] + k["semantic"] for k in kinds.values())
@@ -192,6 +225,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     "added_p50": round(statistics.median(miss_on) - statistics.median(miss_off),
                                        3),
                     "added_p99": round(pct(miss_on, 0.99) - pct(miss_off, 0.99), 3)},
+        "redis": redis_out,
     }
 
 
@@ -203,11 +237,22 @@ def main() -> None:
     ap.add_argument("--bases", type=int, default=300)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threshold", type=float, default=0.9)
+    ap.add_argument("--redis", action="store_true",
+                    help="also replay on a throwaway redis-server (state.backend redis)")
+    ap.add_argument("--redis-url", default="", help="replay on this Redis (implies --redis)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if not Path(args.data).exists():
         sys.exit(f"no data at {args.data} (the shared routing data; see its README)")
-    out = asyncio.run(main_async(args))
+    if args.redis and not args.redis_url:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from budget import redis  # the throwaway redis-server of bench/budget.py
+
+        with redis(None) as url:
+            args.redis_url = url
+            out = asyncio.run(main_async(args))
+    else:
+        out = asyncio.run(main_async(args))
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -226,6 +271,13 @@ def main() -> None:
     m = out["miss_ms"]
     print(f"a miss: p50 {m['p50_on']:.3f} ms vs {m['p50_off']:.3f} ms off (+{m['added_p50']:.3f});"
           f" p99 {m['p99_on']:.3f} vs {m['p99_off']:.3f} (+{m['added_p99']:.3f})")
+    r = out["redis"]
+    if r is not None:
+        m = r["miss_ms"]
+        print(f"redis backend: {r['hits']} hits (memory: {r['hits_memory']}); a miss: p50 "
+              f"{m['p50_on']:.3f} ms vs {m['p50_off']:.3f} off, p99 {m['p99_on']:.3f} vs "
+              f"{m['p99_off']:.3f}; one bare Redis PING in the same loop: p50 "
+              f"{r['ping_ms_p50']:.3f} ms")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -149,3 +150,41 @@ def test_a_hit_lands_in_the_audit_record_and_metrics() -> None:
     assert get("routecore_cache_requests_total", {"outcome": "miss"}) == 1
     assert get("routecore_cache_requests_total", {"outcome": "other"}) == 1
     assert get("routecore_cache_saved_usd_total", {"model": "m1", "tenant": "acme"}) == 0.25
+
+
+async def test_semantic_hits_only_in_allowed_categories() -> None:
+    """A paraphrase hits in a listed category and misses in another; exact still hits."""
+    cache = ResponseCache(CacheConfig(exact_ttl_s=60, semantic_ttl_s=60, threshold=0.85,
+                                      categories=frozenset({"code"})), None)
+    first = CompletionRequest(RouteRequest(prompt="How do I reverse a list in Python?"))
+    para = CompletionRequest(RouteRequest(prompt="How can I reverse a Python list?"))
+    for category, expected in (("code", "semantic"), ("qa", "miss")):
+        d = decision("m1", category=category)
+        look = await cache.lookup(first, d)
+        cache.store(look, CompletionResult("Use reversed().", "m1", "sim", Usage(5, 7), 0.01,
+                                           1.0, (), finish_reason="stop"), "Use reversed().")
+        assert (await cache.lookup(para, d)).outcome == expected
+        assert (await cache.lookup(first, d)).outcome == "exact"
+
+
+async def test_a_redis_outage_is_a_miss_not_an_error() -> None:
+    """With Redis down a lookup misses and a store is dropped: the request is still served."""
+    from routecore.state import RedisBackend, StateConfig
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = RedisBackend(StateConfig(backend="redis", redis_url=f"redis://127.0.0.1:{port}/0",
+                                       timeout_s=0.2))
+    await backend.start()
+    try:
+        cache = ResponseCache(CacheConfig(exact_ttl_s=60, semantic_ttl_s=60), backend)
+        req = CompletionRequest(RouteRequest(prompt="Define entropy."))
+        look = await cache.lookup(req, decision("m1"))
+        assert look.outcome == "miss" and look.answer is None
+        cache.store(look, CompletionResult("S = k log W", "m1", "sim", Usage(1, 1), 0.01, 1.0,
+                                           (), finish_reason="stop"), "S = k log W")
+        await cache.aclose()
+        assert (await cache.lookup(req, decision("m1"))).outcome == "miss"
+    finally:
+        await backend.aclose()

@@ -124,3 +124,15 @@ def test_index_turns_to_hnsw_when_large_and_stays_bounded() -> None:
         small.add(_entry("acme", v, 1.0, f"k{i}"))
     assert len(small) <= 100
     assert small.search("acme", vecs[499] / np.linalg.norm(vecs[499]), k=1)[0][1].key == "k499"
+
+
+def test_many_tenants_stay_within_the_total_cap() -> None:
+    """Past max_total entries, the tenants that stored least recently are dropped whole,
+    and the one storing now keeps its entries."""
+    index = SemanticIndex(4, ttl_s=1e9, max_entries=16, clock=lambda: 1.0, max_total=40)
+    q = np.array([1, 0, 0, 0], np.float32)
+    for t in range(30):
+        for i in range(3):
+            index.add(_entry(f"t{t}", np.array([1, i, 0, 0.0]), 1.0, f"t{t}-{i}"))
+    assert len(index) <= 40
+    assert index.search("t0", q) == [] and len(index.search("t29", q)) == 3

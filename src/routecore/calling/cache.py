@@ -67,6 +67,7 @@ class CacheConfig:
     categories: frozenset[str] = frozenset()  # empty: every category
     max_prompt_chars: int = 4_000  # longer prompts: exact lookups only
     max_entries: int = 10_000  # semantic entries per tenant (per process)
+    max_total_entries: int = 100_000  # all tenants together (per process)
 
     @property
     def enabled(self) -> bool:
@@ -88,7 +89,8 @@ def parse_cache(node: Any, config: Config, problems: list[str]) -> CacheConfig:
         if "semantic" in n else None
     if sem is not None:
         r.unknown(sem, f"{p}.semantic",
-                  {"threshold", "ttl_s", "categories", "max_prompt_chars", "max_entries"})
+                  {"threshold", "ttl_s", "categories", "max_prompt_chars", "max_entries",
+                   "max_total_entries"})
     e_ttl = r.number(exact, "ttl_s", f"{p}.exact", lo=1, hi=MAX_TTL_S, default=3600.0) \
         if exact is not None else 0.0
     s = sem if sem is not None else {}
@@ -104,13 +106,16 @@ def parse_cache(node: Any, config: Config, problems: list[str]) -> CacheConfig:
                      default=d.max_prompt_chars)
     entries = r.number(s, "max_entries", q, lo=16, hi=10_000_000, integer=True,
                        default=d.max_entries)
+    total = r.number(s, "max_total_entries", q, lo=16, hi=100_000_000, integer=True,
+                     default=d.max_total_entries)
     problems.extend(r.problems)
     if r.problems:
         return d
     return CacheConfig(exact_ttl_s=float(e_ttl or 0.0),
                        semantic_ttl_s=float(s_ttl) if sem is not None else 0.0,
                        threshold=float(threshold), categories=frozenset(cats),
-                       max_prompt_chars=int(chars), max_entries=int(entries))
+                       max_prompt_chars=int(chars), max_entries=int(entries),
+                       max_total_entries=int(total))
 
 
 def check_request(policy: str, max_age_s: int, prefix: str = "") -> None:
@@ -203,7 +208,8 @@ class ResponseCache:
                 from routecore.routing.embedding import StaticEmbedder  # loads ~8 MB, once
                 self._embed = StaticEmbedder.shipped().embed
             dim = int(self._embed("dimension").shape[0])
-            self.index = SemanticIndex(dim, cfg.semantic_ttl_s, cfg.max_entries, self.clock)
+            self.index = SemanticIndex(dim, cfg.semantic_ttl_s, cfg.max_entries, self.clock,
+                                       cfg.max_total_entries)
 
     async def lookup(self, req: CompletionRequest, decision: Decision) -> Lookup:
         """What the cache says about `req` routed to `decision` (never raises on a miss)."""

@@ -41,7 +41,6 @@ _NUMBER = re.compile(r"(?:(?<!\w)-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)?)")
 _QUOTED = re.compile(r'"([^"\n]{1,200})"|“([^”\n]{1,200})”|`([^`\n]{1,200})`'
                      r"|(?<!\w)'([^'\n]{1,200})'(?!\w)")
 _APOSTROPHE = "\u2019"  # a typographic apostrophe: don't / don\u2019t are one word
-_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['\u2019](?=[^\W\d_]))*")
 _NUMBER_WORDS = frozenset(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy "
@@ -62,11 +61,8 @@ _FILLER = frozenset(
     "hey hi hello thanks thank".split())
 
 
-_COUNTED = re.compile(  # digits, or a number word, in the order they come
-    _NUMBER.pattern + r"|\b(?:" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b")
-_NEGATION = re.compile(r"\b(?:" + "|".join(sorted((n for n in _NEGATIONS if "'" not in n),
-                                                  key=len, reverse=True))
-                       + r")\b|\b\w+n't\b")
+# One pass over the lowered text: numbers (digits) and words, in order.
+_TOKEN = re.compile(_NUMBER.pattern + r"|[^\W\d_]+(?:'[^\W\d_]+)*")
 _CAPITAL = re.compile(r"(?<![\w'\u2019])[A-Z\u00c0-\u00d6\u00d8-\u00de][^\W\d_]*"
                       r"(?:['\u2019][^\W\d_]+)*")
 
@@ -74,13 +70,15 @@ _CAPITAL = re.compile(r"(?<![\w'\u2019])[A-Z\u00c0-\u00d6\u00d8-\u00de][^\W\d_]*
 def extract(text: str) -> Guard:
     """The guard of a prompt (bounded: the caller passes prompts up to a size cap).
 
-    Regexes over the whole text do the work; Python loops only over capitalised words.
+    One regex pass tokenizes; set lookups classify; Python loops only over capitalised words.
     """
     low = text.lower().replace(_APOSTROPHE, "'")
-    numbers = tuple(_num(m) for m in _COUNTED.findall(low))
+    toks = _TOKEN.findall(low)
+    numbers = tuple(_num(t) if not t[0].isalpha() else t for t in toks
+                    if not t[0].isalpha() or t in _NUMBER_WORDS)
+    negations = sorted("not" if t.endswith("n't") or t == "cannot" else t for t in toks
+                       if t in _NEGATIONS or t.endswith("n't"))
     quoted = {next(g for g in m if g).strip().lower() for m in _QUOTED.findall(text)}
-    negations = sorted("not" if n.endswith("n't") or n == "cannot" else n
-                       for n in _NEGATION.findall(low))
     names: set[str] = set()
     firsts: set[str] = set()
     for m in _CAPITAL.finditer(text):
@@ -95,7 +93,7 @@ def extract(text: str) -> Guard:
             i -= 1
         start = i < 0 or text[i] in ".!?:;\n"
         (firsts if start and not w.isupper() else names).add(lw)
-    words = {w[:-2] if w.endswith("'s") else w for w in _WORD.findall(low)}
+    words = {t[:-2] if t.endswith("'s") else t for t in toks if t[0].isalpha()}
     words = {w for w in words if len(w) > 1 and "n't" not in w} - _FILLER - _NUMBER_WORDS \
         - _NEGATIONS
     return (numbers, tuple(sorted(quoted)), tuple(sorted(names)), tuple(sorted(firsts)),

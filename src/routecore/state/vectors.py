@@ -11,11 +11,13 @@ step, so entries can arrive one by one from the shared log). Neither removes
 well, so expired entries are left in place and skipped on search; when the dead
 crowd a search's nearest, or a tenant passes `max_entries`, its index is rebuilt
 from its newest live entries (three quarters of the cap, so rebuilds stay rare).
-One tenant never searches another's index.
+Past `max_total` entries in all, the tenant that stored least recently is
+dropped whole. One tenant never searches another's index.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -40,18 +42,22 @@ class SemanticIndex:
     """Per-tenant vector indexes; entries older than `ttl_s` (by `clock`) never match."""
 
     def __init__(self, dim: int, ttl_s: float, max_entries: int,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], max_total: int | None = None) -> None:
         import faiss  # when a semantic cache is configured, never at import
 
         self._faiss = faiss
         self.dim = dim
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        # All tenants together: past it, the tenant that stored least recently is dropped
+        # (many tenants must not add up to unbounded memory).
+        self.max_total = max_total if max_total is not None else max_entries * 8
         self.clock = clock
-        self._tenants: dict[str, _Tenant] = {}
+        self._tenants: OrderedDict[str, _Tenant] = OrderedDict()  # least recent add first
+        self._total = 0
 
     def __len__(self) -> int:
-        return sum(len(t.entries) for t in self._tenants.values())
+        return self._total
 
     def kind(self, tenant: str) -> str:
         """"flat", "hnsw" or "" (no index yet): which index serves `tenant`."""
@@ -66,11 +72,17 @@ class SemanticIndex:
         t = self._tenants.get(entry.tenant)
         if t is None:
             t = self._tenants[entry.tenant] = _Tenant(self._new(1))
+        else:
+            self._tenants.move_to_end(entry.tenant)
         t.entries.append(entry)
+        self._total += 1
         t.index.add(entry.vector.reshape(1, -1).astype(np.float32, copy=False))
         if (len(t.entries) >= HNSW_FROM and self.kind(entry.tenant) == "flat") or \
                 len(t.entries) > self.max_entries:
             self._rebuild(entry.tenant, t)
+        while self._total > self.max_total and len(self._tenants) > 1:
+            _, old = self._tenants.popitem(last=False)
+            self._total -= len(old.entries)
 
     def search(self, tenant: str, vector: npt.NDArray[np.float32], k: int = 8,
                ) -> list[tuple[float, SemanticEntry]]:
@@ -106,10 +118,11 @@ class SemanticIndex:
         cutoff = self.clock() - self.ttl_s
         # Keep 3/4 of the cap, so the next rebuild is a quarter of the cap away.
         live = [e for e in t.entries if e.stored_at > cutoff][-(self.max_entries * 3 // 4 or 1):]
+        self._total -= len(t.entries) - len(live)
         if not live:
             del self._tenants[tenant]
             return
         fresh = _Tenant(self._new(len(live)))
         fresh.entries = live
         fresh.index.add(np.stack([e.vector for e in live]).astype(np.float32, copy=False))
-        self._tenants[tenant] = fresh
+        self._tenants[tenant] = fresh  # keeps its place in the recency order
