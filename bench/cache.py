@@ -168,6 +168,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     on_redis = await replay(asks, cache, args.redis_url, pings) if args.redis_url else None
     texts: dict[int, set[str]] = {}  # the fresh answers each base's asks got so far
     seen: set[int] = set()  # bases asked before (not counting controls)
+    stored: dict[int, set[str]] = {}  # per base: models whose earlier answer was storable
+    why_missed = {"earlier answer cut (length), not stored": 0,
+                  "routed to another model than the stored answer": 0,
+                  "below the threshold or refused by the guard": 0}
     kinds: dict[str, dict[str, int]] = {}
     false_hits: list[tuple[str, str]] = []
     miss_on, miss_off = [], []
@@ -175,11 +179,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for a, (r_on, ms_on), (_r_off, ms_off) in zip(asks, on, off, strict=True):
         k = kinds.setdefault(a.kind, {"n": 0, "hittable": 0, "exact": 0, "semantic": 0})
         k["n"] += 1
+        hit = r_on.cache_hit in ("exact", "semantic")
         if a.kind != "control" and a.base in seen:
             k["hittable"] += 1  # an earlier ask of the same base could have been stored
+            if not hit:
+                models = stored.get(a.base, set())
+                why = ("earlier answer cut (length), not stored" if not models else
+                       "routed to another model than the stored answer"
+                       if r_on.decision.model not in models else
+                       "below the threshold or refused by the guard")
+                why_missed[why] += 1
         if a.kind != "control":
             seen.add(a.base)
-        hit = r_on.cache_hit in ("exact", "semantic")
+            if not hit and r_on.finish_reason != "length":
+                stored.setdefault(a.base, set()).add(r_on.decision.model)
         if hit:
             k[r_on.cache_hit] += 1
             saved += r_on.saved_usd
@@ -213,6 +226,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                                          / max(1, k["hittable"]), 3)}
                     for name, k in sorted(kinds.items())},
         "hittable": sum(k["hittable"] for k in kinds.values()),
+        "hittable_missed_because": why_missed,
         "hit_rate": round(hits / len(asks), 3),
         "false_hits": len(false_hits), "false_hit_examples": false_hits[:5],
         "cost_usd_cache_off": round(cost_off, 6), "cost_usd_cache_on": round(cost_on, 6),
@@ -265,6 +279,8 @@ def main() -> None:
     print(f"hit rate {out['hit_rate']:.1%} of all, {hits / max(1, out['hittable']):.1%} of the "
           f"{out['hittable']} hittable; false hits {out['false_hits']} "
           f"{out['false_hit_examples']}")
+    print("hittable asks that missed: " + "; ".join(
+        f"{why}: {n}" for why, n in out["hittable_missed_because"].items()))
     print(f"spend: cache off ${out['cost_usd_cache_off']:.4f}, on ${out['cost_usd_cache_on']:.4f}"
           f" -> saved ${out['saved_usd']:.4f} ({out['saved_share']:.1%}); hits report "
           f"${out['saved_usd_reported']:.4f} saved")
