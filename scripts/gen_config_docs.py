@@ -92,6 +92,7 @@ metrics: {{}}
 telemetry: {{}}
 cache: {{exact: {{}}, semantic: {{categories: [NAME_category]}}}}
 rollout: {{model: NAME_versioned, to: NAME_next, share: 0.05, step: {{share: 0.05, every_s: 3600}}}}
+shadow: {{model: NAME_other, judge: NAME_model, share: 0.05, max_usd_per_day: 5}}
 auth:
   keys: [{{id: NAME_key, sha256: "{hashlib.sha256(b"example").hexdigest()}", tenant: NAME_tenant}}]
 budgets:

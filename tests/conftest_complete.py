@@ -51,8 +51,9 @@ def make_config(models: Mapping[str, dict[str, Any]], *,
                 endpoints: Mapping[str, dict[str, Any]] | None = None,
                 resilience: Mapping[str, Any] | None = None,
                 cascade: Mapping[str, Any] | None = None,
-                ensemble: Mapping[str, Any] | None = None) -> Config:
-    """A validated Config with the built-in categories and the given models/endpoints."""
+                ensemble: Mapping[str, Any] | None = None, **sections: Any) -> Config:
+    """A validated Config with the built-in categories and the given models/endpoints
+    (plus any other top-level `sections`)."""
     raw = dict(_base())
     raw["models"] = {k: dict(v) for k, v in models.items()}
     raw["endpoints"] = dict(endpoints or {"sim": {"kind": "simulated", "timeout_s": 5}})
@@ -62,6 +63,7 @@ def make_config(models: Mapping[str, dict[str, Any]], *,
         raw["cascade"] = dict(cascade)
     if ensemble is not None:
         raw["ensemble"] = dict(ensemble)
+    raw.update(sections)
     return parse_config(raw, "<test>")
 
 

@@ -342,6 +342,7 @@ SECTIONS = frozenset({
     "budgets",     # state/budget.py
     "rollout",     # calling/rollout.py
     "cache",       # calling/cache.py
+    "shadow",      # calling/shadow.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED: dict[str, str] = {}

@@ -37,6 +37,7 @@ from routecore.calling.providers.base import ProviderResponse, StreamChunk
 from routecore.calling.providers.simulated import validate_sim
 from routecore.calling.resilience import Resilience, ResilienceConfig, parse_resilience
 from routecore.calling.rollout import Rollout, Rollouts, parse_rollout
+from routecore.calling.shadow import ShadowRunner, ShadowSettings, parse_shadow
 from routecore.calling.types import (
     Attempt,
     CascadeStep,
@@ -71,13 +72,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CompletionSettings:
-    """The validated `resilience`, `cascade` and `ensemble` config sections."""
+    """The validated `resilience`, `cascade`, `ensemble`, `rollout` and `shadow` sections."""
 
     resilience: ResilienceConfig
     cascade: CascadeConfig
     ensemble: EnsembleConfig
     rollout: Rollout | None = None
     cache: CacheConfig = NO_CACHE_CONFIG
+    shadow: ShadowSettings | None = None
 
 
 def parse_settings(config: Config) -> CompletionSettings:
@@ -89,6 +91,7 @@ def parse_settings(config: Config) -> CompletionSettings:
         ensemble=parse_ensemble(config.extra.get("ensemble"), config, problems),
         rollout=parse_rollout(config.extra.get("rollout"), config, problems),
         cache=parse_cache(config.extra.get("cache"), config, problems),
+        shadow=parse_shadow(config.extra.get("shadow"), config, problems),
     )
     problems.extend(validate_sim(config.models))
     if problems:
@@ -145,6 +148,7 @@ class Completer:
         self.budgets = budgets if budgets is not None and budgets.enabled else None
         s = self.settings  # a cached answer is keyed on the settings that change answers too
         self.cache = ResponseCache(s.cache, state, salt=repr((s.cascade, s.ensemble)))
+        self.shadow: ShadowRunner | None = None  # set by the server: offered every answer
         if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
             router.health_source = self.health
         # Deployment key -> monotonic time until which its own rpm/tpm refused a call.
@@ -186,6 +190,8 @@ class Completer:
             request_id=decision.request_id, finish_reason=answer.finish_reason,
             deployment=answer.deployment_name, cache_hit=look.outcome)
         self.cache.store(look, result, result.text)
+        if self.shadow is not None:  # only queues: the evaluation runs after we return
+            self.shadow.offer(self, req, result, result.text)
         return result
 
     async def stream(self, req: CompletionRequest,
@@ -259,6 +265,8 @@ class Completer:
                            provider=provider, decision=decision,
                            deployment=target.deployment.name, cache_hit=look.outcome)
         self.cache.store(look, last, "".join(parts))  # only a stream that ended well gets here
+        if self.shadow is not None:  # only queues: the evaluation runs after we return
+            self.shadow.offer(self, req, last, "".join(parts))
         yield last
 
     async def aclose(self) -> None:

@@ -48,7 +48,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("audit", help="read the audit trail: export, summary")
     asub = p.add_subparsers(dest="audit_command", required=True)
     for name, helptext in (("export", "every record as JSON lines"),
-                           ("summary", "requests, spend and tokens by day, tenant and model")):
+                           ("summary", "requests, spend and tokens by day, tenant and model; "
+                                       "shadow evaluations and their spend apart")):
         q = asub.add_parser(name, help=helptext)
         q.add_argument("--db", default=None, help="SQLite path or postgresql:// DSN "
                        "(default: the config's audit target)")
@@ -100,9 +101,11 @@ def _cmd_summary(ns: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'day':10} {'tenant':16} {'model':24} {'requests':>8} {'errors':>6} "
-          f"{'feedback':>8} {'spend $':>10} {'est. $':>10} {'in tok':>9} {'out tok':>9}")
+          f"{'feedback':>8} {'spend $':>10} {'est. $':>10} {'in tok':>9} {'out tok':>9} "
+          f"{'shadow':>6} {'shadow $':>10}")
     for r in rows:
         print(f"{r['day']:10} {(r['tenant'] or '-')[:16]:16} {(r['model'] or '-')[:24]:24} "
               f"{r['requests']:8d} {r['errors']:6d} {r['feedback']:8d} {r['spend_usd']:10.6f} "
-              f"{r['estimated_usd']:10.6f} {r['input_tokens']:9d} {r['output_tokens']:9d}")
+              f"{r['estimated_usd']:10.6f} {r['input_tokens']:9d} {r['output_tokens']:9d} "
+              f"{r['shadow_evals']:6d} {r['shadow_spend_usd']:10.6f}")
     return 0

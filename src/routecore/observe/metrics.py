@@ -2,19 +2,29 @@
 the request path), plus four live gauges over a sliding window.
 
 The live gauges, and what each is computed from:
-- `routecore_routing_accuracy`: of the requests given feedback in the window,
-  the share where the chosen model was the best acceptable one: its feedback
-  score reached `metrics.acceptable_score` and no cheaper candidate that the
-  policy did not reject was predicted to reach it. The counterfactual side is
-  the router's own prediction (estimated); the chosen side is observed.
+- `routecore_routing_accuracy`: of the requests given feedback or judged by
+  shadow evaluation in the window, the share where the chosen model was the
+  best acceptable one: its feedback score (or judged score) reached
+  `metrics.acceptable_score` and no cheaper candidate that the policy did not
+  reject was predicted to reach it (shadow: the shadow answer, if cheaper, did
+  not reach it). With feedback the counterfactual side is the router's own
+  prediction (estimated); with shadow evaluation both sides are observed.
 - `routecore_cost_efficiency`: spend over what the same requests would have cost
   on `metrics.reference_model`: Complete/CompleteStream at the tokens really
   used, priced at the reference model's price (observed); Route at the
   decision's estimates for the chosen and the reference candidate (estimated).
   0.3 means the traffic cost 30% of sending it all to the reference model.
-- `routecore_quality_parity`: predicted quality of the chosen models over the
-  reference model's quality for the same categories (estimated from the
-  registry/learned predictions until shadow evaluation judges real answers).
+- `routecore_quality_parity`: routed quality over the reference model's. While
+  shadow evaluations (calling/shadow.py) were judged in the window: the summed
+  judged scores of the routed answers over those of the shadow answers
+  (observed; the shadow model is the reference). Otherwise: predicted quality
+  of the chosen models over the reference model's registry quality for the
+  same categories (estimated).
+
+Shadow evaluations (records with rpc "Shadow") are kept apart: their spend goes
+to `routecore_shadow_cost_usd_total{model}` (never `routecore_cost_usd_total`),
+their results to `routecore_shadow_outcomes_total{result}`, and runs not made to
+`routecore_shadow_dropped_total{reason}`; they are not requests.
 - `routecore_latency_overhead_seconds`: mean time spent in routecore per
   Route/Complete, the RPC's duration minus its upstream attempts (observed).
 
@@ -38,6 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from routecore.config import Config
 from routecore.observe.record import DECISION_RPCS, AuditRecord, CandidateRow
 from routecore.observe.settings import MetricsSettings
+from routecore.observe.shadow import SHADOW_RPC
 from routecore.observe.window import Window
 
 BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -47,6 +58,7 @@ RPC_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0
 RECENT = 100_000  # decisions remembered for the feedback that may follow
 OTHER = "other"
 CACHE_OUTCOMES = frozenset({"exact", "semantic", "miss", "refresh", "bypass", "skip"})
+SHADOW_DROPS = ("queue_full", "cap", "state_unavailable")
 
 
 class _Observations:
@@ -101,6 +113,7 @@ class Metrics:
         w = settings.window_s
         self._accuracy, self._cost, self._quality, self._overhead = (
             Window(w), Window(w), Window(w), Window(w))
+        self._judged = Window(w)  # (routed score, shadow score) of judged shadow evaluations
         r = registry
         self.requests = Counter("routecore_requests", "RPCs by method and gRPC status",
                                 ["rpc", "status"], registry=r)
@@ -139,14 +152,26 @@ class Metrics:
         self.cost_efficiency = Gauge("routecore_cost_efficiency", "Spend over the same traffic "
                                      f"on the reference model {self._ref_name} (window)",
                                      registry=r, multiprocess_mode=live)
-        self.quality_parity = Gauge("routecore_quality_parity", "Predicted routed quality over "
-                                    "the reference model's (window)", registry=r,
+        self.quality_parity = Gauge("routecore_quality_parity", "Routed quality over the "
+                                    "reference model's: judged by shadow evaluation when it "
+                                    "ran in the window, else predicted", registry=r,
                                     multiprocess_mode=live)
         self.latency_overhead = Gauge("routecore_latency_overhead_seconds", "Mean time in "
                                       "routecore per request, upstream excluded (window)",
                                       registry=r, multiprocess_mode=live)
+        self.shadow_cost = Counter("routecore_shadow_cost_usd", "Shadow evaluation spend "
+                                   "(shadow answers and judge calls), never billed to callers",
+                                   ["model"], registry=r)
+        self.shadow_outcomes = Counter("routecore_shadow_outcomes", "Shadow evaluations by "
+                                       "result: which answer scored higher (routed, shadow, "
+                                       "tie) or error", ["result"], registry=r)
+        self.shadow_dropped = Counter("routecore_shadow_dropped", "Sampled shadow evaluations "
+                                      "not run: queue full, daily cap reached, state backend "
+                                      "down", ["reason"], registry=r)
         for reason in ("queue_full", "write_failed"):
             self.dropped.labels(reason)  # exported at 0 from the start
+        for reason in SHADOW_DROPS:
+            self.shadow_dropped.labels(reason)
 
     # -- labels -----------------------------------------------------------------
 
@@ -191,15 +216,16 @@ class Metrics:
 
     def _one(self, rec: AuditRecord, incs: dict[tuple[Any, ...], float], obs: _Observations,
              sums: list[float]) -> None:
+        if rec.rpc == SHADOW_RPC:
+            self._attempts(rec, incs, obs)  # real upstream calls, counted as such
+            self._shadow(rec, incs)
+            return
         incs[(self.requests, rec.rpc, rec.status)] += 1  # RouteBatch: one per item
         if rec.rpc != "RouteBatch" or rec.features.get("batch", {}).get("index") == 0:
             obs.add(self._child(self.rpc, rec.rpc), rec.latency_ms / 1000.0)  # once per call
         if rec.decision_us:
             obs.add(self.decision, rec.decision_us / 1e6)
-        for model, _dep, _prov, outcome, ms, _retry, _err in rec.attempts:
-            m = self._model(model)
-            incs[(self.attempts, m, outcome)] += 1
-            obs.add(self._child(self.upstream, m), ms / 1000.0)
+        self._attempts(rec, incs, obs)
         if rec.rpc == "Feedback":
             self._feedback(rec)
             return
@@ -224,6 +250,32 @@ class Metrics:
             if saved:
                 incs[(self.cache_saved, served, self._tenant(rec.tenant))] += float(saved)
         self._live(rec, sums)
+
+    def _attempts(self, rec: AuditRecord, incs: dict[tuple[Any, ...], float],
+                  obs: _Observations) -> None:
+        for model, _dep, _prov, outcome, ms, _retry, _err in rec.attempts:
+            m = self._model(model)
+            incs[(self.attempts, m, outcome)] += 1
+            obs.add(self._child(self.upstream, m), ms / 1000.0)
+
+    def _shadow(self, rec: AuditRecord, incs: dict[tuple[Any, ...], float]) -> None:
+        """A shadow evaluation: its spend and result apart, its scores into the judged
+        parity window and routing accuracy."""
+        s = rec.shadow
+        incs[(self.shadow_outcomes, s.get("winner") or "error")] += 1
+        for key, model in (("shadow_cost_usd", rec.served_model),
+                           ("judge_cost_usd", str(s.get("judge_model", "")))):
+            usd = float(s.get(key) or 0.0)
+            if usd:
+                incs[(self.shadow_cost, self._model(model))] += usd
+        routed, shadow = s.get("routed_score"), s.get("shadow_score")
+        if routed is None or shadow is None:
+            return
+        self._judged.add(rec.ts, float(routed), float(shadow))
+        ok = self.settings.acceptable_score
+        cheaper = shadow >= ok and float(s.get("shadow_cost_usd") or 0.0) < \
+            float(s.get("routed_cost_usd") or 0.0)
+        self._accuracy.add(rec.ts, 1.0 if routed >= ok and not cheaper else 0.0)
 
     def _live(self, rec: AuditRecord, sums: list[float]) -> None:
         if rec.rpc in DECISION_RPCS:
@@ -284,11 +336,16 @@ class Metrics:
     def refresh(self, now: float) -> None:
         for window, gauge in ((self._accuracy, self.routing_accuracy),
                               (self._cost, self.cost_efficiency),
-                              (self._quality, self.quality_parity),
                               (self._overhead, self.latency_overhead)):
             window.expire(now)
             value = window.ratio()
             gauge.set(value if value is not None else float("nan"))
+        self._judged.expire(now)
+        self._quality.expire(now)
+        parity = self._judged.ratio()  # observed, when shadow evaluation ran in the window
+        if parity is None:
+            parity = self._quality.ratio()
+        self.quality_parity.set(parity if parity is not None else float("nan"))
 
     def set_breakers(self, states: Mapping[str, str]) -> None:
         """Breaker state per model ("closed", "half_open", "open")."""
@@ -304,3 +361,6 @@ class Metrics:
 
     def add_dropped(self, reason: str, n: int) -> None:
         self._child(self.dropped, reason).inc(n)
+
+    def add_shadow_dropped(self, reason: str, n: int) -> None:
+        self._child(self.shadow_dropped, reason).inc(n)

@@ -27,7 +27,9 @@ AttemptRow = tuple[str, str, str, str, float, int, str]
 CANDIDATE_KEYS = ("model", "provider", "predicted_quality", "estimated_cost_usd",
                   "estimated_latency_ms", "score", "rejected_reason")
 ATTEMPT_KEYS = ("model", "deployment", "provider", "outcome", "latency_ms", "retry", "error")
-AUDITED_RPCS = frozenset({"Route", "RouteBatch", "Complete", "CompleteStream", "Feedback"})
+# "Shadow": a shadow evaluation of a Complete/CompleteStream (observe/shadow.py), not an RPC.
+AUDITED_RPCS = frozenset({"Route", "RouteBatch", "Complete", "CompleteStream", "Feedback",
+                          "Shadow"})
 # RPCs whose records are decisions without an upstream call (replayed like Route).
 DECISION_RPCS = frozenset({"Route", "RouteBatch"})
 MAX_ERROR_CHARS = 500
@@ -70,6 +72,7 @@ class AuditRecord:
     attempts: list[AttemptRow] = field(default_factory=list)
     features: dict[str, Any] = field(default_factory=dict)  # what replay needs without the prompt
     feedback: dict[str, Any] = field(default_factory=dict)  # Feedback RPC: score, source, ...
+    shadow: dict[str, Any] = field(default_factory=dict)  # Shadow: models, scores, winner, costs
     # The classifier's probability per category (replay needs it); exported in features.
     category_scores: Mapping[str, float] = field(default_factory=dict)
 
@@ -84,7 +87,7 @@ SCALARS = ("ts", "request_id", "rpc", "status", "error", "tenant", "user", "key_
 # (0x1f), the four joined by RS (0x1e)) and numbers as packed little-endian
 # float64 ([quality...], [cost...], [latency...], [score...], [probability...]).
 # Writing those floats as JSON text cost more than the rest of the record together.
-JSONS = ("fallbacks", "attempts", "features", "feedback")
+JSONS = ("fallbacks", "attempts", "features", "feedback", "shadow")
 TEXTS = ("candidates",)
 BLOBS = ("candidate_numbers",)
 COLUMNS = SCALARS + TEXTS + JSONS + BLOBS
@@ -154,7 +157,8 @@ def to_row(rec: AuditRecord) -> tuple[Any, ...]:
             rec.served_model, rec.predicted_quality, rec.estimated_cost_usd, rec.input_tokens,
             rec.output_tokens, rec.cost_usd, rec.latency_ms, rec.decision_us, rec.upstream_ms,
             rec.cache, rec.budget, rec.prompt_sha256, rec.prompt, names, _json(rec.fallbacks),
-            _json(rec.attempts), _json(rec.features), _json(rec.feedback), numbers)
+            _json(rec.attempts), _json(rec.features), _json(rec.feedback), _json(rec.shadow),
+            numbers)
 
 
 def _finite(x: float) -> float | None:

@@ -26,7 +26,9 @@ TABLE = "routecore_audit"
 # Quoted: `user` is a reserved word in PostgreSQL.
 QCOLUMNS = ", ".join(f'"{c}"' for c in COLUMNS)
 SUMMARY_KEYS = ("day", "tenant", "model", "requests", "errors", "feedback", "spend_usd",
-                "estimated_usd", "input_tokens", "output_tokens")
+                "estimated_usd", "input_tokens", "output_tokens", "shadow_evals",
+                "shadow_spend_usd")
+_FLOATS = frozenset({"spend_usd", "estimated_usd", "shadow_spend_usd"})
 
 
 def _sql_type(col: str, pg: bool) -> str:
@@ -204,12 +206,19 @@ def _where(since: float | None, tenant: str | None, pg: bool) -> tuple[str, list
 def _summary_sql(pg: bool, where: str) -> str:
     day = ("to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if pg
            else "date(ts, 'unixepoch')")
+    # Shadow evaluations (observe/shadow.py) are counted and priced apart: their spend is
+    # never the callers'; their model column is the shadow model.
+    live = "rpc <> 'Shadow'"
     return (f"SELECT {day} AS day, tenant, "
             "CASE WHEN served_model <> '' THEN served_model ELSE model END AS m, "
-            "SUM(CASE WHEN rpc <> 'Feedback' THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN status <> 'OK' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN rpc NOT IN ('Feedback', 'Shadow') THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN status <> 'OK' AND {live} THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN rpc = 'Feedback' THEN 1 ELSE 0 END), "
-            "SUM(cost_usd), SUM(estimated_cost_usd), SUM(input_tokens), SUM(output_tokens) "
+            f"SUM(CASE WHEN {live} THEN cost_usd ELSE 0 END), SUM(estimated_cost_usd), "
+            f"SUM(CASE WHEN {live} THEN input_tokens ELSE 0 END), "
+            f"SUM(CASE WHEN {live} THEN output_tokens ELSE 0 END), "
+            "SUM(CASE WHEN rpc = 'Shadow' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN rpc = 'Shadow' THEN cost_usd ELSE 0 END) "
             f"FROM {TABLE}{where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
 
 
@@ -270,5 +279,5 @@ async def summary(target: str, since: float | None = None,
             db.close()
     # PostgreSQL sums are numeric (Decimal): plain ints and floats for JSON.
     return [{k: (v if k in ("day", "tenant", "model") else
-                 float(v or 0) if k in ("spend_usd", "estimated_usd") else int(v or 0))
+                 float(v or 0) if k in _FLOATS else int(v or 0))
              for k, v in zip(SUMMARY_KEYS, r, strict=True)} for r in rows]

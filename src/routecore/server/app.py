@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from routecore.calling.completion import Completer
+from routecore.calling.shadow import ShadowRunner
 from routecore.config import Config, missing_api_keys
 from routecore.errors import AddressInUse
 from routecore.learned.outcomes import Outcomes
@@ -62,6 +63,7 @@ class App:
     reuse_port: bool = False  # SO_REUSEPORT: only inside one --workers group (server/ports.py)
     servicer: RouterServicer | None = None
     retired: list[Completer] = field(default_factory=list)  # replaced by a reload; closed at stop
+    shadow: ShadowRunner | None = None  # shadow evaluation (config `shadow`), from start()
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -97,10 +99,13 @@ class App:
             self.router.budget_source = self.budgets.view
         self.completer = Completer(self.router.config, self.router, budgets=self.budgets,
                                    state=self.state)
+        self.shadow = ShadowRunner(self.state)
         self.observer = Observer.start(self.router.config, self._breaker_states, self.budgets,
                                        audit_db=self.audit_db,
                                        metrics_port=self.metrics_port,
-                                       serve_metrics=self.serve_metrics)
+                                       serve_metrics=self.serve_metrics, shadow=self.shadow)
+        self.shadow.record = self.observer.record
+        self.completer.shadow = self.shadow
         server = grpc.aio.server(options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db, state=self.state)
         await self.outcomes.start()
@@ -177,6 +182,7 @@ class App:
         already submitted are polled through the providers they were submitted to."""
         if self.completer is not None:
             self.retired.append(self.completer)
+        completer.shadow = self.shadow
         self.router, self.completer = router, completer
         for holder in (self.servicer, self.http):
             if holder is not None:
@@ -188,6 +194,9 @@ class App:
 
     async def _close_parts(self) -> None:
         """Close what start() opened besides the server (also when binding failed)."""
+        if self.shadow is not None:  # first: its evaluations use the completers and state
+            await self.shadow.aclose()
+            self.shadow = None
         while self.retired:
             await self.retired.pop().aclose()
         if self.completer is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
+from routecore.calling.shadow import ShadowRunner
 from routecore.config import Config
 from routecore.observe.exposition import MetricsServer, metrics_registry, start_metrics_server
 from routecore.observe.metrics import Metrics
@@ -41,7 +42,8 @@ class Observer:
     def start(cls, config: Config, breaker_states: Callable[[], Mapping[str, str]],
               budgets: Budgets | None = None, *,
               audit_db: str | None = None,
-              metrics_port: int | None = None, serve_metrics: bool = True) -> Observer:
+              metrics_port: int | None = None, serve_metrics: bool = True,
+              shadow: ShadowRunner | None = None) -> Observer:
         audit = parse_audit(config)
         if audit_db is not None:
             audit = dataclasses.replace(
@@ -61,6 +63,8 @@ class Observer:
                 lambda: metrics.set_breakers(breaker_states())]  # the live completer's
             if metrics is not None and budgets is not None and budgets.enabled:
                 probes.append(functools.partial(_budget_probe, metrics, budgets))
+            if metrics is not None and shadow is not None:
+                probes.append(functools.partial(_shadow_probe, metrics, shadow))
             build = functools.partial(build_record, store_prompts=audit.store_prompts)
             recorder = Recorder(build, audit, metrics, probes, tracing)
             recorder.start()
@@ -86,3 +90,9 @@ def _budget_probe(metrics: Metrics, budgets: Budgets) -> None:
         state = budgets.view(tenant)
         if state is not None:
             metrics.set_budget(tenant, state.share_used)
+
+
+def _shadow_probe(metrics: Metrics, shadow: ShadowRunner) -> None:
+    """Shadow evaluations dropped since the last flush, by reason."""
+    for reason, n in shadow.take_dropped().items():
+        metrics.add_shadow_dropped(reason, n)

@@ -24,6 +24,7 @@ from routecore.observe.record import (
     CandidateRow,
 )
 from routecore.observe.recorder import Event
+from routecore.observe.shadow import ShadowOutcome, shadow_record
 from routecore.state.budget import BudgetExceeded
 
 trace_var: ContextVar[Trace | None] = ContextVar("routecore_trace", default=None)
@@ -127,6 +128,8 @@ def build_record(ev: Event, offset: float,
         return None
     if rpc == "RouteBatch":
         return _batch_records(ev, offset, store_prompts)
+    if isinstance(trace, ShadowOutcome):  # put by the shadow runner, not by an RPC
+        return shadow_record(trace)
     rec = AuditRecord(ts=t1 + offset, request_id=rid, rpc=rpc, status=status,
                       latency_ms=(t1 - t0) * 1000.0)
     if exc is not None:
