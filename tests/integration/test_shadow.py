@@ -17,14 +17,15 @@ import grpc
 import openai
 import pytest
 import yaml
-from conftest_complete import FAST_RESILIENCE, make_config, model
+from conftest_complete import FAST_RESILIENCE, _base, make_config, model
 
 from routecore.calling.providers.sim_server import SimServer
 from routecore.cli import main
-from routecore.config import Config
+from routecore.config import Config, load_config
 from routecore.observe.shadow import ShadowOutcome
 from routecore.observe.store import documents, summary
 from routecore.server.app import App
+from routecore.server.reload import reload_config
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc
 
@@ -397,3 +398,42 @@ async def test_redis_cap_is_one_for_the_fleet(sim: SimServer, tmp_path: Path,
     finally:
         for app in apps:
             await app.stop(0.5)
+
+
+async def test_reload_turns_shadow_on_and_rejects_a_bad_section(sim: SimServer,
+                                                                 tmp_path: Path) -> None:
+    """A reload (SIGHUP) that adds a shadow section starts evaluating on the next request;
+    one with an unknown shadow model is rejected and the running config keeps serving."""
+    def write(shadow: dict[str, Any] | None) -> Path:
+        raw = json.loads(json.dumps(_raw(sim)))  # a deep copy of plain data
+        if shadow is not None:
+            raw["shadow"] = shadow
+        path = tmp_path / "live.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    path = write(None)
+    app = await start(load_config(path), tmp_path)
+    try:
+        ch, s = stub(app)
+        async with ch:
+            await s.Complete(request(), timeout=10)
+            write({"model": "gpt-9", "share": 1.0, "max_usd_per_day": 1})
+            assert await reload_config(app, str(path)) is False
+            write({"model": "strong", "share": 1.0, "max_usd_per_day": 1})
+            assert await reload_config(app, str(path)) is True
+            r = await s.Complete(request(prompt=PROMPT + " Again."), timeout=10)
+        (d,) = [d for d in await records(app, tmp_path) if d["rpc"] == "Shadow"]
+        assert d["request_id"] == r.request_id and d["served_model"] == "strong"
+    finally:
+        await app.stop(0.5)
+
+
+def _raw(sim: SimServer) -> dict[str, Any]:
+    """The test config as YAML-ready data (what `config(sim)` validates)."""
+    raw = dict(_base())
+    raw["models"] = MODELS
+    raw["endpoints"] = {"up": {"kind": "openai", "base_url": sim.base_url, "timeout_s": 10}}
+    raw["routing"] = {"default_strategy": "multi_objective"}
+    raw["resilience"] = FAST_RESILIENCE
+    return raw

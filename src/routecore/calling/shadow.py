@@ -59,7 +59,7 @@ from routecore.calling.types import Attempt, CompletionRequest, CompletionResult
 from routecore.config import Config, _Reader, load_config
 from routecore.domain import Decision
 from routecore.errors import ConfigError, RoutecoreError, StateUnavailable
-from routecore.observe.record import MAX_ERROR_CHARS, AttemptRow
+from routecore.observe.record import MAX_ERROR_CHARS, attempt_row
 from routecore.observe.shadow import SHADOW_RPC, ShadowOutcome, winner
 from routecore.routing.router import Router
 from routecore.routing.tokens import count_chat_tokens
@@ -379,7 +379,7 @@ class ShadowRunner:
             routed_cost_usd=job.cost_usd, mode=job.settings.mode, shadow_model=shadow_model,
             status=status, error=error[:MAX_ERROR_CHARS], shadow_cost_usd=spend[0],
             judge_cost_usd=spend[1], latency_ms=(time.perf_counter() - t0) * 1000.0,
-            attempts=tuple(_row(a) for a in attempts), **fields)
+            attempts=tuple(attempt_row(a) for a in attempts), **fields)
         self.completed += 1
         if self.record is not None:
             self.record(SHADOW_RPC, d.request_id, t0, status, None, outcome)
@@ -441,8 +441,3 @@ class ShadowRunner:
         """Shadow spend settled today (UTC), in USD."""
         spent, _reserved = (await self._ledger.read("", [self._counter(settings)]))[0]
         return spent / NANO
-
-
-def _row(a: Attempt) -> AttemptRow:
-    return (a.model, a.deployment, a.provider, "ok" if not a.error else (a.kind or "error"),
-            a.duration_ms, a.retry, a.error[:MAX_ERROR_CHARS])

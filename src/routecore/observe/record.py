@@ -95,6 +95,13 @@ INTEGERS = frozenset({"input_tokens", "output_tokens", "decision_us"})
 REALS = frozenset({"ts", "category_confidence", "complexity", "predicted_quality",
                    "estimated_cost_usd", "cost_usd", "latency_ms", "upstream_ms"})
 
+def attempt_row(a: Any) -> AttemptRow:
+    """One upstream attempt (calling's `Attempt` or an `AttemptError`) as a stored row."""
+    outcome = "ok" if not a.error else (getattr(a, "kind", "") or "error")
+    return (a.model, a.deployment, a.provider, outcome, a.duration_ms, a.retry,
+            a.error[:MAX_ERROR_CHARS])
+
+
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 

@@ -22,6 +22,7 @@ from routecore.observe.record import (
     AttemptRow,
     AuditRecord,
     CandidateRow,
+    attempt_row,
 )
 from routecore.observe.recorder import Event
 from routecore.observe.shadow import ShadowOutcome, shadow_record
@@ -55,15 +56,7 @@ def candidate_rows(d: Decision) -> list[CandidateRow]:
 
 
 def _attempt_rows(attempts: Sequence[Attempt | AttemptError]) -> list[AttemptRow]:
-    return [(a.model, a.deployment, a.provider, _outcome(a), a.duration_ms, a.retry,
-             a.error[:MAX_ERROR_CHARS]) for a in attempts]
-
-
-def _outcome(a: Attempt | AttemptError) -> str:
-    if not a.error:
-        return "ok"
-    kind = getattr(a, "kind", "")
-    return kind or "error"
+    return [attempt_row(a) for a in attempts]
 
 
 def _features(req: RouteRequest, text: str) -> dict[str, Any]:
