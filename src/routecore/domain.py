@@ -166,6 +166,12 @@ class CandidateTable(Sequence[Candidate]):
             self._rows = self._plain(r)
         return self._rows
 
+    def columns(self) -> tuple[Sequence[str], Sequence[str], Any, Any, Any, Any, list[str]]:
+        """(models, providers, quality, cost, latency, score, rejected reasons) as stored:
+        the audit trail packs them without building rows. The reasons are explained only
+        if the candidates were already read."""
+        return self._cols
+
     def _plain(self, reasons: list[str]) -> list[tuple[str, str, float, float, float, float, str]]:
         m, p, q, c, lat, s, _ = self._cols
         cols = [x.tolist() if hasattr(x, "tolist") else [float(v) for v in x]

@@ -43,10 +43,11 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from routecore.config import Config
-from routecore.observe.record import DECISION_RPCS, AuditRecord, CandidateRow
+from routecore.observe.record import DECISION_RPCS, AuditRecord, CandidateColumns, Candidates
 from routecore.observe.settings import MetricsSettings
 from routecore.observe.shadow import SHADOW_RPC
 from routecore.observe.window import Window
@@ -298,10 +299,17 @@ class Metrics:
             sums[4] += max(0.0, rec.latency_ms - rec.upstream_ms) / 1000.0
             sums[5] += 1
 
-    def _ref_cost(self, cands: list[CandidateRow]) -> float | None:
+    def _ref_cost(self, cands: Candidates) -> float | None:
         """The reference model's estimated cost among a decision's candidates (they come in
         registry order, so its position is remembered)."""
         pos = self._ref_pos
+        if isinstance(cands, CandidateColumns):
+            models = cands.models
+            if not (pos < len(models) and models[pos] == self._ref_name):
+                if self._ref_name not in models:
+                    return None
+                pos = self._ref_pos = list(models).index(self._ref_name)
+            return float(cands.numbers[1, pos])
         if pos < len(cands) and cands[pos][0] == self._ref_name:
             return cands[pos][3]
         for i, c in enumerate(cands):
@@ -315,8 +323,15 @@ class Metrics:
         was predicted acceptable."""
         ok = self.settings.acceptable_score
         chosen_cost = rec.estimated_cost_usd
-        cheaper = any(not rej and q >= ok and c < chosen_cost
-                      for _m, _p, q, c, _lat, _s, rej in rec.candidates)
+        cands = rec.candidates
+        if isinstance(cands, CandidateColumns):
+            q, c = cands.numbers[0], cands.numbers[1]
+            rejected = cands.rejected
+            cheaper = any(not rejected[i]
+                          for i in np.flatnonzero((q >= ok) & (c < chosen_cost)).tolist())
+        else:
+            cheaper = any(not rej and q >= ok and c < chosen_cost
+                          for _m, _p, q, c, _lat, _s, rej in cands)
         recent = self._recent
         recent[rec.request_id] = (rec.model, cheaper)
         if len(recent) > RECENT:

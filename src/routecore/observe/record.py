@@ -15,9 +15,11 @@ import json
 import math
 import sys
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 # (model, provider, predicted_quality, estimated_cost_usd, estimated_latency_ms, score, rejected)
 CandidateRow = tuple[str, str, float, float, float, float, str]
@@ -33,6 +35,33 @@ AUDITED_RPCS = frozenset({"Route", "RouteBatch", "Complete", "CompleteStream", "
 # RPCs whose records are decisions without an upstream call (replayed like Route).
 DECISION_RPCS = frozenset({"Route", "RouteBatch"})
 MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateColumns:
+    """A decision's candidates as the router left them, columns not rows: packing
+    them costs a few microseconds instead of one tuple per candidate."""
+
+    models: Sequence[str]
+    providers: Sequence[str]
+    numbers: Any  # float64 array, shape (4, n): quality, cost, latency, score
+    rejected: Sequence[str]
+
+    @classmethod
+    def of(cls, cols: tuple[Sequence[str], Sequence[str], Any, Any, Any, Any, list[str]],
+           ) -> CandidateColumns:
+        m, p, q, c, lat, s, r = cols
+        return cls(m, p, np.array((q, c, lat, s), dtype="<f8"), list(r))
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def rows(self) -> list[CandidateRow]:
+        q, c, lat, s = self.numbers.tolist()
+        return list(zip(self.models, self.providers, q, c, lat, s, self.rejected, strict=True))
+
+
+Candidates = list[CandidateRow] | CandidateColumns
 
 
 @dataclass(slots=True)
@@ -67,7 +96,7 @@ class AuditRecord:
     budget: str = ""  # "" no budgets, else the reservation outcome
     prompt_sha256: str = ""
     prompt: str = ""  # only with audit.store_prompts
-    candidates: list[CandidateRow] = field(default_factory=list)
+    candidates: Candidates = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     attempts: list[AttemptRow] = field(default_factory=list)
     features: dict[str, Any] = field(default_factory=dict)  # what replay needs without the prompt
@@ -119,7 +148,29 @@ def _joined(items: tuple[str, ...]) -> str:
     return text
 
 
-def _candidates(rows: list[CandidateRow], scores: Mapping[str, float]) -> tuple[str, bytes]:
+# The joined model and provider names of the registries seen lately: the same for every
+# decision of one registry (identity-checked: an id may be reused after a reload).
+_NAMES: dict[int, tuple[Sequence[str], Sequence[str], str]] = {}
+
+
+def _names(models: Sequence[str], providers: Sequence[str]) -> str:
+    hit = _NAMES.get(id(models))
+    if hit is not None and hit[0] is models and hit[1] is providers:
+        return hit[2]
+    text = _joined(tuple(models)) + RS + _joined(tuple(providers))
+    if len(_NAMES) >= 8:
+        _NAMES.clear()
+    _NAMES[id(models)] = (models, providers, text)
+    return text
+
+
+def _candidates(rows: Candidates, scores: Mapping[str, float]) -> tuple[str, bytes]:
+    if isinstance(rows, CandidateColumns):
+        numbers = rows.numbers.ravel()
+        if scores:
+            numbers = np.concatenate((numbers, np.fromiter(scores.values(), "<f8", len(scores))))
+        return RS.join((_names(rows.models, rows.providers), _joined(tuple(rows.rejected)),
+                        _joined(tuple(scores)))), numbers.astype("<f8", copy=False).tobytes()
     if not rows and not scores:
         return "", b""
     m, p, q, c, lat, s, r = zip(*rows, strict=True) if rows else ((),) * 7

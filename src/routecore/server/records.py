@@ -21,7 +21,8 @@ from routecore.observe.record import (
     MAX_ERROR_CHARS,
     AttemptRow,
     AuditRecord,
-    CandidateRow,
+    CandidateColumns,
+    Candidates,
     attempt_row,
 )
 from routecore.observe.recorder import Event
@@ -47,10 +48,11 @@ class Trace:
                       | list[Decision | RoutecoreError] | None) = None
 
 
-def candidate_rows(d: Decision) -> list[CandidateRow]:
+def candidate_rows(d: Decision) -> Candidates:
     cands = d.candidates
     if isinstance(cands, CandidateTable):
-        return cands.rows(explained=False)  # Pareto explanations cost more than the route
+        # As columns, unexplained: Pareto explanations cost more than the route.
+        return CandidateColumns.of(cands.columns())
     return [(c.model, c.provider, c.predicted_quality, c.estimated_cost_usd,
              c.estimated_latency_ms, c.score, c.rejected_reason) for c in cands]
 
