@@ -5,6 +5,7 @@ cannot name a category outside the config."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+import openai
 import pytest
 import yaml
 from conftest_complete import model
@@ -43,7 +45,7 @@ async def serve(sim: SimServer, tmp_path: Path) -> AsyncIterator[Serve]:
     channels: list[grpc.aio.Channel] = []
 
     async def start(cls_id: str = "nano-cls", mode: str = "llm", observe: bool = False,
-                    **sections: Any) -> tuple[App, router_pb2_grpc.RouterStub]:
+                    http: bool = False, **sections: Any) -> tuple[App, router_pb2_grpc.RouterStub]:
         raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
         # Cheap but poor: never the router's pick for an answer.
         raw["models"]["classify"] = {**model(cls_id, endpoint="sim-http", price=(0.1, 0.4),
@@ -59,7 +61,7 @@ async def serve(sim: SimServer, tmp_path: Path) -> AsyncIterator[Serve]:
                               feedback_db=str(tmp_path / f"fb{len(apps)}.db"))
         if observe:
             app.audit_db, app.metrics_port = str(tmp_path / f"audit{len(apps)}.db"), 0
-        await app.start("127.0.0.1", 0)
+        await app.start("127.0.0.1", 0, http_port=0 if http else None)
         apps.append(app)
         ch = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
         channels.append(ch)
@@ -138,6 +140,21 @@ async def test_complete_routes_on_the_llm_classification_and_pays_for_both(
     assert chunks[-1].done
 
 
+async def test_the_http_front_door_routes_on_the_llm_classification(serve: Serve) -> None:
+    """The OpenAI-compatible door (official SDK) awaits the classification too; its reply's
+    decision says where the category came from and what asking cost."""
+    app, _ = await serve(http=True)
+    assert app.http is not None
+    async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{app.http.port}/v1",
+                                  api_key="unused", max_retries=0) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": UNSURE}], max_tokens=16)
+    decision = raw.parse().model_extra["routecore"]["decision"]  # type: ignore[index]
+    assert decision["classifier"]["source"] == "llm" and decision["classifier"]["cost_usd"] > 0
+    assert decision["classifier"]["model"] == "classify"
+    assert "classifier llm (classify, " in raw.headers["x-routecore-decision"]
+
+
 async def test_cascade_asks_the_llm_only_when_the_local_classifier_is_unsure(
         serve: Serve) -> None:
     """cascade: a confident local classification is used as is (no cost, no call); an unsure
@@ -204,6 +221,36 @@ async def test_a_short_caller_deadline_bounds_the_classification(serve: Serve) -
     _, stub = await serve(cls_id="nano-slow_2000", llm={"timeout_ms": 5000})
     d = await stub.Route(_route(SURE), timeout=1.0)
     assert d.classifier_source == "fallback" and 300 < d.classifier_latency_ms < 600
+
+
+async def test_a_caller_that_excludes_the_classifier_model_is_not_billed_for_it(
+        serve: Serve) -> None:
+    """A request whose allowed models (its own, or its API key's) leave the classifier model
+    out, or that denies it, is classified locally and pays nothing for classification."""
+    key = "rk-llmclass-test-key"
+    _, stub = await serve(auth={"keys": [
+        {"id": "narrow", "sha256": hashlib.sha256(key.encode()).hexdigest(), "tenant": "acme",
+         "models": ["gpt-4o-mini", "gpt-4.1-nano"]},
+        {"id": "wide", "sha256": hashlib.sha256(b"rk-wide").hexdigest(), "tenant": "acme"}]})
+    narrow = (("authorization", f"Bearer {key}"),)
+    wide = (("authorization", "Bearer rk-wide"),)
+    d = await stub.Route(_route(UNSURE), metadata=narrow, timeout=10)
+    assert (d.classifier_source, d.classifier_cost_usd) == ("local", 0.0)
+    assert "classify not asked: outside the request's allowed models" in d.reason
+    assert d.model in ("gpt-4o-mini", "gpt-4.1-nano")
+    for c in (pb.Constraints(allow_models=["gpt-4o"]), pb.Constraints(deny_models=["classify"])):
+        d = await stub.Route(_route(UNSURE, constraints=c), metadata=wide, timeout=10)
+        assert (d.classifier_source, d.classifier_cost_usd) == ("local", 0.0)
+    d = await stub.Route(_route(UNSURE), metadata=wide, timeout=10)
+    assert d.classifier_source == "llm"
+
+
+async def test_a_huge_prompt_sends_only_its_head_and_tail(serve: Serve) -> None:
+    """A 1 MB prompt is classified from max_prompt_chars of it: the call costs what ~2,000
+    characters cost, and the Route succeeds."""
+    d = await (await serve())[1].Route(_route("Prove this. " + "word " * 200_000 + "Now?"),
+                                      timeout=20)
+    assert d.classifier_source == "llm" and 0 < d.classifier_cost_usd < 0.0001
 
 
 HOSTILE = [

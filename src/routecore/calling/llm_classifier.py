@@ -15,7 +15,9 @@ breakers apply, retries happen only in calling/resilience.py, and the whole
 classification runs under min(`classifier.llm.timeout_ms`, half the caller's time
 left), so the reply (or the answer, in Complete) keeps the other half.
 Good answers are cached per process (LRU, TTL), keyed by tenant and prompt hash, so
-one tenant's classification is never another's.
+one tenant's classification is never another's. A caller whose allowed models (its
+API key's list, or its own constraints) exclude the classifying model is classified
+locally: it is never billed for a model it excluded.
 """
 
 from __future__ import annotations
@@ -202,6 +204,12 @@ class LlmClassifier:
         s = self.settings
         if req.model:
             return local, ClassifierReport("local", note="the request pinned a model")
+        c = req.constraints
+        if (c.allow_models and s.model not in c.allow_models) or s.model in c.deny_models:
+            # Its call is billed to the caller, who is never charged for a model it excluded
+            # (its key's allow list, or its own constraints), as with cascade's judge.
+            return local, ClassifierReport(
+                "local", note=f"{s.model} not asked: outside the request's allowed models")
         if self.mode == "cascade" and local.confidence >= s.threshold:
             return local, ClassifierReport(
                 "local", note=f"local confidence {local.confidence:.2f} >= {s.threshold:.2f}")

@@ -27,7 +27,15 @@ from typing import Any
 from routecore.calling.cache import MAX_AGE_S, check_request
 from routecore.calling.types import Attempt, CascadeStep, CompletionRequest, CompletionResult, Usage
 from routecore.config import ModelSpec
-from routecore.domain import NO_CONSTRAINTS, Constraints, Decision, Message, RouteRequest, Weights
+from routecore.domain import (
+    NO_CONSTRAINTS,
+    ClassifierReport,
+    Constraints,
+    Decision,
+    Message,
+    RouteRequest,
+    Weights,
+)
 from routecore.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -297,7 +305,14 @@ def decision_json(d: Decision | None) -> dict[str, Any] | None:
             "predicted_quality": d.predicted_quality, "reason": d.reason,
             "router_version": d.router_version, "variant": d.variant,
             "decision_micros": d.decision_micros, "deployment": d.deployment,
-            "deployment_order": list(d.deployment_order)}
+            "deployment_order": list(d.deployment_order),
+            **({} if d.classifier is None else {"classifier": _classifier(d.classifier)})}
+
+
+def _classifier(c: ClassifierReport) -> dict[str, Any]:
+    """classifier.mode llm/cascade: where the category came from (as gRPC's classifier_*)."""
+    return {"source": c.source, "model": c.model, "cost_usd": c.cost_usd,
+            "latency_ms": c.latency_ms}
 
 
 def _header(value: str) -> str:
