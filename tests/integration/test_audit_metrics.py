@@ -81,6 +81,7 @@ async def test_every_rpc_writes_one_complete_record(sqlite_app: App, tmp_path: P
     assert route["prompt"] == "" and route["prompt_sha256"] == hashlib.sha256(
         PROMPT.encode()).hexdigest()
     assert route["features"]["chars"] == len(PROMPT) and route["input_tokens"] == r.input_tokens
+    assert r.deployment and route["features"]["deployment"] == r.deployment
     c = seen["complete"]
     assert comp["served_model"] == c.model and comp["cost_usd"] == pytest.approx(c.cost_usd)
     assert comp["output_tokens"] == c.usage.output_tokens and comp["attempts"]

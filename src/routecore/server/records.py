@@ -105,6 +105,8 @@ def _with_decision(rec: AuditRecord, d: Decision) -> None:
     rec.predicted_quality, rec.estimated_cost_usd = d.predicted_quality, d.estimated_cost_usd
     rec.input_tokens, rec.decision_us = d.input_tokens, d.decision_micros
     rec.fallbacks = list(d.fallbacks)
+    if d.deployment:  # the seller arbitrage chose (a Complete's attempts name the one used)
+        rec.features["deployment"] = d.deployment
     rec.candidates = candidate_rows(d)
     if d.category_scores:
         rec.category_scores = d.category_scores
