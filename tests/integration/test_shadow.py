@@ -437,3 +437,44 @@ def _raw(sim: SimServer) -> dict[str, Any]:
     raw["routing"] = {"default_strategy": "multi_objective"}
     raw["resilience"] = FAST_RESILIENCE
     return raw
+
+
+async def test_postgres_trail_keeps_shadow_apart(sim: SimServer, tmp_path: Path,
+                                                 postgres_dsn: str) -> None:
+    """On PostgreSQL the Shadow record is written by COPY with its comparison, exported under
+    the caller's tenant, and summarised apart from the callers' spend."""
+    import asyncpg
+
+    # A database of its own: other test sessions may rebuild the shared one's audit table.
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'rc_shadow_test'"):
+            await conn.execute("CREATE DATABASE rc_shadow_test")
+    finally:
+        await conn.close()
+    dsn = postgres_dsn.rsplit("/", 1)[0] + "/rc_shadow_test"
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("DROP TABLE IF EXISTS routecore_audit")
+    await conn.close()
+    app = App.from_config(config(sim, shadow={"model": "strong", "share": 1.0,
+                                              "max_usd_per_day": 10}),
+                          access_log=False, feedback_db=str(tmp_path / "fb.db"))
+    app.audit_db = dsn
+    await app.start("127.0.0.1", 0)
+    try:
+        ch, s = stub(app)
+        async with ch:
+            r = await s.Complete(request(), timeout=10)
+        assert app.shadow is not None
+        await app.shadow.drain()
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(dsn, tenant="acme")]
+    assert [d["rpc"] for d in docs] == ["Complete", "Shadow"]
+    shadow = docs[1]
+    assert shadow["request_id"] == r.request_id and shadow["shadow"]["shadow_model"] == "strong"
+    assert shadow["shadow"]["judged_by"] == "cheap_checks" and shadow["cost_usd"] > 0
+    rows = await summary(dsn)
+    assert sum(r["spend_usd"] for r in rows) == pytest.approx(docs[0]["cost_usd"])
+    assert sum(r["shadow_spend_usd"] for r in rows) == pytest.approx(shadow["cost_usd"])
+    assert sum(r["requests"] for r in rows) == 1 and sum(r["shadow_evals"] for r in rows) == 1
