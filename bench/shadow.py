@@ -64,18 +64,21 @@ def server_config(svc: Path, out: Path, metrics_port: int, shadow: bool, judge: 
 
     raw = yaml.safe_load(svc.read_text())
     models = raw["models"]
-    routed = Router.from_config(load_config(svc)).route(PROMPT).model  # stays on the live one
-    strongest = max(models, key=lambda m: models[m]["quality"]["default"])
-    cheapest = min((m for m in models if m not in (routed, strongest)),
-                   key=lambda m: models[m]["price"]["input"] + models[m]["price"]["output"])
+    cfg = load_config(svc)
+    routed = Router.from_config(cfg).route(PROMPT).model  # stays on the live upstream
+    specs = cfg.models
+    strongest = max(specs, key=lambda m: specs[m].quality_for("default"))
+    cheapest = min((m for m in specs if m not in (routed, strongest)),
+                   key=lambda m: specs[m].price.input + specs[m].price.output)
     if shadow:
         raw["shadow"] = {"model": strongest, "share": 1.0, "max_usd_per_day": 1000,
                          "concurrency": 4, "queue_size": 100_000,
                          **({"judge": cheapest} if judge else {})}
-        raw["endpoints"]["shadow-upstream"] = {**raw["endpoints"][models[strongest]["provider"]],
-                                               "base_url": shadow_url}
+        any_endpoint = next(iter(raw["endpoints"].values()))
+        raw["endpoints"]["shadow-upstream"] = {**any_endpoint, "base_url": shadow_url}
         for m in (strongest, cheapest) if judge else (strongest,):
-            models[m]["deployments"] = [{"endpoint": "shadow-upstream"}]
+            models[m]["deployments"] = [{**d, "endpoint": "shadow-upstream"}
+                                        for d in models[m].get("deployments") or [{}]]
     raw["metrics"] = {"port": metrics_port}
     raw["audit"] = {"path": str(out.with_suffix(".audit.db"))}
     out.write_text(yaml.safe_dump(raw))
