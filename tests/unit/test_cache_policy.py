@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -188,3 +189,33 @@ async def test_a_redis_outage_is_a_miss_not_an_error() -> None:
         assert (await cache.lookup(req, decision("m1"))).outcome == "miss"
     finally:
         await backend.aclose()
+
+
+async def test_users_on_another_rollout_version_never_share_an_answer() -> None:
+    """During a staged rollout an answer made by one version never serves a user of the
+    other, while users on the same version share it."""
+    from routecore.calling.completion import Completer
+
+    raw = {"provider": "sim", "versions": {"v1": {"model_id": "m-v1"},
+                                           "v2": {"model_id": "m-v2"}},
+           "pinned": "v1", "price": {"input": 1.0, "output": 2.0}, "context_window": 10_000,
+           "quality": {"default": 0.8}, "latency": {"p50_ms": 10, "p95_ms": 20}}
+    cfg = make_config({"m": raw})
+    cfg = replace(cfg, extra={**cfg.extra, "cache": {"exact": {}},
+                                 "rollout": {"model": "m", "to": "v2", "share": 0.5}})
+    completer = Completer(cfg, lambda r: decision("m", request_id="r"))
+    try:
+        users = [f"u{i}" for i in range(40)]
+        side = {u: completer.rollouts.version_for(
+            CompletionRequest(RouteRequest(prompt="x", user=u)), decision("m")) for u in users}
+        a = next(u for u in users if side[u] == "m-v1")
+        b = next(u for u in users if side[u] == "m-v2")
+        a2 = next(u for u in users if side[u] == "m-v1" and u != a)
+        ask = "Define entropy."
+        first = await completer.complete(CompletionRequest(RouteRequest(prompt=ask, user=a)))
+        assert first.cache_hit == "miss"
+        other = await completer.complete(CompletionRequest(RouteRequest(prompt=ask, user=b)))
+        same = await completer.complete(CompletionRequest(RouteRequest(prompt=ask, user=a2)))
+        assert (other.cache_hit, same.cache_hit) == ("miss", "exact")
+    finally:
+        await completer.aclose()

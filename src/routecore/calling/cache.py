@@ -192,9 +192,13 @@ class ResponseCache:
     """One per Completer; `lookup` before calling models, `store` after a finished answer."""
 
     def __init__(self, cfg: CacheConfig, state: Backend | None, salt: str = "",
-                 embed: Callable[[str], npt.NDArray[np.float32]] | None = None) -> None:
+                 embed: Callable[[str], npt.NDArray[np.float32]] | None = None,
+                 version: Callable[[CompletionRequest, Decision], str] | None = None) -> None:
         self.cfg = cfg
         self.salt = salt  # the process's settings that change answers (cascade, ensemble)
+        # The upstream version this caller gets for the routed model (a staged rollout
+        # sends users to different ones): an answer of one never serves the other's users.
+        self._version = version
         backend = state if state is not None else MemoryBackend()
         self.clock = backend.clock
         self.store_ttl_s = max(cfg.exact_ttl_s, cfg.semantic_ttl_s)
@@ -222,7 +226,9 @@ class ResponseCache:
             return Lookup("skip")
         msgs = req.messages()
         last = msgs[-1]
-        context = _digest([self.salt, decision.model, req.route.model, req.temperature,
+        version = self._version(req, decision) if self._version is not None else ""
+        context = _digest([self.salt, decision.model, decision.model_version, version,
+                           req.route.model, req.temperature,
                            req.max_output_tokens, req.route.constraints.max_output_tokens,
                            req.json_mode, req.cascade, req.cascade_threshold,
                            req.ensemble_size, [_norm(m) for m in msgs[:-1]], last.role])

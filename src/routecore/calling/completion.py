@@ -147,7 +147,8 @@ class Completer:
         self.rollouts = Rollouts(self.settings.rollout, config.models)
         self.budgets = budgets if budgets is not None and budgets.enabled else None
         s = self.settings  # a cached answer is keyed on the settings that change answers too
-        self.cache = ResponseCache(s.cache, state, salt=repr((s.cascade, s.ensemble)))
+        self.cache = ResponseCache(s.cache, state, salt=repr((s.cascade, s.ensemble)),
+                                   version=self.rollouts.version_for)
         self.shadow: ShadowRunner | None = None  # set by the server: offered every answer
         if hasattr(router, "health_source") and self.settings.resilience.breaker.enabled:
             router.health_source = self.health

@@ -22,7 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from routecore.calling.types import CompletionRequest
 from routecore.config import Config, ModelSpec, ModelVersion, _Reader
+from routecore.domain import Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class Rollouts:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.rollout = rollout
         self.clock = clock
+        self.models = models
         self._served: ModelSpec | None = None
         if rollout is not None:
             spec = models[rollout.model]
@@ -104,6 +107,15 @@ class Rollouts:
         if ro is None or spec.name != ro.model or self._served is None:
             return spec
         return self._served if bucket(spec.name, who) < ro.share_at(self.clock()) else spec
+
+    def version_for(self, req: CompletionRequest, decision: Decision) -> str:
+        """The model_id `req`'s caller is sent for the decision's model (as `_call_chain`
+        picks it); "" for a model outside the registry."""
+        spec = self.models.get(decision.model)
+        if spec is None:
+            return ""
+        r = req.route
+        return self.spec_for(spec, r.user or r.tenant or decision.request_id).model_id
 
     def shares(self, spec: ModelSpec) -> dict[str, float]:
         """Each version's share of the model's traffic now (the pinned one: the rest)."""
