@@ -26,6 +26,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "good": model("good", endpoint="up", price=(2.0, 8.0), quality=0.99),
     "error_500-a": model("error_500-a", endpoint="up"),
     "cut_stream": model("cut_stream", endpoint="up"),
+    "slow_400": model("slow_400", endpoint="up"),
 }
 CACHE = {"exact": {"ttl_s": 600}, "semantic": {"threshold": THRESHOLD, "ttl_s": 600}}
 
@@ -271,3 +272,29 @@ async def test_the_cli_says_a_hit_and_takes_the_policy(
         assert "cache hit" not in capsys.readouterr().err
     finally:
         await app.stop(0)
+
+
+async def test_identical_completes_in_flight_share_one_call(
+        served: tuple[Stub, SimServer]) -> None:
+    """Five identical Completes at once make one upstream call; the others wait for its
+    answer and are exact hits. A failing leader never makes the others fail for it."""
+    stub, srv = served
+    p = f"What is the tallest mountain in Africa? ({uuid.uuid4().hex[:6]})"
+    res = await asyncio.gather(*(stub.Complete(_req(p, model_name="slow_400"), timeout=10)
+                                 for _ in range(5)))
+    assert _calls(srv, "slow_400") == 1
+    assert sorted(r.cache_hit for r in res) == ["exact"] * 4 + ["none"]
+    assert len({r.text for r in res}) == 1
+    assert sum(r.cost_usd for r in res) == pytest.approx(max(r.cost_usd for r in res))
+    bad = _req("What is 2+2?", model_name="error_500-a")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Complete(bad, timeout=10)
+    one = _calls(srv, "error_500-a")  # upstream calls of one failing request, retries included
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    out = await asyncio.gather(*(stub.Complete(bad, timeout=10) for _ in range(3)),
+                               return_exceptions=True)
+    assert all(isinstance(e, grpc.aio.AioRpcError) and
+               e.code() == grpc.StatusCode.UNAVAILABLE for e in out)
+    assert loop.time() - t0 < 5  # the followers woke when the leader failed
+    assert _calls(srv, "error_500-a") > 2 * one  # then the followers called for themselves

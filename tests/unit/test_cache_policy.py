@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from dataclasses import replace
@@ -219,3 +220,49 @@ async def test_users_on_another_rollout_version_never_share_an_answer() -> None:
         assert (other.cache_hit, same.cache_hit) == ("miss", "exact")
     finally:
         await completer.aclose()
+
+
+async def test_a_flight_lands_when_its_task_ends_or_moves_on() -> None:
+    """Followers wake when the leader's task ends (an RPC that failed) or when that task
+    leads another key (a long-lived task whose last call failed), not after FOLLOW_S."""
+    from routecore.calling.cache_flights import Flights
+
+    flights = Flights()
+    led = asyncio.Event()
+    go = asyncio.Event()
+
+    hold = asyncio.Event()
+
+    async def leader(keys: list[tuple[str, str]], stay: bool = False) -> None:
+        for key in keys:
+            assert flights.lead(key) is None
+            led.set()
+            await go.wait()
+        if stay:  # a long-lived task: it does not end after its calls
+            await hold.wait()
+
+    async def follower(key: tuple[str, str]) -> float:
+        await led.wait()
+        event = flights.lead(key)
+        assert event is not None
+        t0 = time.perf_counter()
+        await flights.follow(event, remaining_s=None)
+        return time.perf_counter() - t0
+
+    k1, k2 = ("acme", "k1"), ("acme", "k2")
+    task = asyncio.create_task(leader([k1]))
+    waiting = asyncio.create_task(follower(k1))
+    await asyncio.sleep(0.05)
+    go.set()  # the leader's task ends without storing anything
+    assert await waiting < 1.0 and len(flights) == 0
+    await task
+    led.clear()
+    go.clear()
+    moving = asyncio.create_task(leader([k1, k2], stay=True))
+    waiting = asyncio.create_task(follower(k1))
+    await asyncio.sleep(0.05)
+    go.set()  # the same task leads k2 next, and lives on: k1's followers wake
+    assert await waiting < 1.0 and not moving.done() and len(flights) == 1
+    hold.set()
+    await moving
+    assert len(flights) == 0

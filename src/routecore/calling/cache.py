@@ -20,6 +20,8 @@ decision's category among `categories` (empty: all) and the guard
 (calling/cache_guard.py). Only finished answers are stored: never an error,
 a truncated answer (finish_reason length) or a stream that failed. A hit
 costs nothing and is not charged to budgets; it reports what it saved.
+Identical Completes in flight at once share one model call
+(calling/cache_flights.py).
 
 Where it lives: answers in the state backend (state/cache.py; with Redis every
 replica shares them), the semantic index in each process, fed by this
@@ -38,6 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from routecore.calling import cache_guard
+from routecore.calling.cache_flights import Flights
+from routecore.calling.deadline import Deadline
 from routecore.calling.types import CompletionRequest, CompletionResult, StreamEvent, Usage
 from routecore.config import Config, _Reader
 from routecore.domain import Decision, Message
@@ -143,6 +147,7 @@ class Lookup:
     guard: cache_guard.Guard = ()
     vector: npt.NDArray[np.float32] | None = None
     answer: CachedAnswer | None = None
+    leads: bool = False  # the first of identical Completes in flight (calling/cache_flights.py)
 
     @property
     def storable(self) -> bool:
@@ -205,6 +210,7 @@ class ResponseCache:
         self.answers: MemoryAnswers | RedisAnswers | None = None
         self.index: SemanticIndex | None = None
         self._embed = embed
+        self.flights = Flights()
         if cfg.enabled:
             self.answers = open_answers(backend)
         if cfg.semantic_ttl_s > 0:
@@ -215,8 +221,13 @@ class ResponseCache:
             self.index = SemanticIndex(dim, cfg.semantic_ttl_s, cfg.max_entries, self.clock,
                                        cfg.max_total_entries)
 
-    async def lookup(self, req: CompletionRequest, decision: Decision) -> Lookup:
-        """What the cache says about `req` routed to `decision` (never raises on a miss)."""
+    async def lookup(self, req: CompletionRequest, decision: Decision,
+                     wait: Deadline | None = None) -> Lookup:
+        """What the cache says about `req` routed to `decision` (never raises on a miss).
+
+        With `wait` (Complete: a caller that may wait, within that deadline) a miss
+        whose identical request is in flight waits for its answer; a miss that is
+        first leads it until its answer is offered to `store` (or its task ends)."""
         check_request(req.cache, req.cache_max_age_s)
         if self.answers is None:
             return NO_CACHE
@@ -239,11 +250,8 @@ class ResponseCache:
                     and len(last.content) <= self.cfg.max_prompt_chars
                     and (not self.cfg.categories or decision.category in self.cfg.categories))
         try:
-            if look.outcome == "miss" and self.cfg.exact_ttl_s > 0:
-                a = await self.answers.get(tenant, look.key)
-                if a is not None and a.stored_at >= self._oldest(req, self.cfg.exact_ttl_s):
-                    look.outcome, look.answer = "exact", a
-                    return look
+            if look.outcome == "miss" and await self._exact(look, req, wait):
+                return look
             if semantic:  # the vector and guard are stored with the answer too
                 assert self._embed is not None
                 look.vector = self._embed(last.content)
@@ -252,7 +260,33 @@ class ResponseCache:
                     await self._semantic(look, self._oldest(req, self.cfg.semantic_ttl_s))
         except StateUnavailable:  # the backend logged it: a cache that is down is a miss
             pass
+        except BaseException:
+            if look.leads:  # never leave followers waiting on a lookup that failed
+                self.flights.land((tenant, look.key))
+            raise
         return look
+
+    async def _exact(self, look: Lookup, req: CompletionRequest, wait: Deadline | None) -> bool:
+        """An exact hit, after waiting for an identical request in flight if one is."""
+        assert self.answers is not None
+        oldest = self._oldest(req, self.cfg.exact_ttl_s or self.store_ttl_s)
+        if self.cfg.exact_ttl_s > 0:
+            a = await self.answers.get(look.tenant, look.key)
+            if a is not None and a.stored_at >= oldest:
+                look.outcome, look.answer = "exact", a
+                return True
+        if wait is None:
+            return False
+        leader = self.flights.lead((look.tenant, look.key))
+        if leader is None:
+            look.leads = True
+            return False
+        await self.flights.follow(leader, wait.remaining())
+        a = await self.answers.get(look.tenant, look.key)
+        if a is not None and a.stored_at >= oldest:  # the leader's answer
+            look.outcome, look.answer = "exact", a
+            return True
+        return False
 
     def _oldest(self, req: CompletionRequest, ttl_s: float) -> float:
         """The oldest answer `req` accepts: its cache_max_age_s, within the TTL."""
@@ -278,6 +312,11 @@ class ResponseCache:
 
     def store(self, look: Lookup, answer: CompletionResult | StreamEvent, text: str) -> None:
         """Keep a finished answer (not an error, not a truncated one); never waits."""
+        self._put(look, answer, text)
+        if look.leads:  # stored or not, identical requests waiting for it look again now
+            self.flights.land((look.tenant, look.key))
+
+    def _put(self, look: Lookup, answer: CompletionResult | StreamEvent, text: str) -> None:
         if not look.storable or self.answers is None or \
                 answer.finish_reason not in STORED_FINISH or not text:
             return

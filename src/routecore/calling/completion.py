@@ -168,7 +168,7 @@ class Completer:
         started = time.monotonic()
         self._validate(req)
         decision = await self._decide(req, deadline)
-        look = await self.cache.lookup(req, decision)
+        look = await self.cache.lookup(req, decision, deadline)
         if look.answer is not None:  # a hit: no model called, nothing charged
             return look.result(decision, (time.monotonic() - started) * 1000.0)
         attempts: list[Attempt] = []
