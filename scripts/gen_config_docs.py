@@ -101,6 +101,7 @@ budgets:
   keys: {{NAME_key: {{usd_per_day: 1}}}}
   default: {{usd_per_day: 1}}
   pacing: {{}}
+load: {{}}
 """
 
 

@@ -141,7 +141,8 @@ def _cmd_route(ns: argparse.Namespace) -> int:
     print(f"category:   {d.category} (confidence {d.category_confidence:.2f}), "
           f"complexity {d.complexity:.2f}")
     print(f"estimate:   ${d.estimated_cost_usd:.6f}, {d.estimated_latency_ms:.0f} ms, "
-          f"quality {d.predicted_quality:.3f}, {d.input_tokens} input tokens")
+          f"quality {d.predicted_quality:.3f}, {d.input_tokens} input tokens, "
+          f"~{d.output_tokens:,} output tokens ({d.output_basis or 'default'})")
     print(f"strategy:   {d.strategy}; decided in {d.decision_micros} us")
     print(f"reason:     {d.reason}")
     print("candidates:")

@@ -343,6 +343,7 @@ SECTIONS = frozenset({
     "rollout",     # calling/rollout.py
     "cache",       # calling/cache.py
     "shadow",      # calling/shadow.py
+    "load",        # routing/load.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED: dict[str, str] = {}

@@ -6,6 +6,7 @@ Plain frozen dataclasses: the server converts protobuf to these at the edge
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -229,6 +230,29 @@ class ClassifierReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelLoad:
+    """What the fleet observes of one model right now (state/observed.py)."""
+
+    calls: float = 0.0  # decayed number of observed calls behind the percentiles (0: none)
+    p50_ms: float = math.nan  # observed latency percentiles of whole calls (NaN: none)
+    p95_ms: float = math.nan
+    in_flight: int = 0  # calls in progress, every replica's
+    rpm_left: float | None = None  # requests left in its RPM bucket (None: no RPM limit)
+    tpm_left: float | None = None  # tokens left in its TPM bucket (None: no TPM limit)
+    rpm: int = 0  # the limits (0: none)
+    tpm: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSnapshot:
+    """Every model's observed load at `at` (wall-clock seconds); `version` rises with each."""
+
+    version: int
+    at: float
+    models: Mapping[str, ModelLoad]
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     model: str
     provider: str
@@ -256,3 +280,8 @@ class Decision:
     deployment: str = ""
     deployment_order: tuple[str, ...] = ()
     classifier: ClassifierReport | None = None  # llm and cascade modes only
+    # The answer's expected length (routing/output_length.py) and why.
+    output_tokens: int = 0
+    output_basis: str = ""
+    # What the fleet observed of each model when this was decided (routing/load.py).
+    load: Mapping[str, ModelLoad] | None = None

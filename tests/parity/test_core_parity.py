@@ -222,9 +222,11 @@ def _policy_args(draw: st.DrawFn) -> tuple:  # type: ignore[type-arg]
     table[:, 4] = rng.choice([8e3, 128e3, 1e6], m)
     table[:, 5] = rng.choice([4096.0, 16384.0, 65536.0], m)
     table[:, 6] = rng.integers(0, 16, m)
-    table[:, 7:] = rng.uniform(-0.2, 1.2, (m, 1 + nc))
+    table[:, 7] = rng.uniform(-0.2, 1.2, m)
+    table[:, 8] = rng.choice([0.0, 300.0, 2500.0, 20000.0], m)  # p95
+    table[:, 9:] = rng.uniform(-0.2, 1.2, (m, nc))
     probs = None if draw(st.booleans()) else rng.choice([0.0, 0.3, 1.0, 1e-300], nc) * rng.random(nc)
-    codes = None if draw(st.booleans()) else rng.choice([0, 0, 1, 2, 6], m).astype(np.int8)
+    codes = None if draw(st.booleans()) else rng.choice([0, 0, 1, 2, 6, 10], m).astype(np.int8)
     boost = None
     if draw(st.booleans()):
         boost = np.where(rng.random(m) < 0.5, np.nan, rng.uniform(0, 100, m))
@@ -240,6 +242,7 @@ def _policy_args(draw: st.DrawFn) -> tuple:  # type: ignore[type-arg]
         draw(st.one_of(st.just(float("nan")), st.floats(0, 1))),  # min quality
         draw(st.integers(0, 6)),  # strategy
         draw(_finite), draw(_finite), draw(_finite),  # weights
+        draw(st.sampled_from([-1, 0, 300, 50_000])),  # out_limit
     )
     return (table, probs, codes, boost, overrides, *scalars)
 

@@ -20,9 +20,11 @@ from routecore._fast import _constants as K
 def _reference(table: np.ndarray, probs: np.ndarray | None, codes: np.ndarray | None,
                boost: np.ndarray | None, overrides: np.ndarray | None, complexity: float,
                need: int, it: int, ot: int, max_cost: float, max_lat: float, min_q: float,
-               strategy: int, wq: float, wc: float, wl: float) -> tuple:  # type: ignore[type-arg]
+               strategy: int, wq: float, wc: float, wl: float,
+               out_limit: int = -1) -> tuple:  # type: ignore[type-arg]
     m = table.shape[0]
-    pi, po, p50, tps, ctx, mo, caps, dq = (table[:, j] for j in range(K.N_MODEL_COLS))
+    pi, po, p50, tps, ctx, mo, caps, dq, p95 = (table[:, j] for j in range(K.N_MODEL_COLS))
+    room = ot if out_limit < 0 else out_limit
     quality = table[:, K.N_MODEL_COLS:]
     base = dq
     if probs is not None and quality.shape[1] and probs.sum() > 0:
@@ -30,6 +32,7 @@ def _reference(table: np.ndarray, probs: np.ndarray | None, codes: np.ndarray | 
     q = np.clip(1.0 - (1.0 - base) * (0.1 + 3.0 * complexity**2), 0.0, 1.0)
     cost = it * pi + ot * po
     lat = np.maximum(p50 + (ot - 512) / tps * 1000.0, 0.2 * p50) + it * 50.0 / tps
+    lat95 = np.maximum(p95 + (ot - 512) / tps * 1000.0, 0.2 * p95) + it * 50.0 / tps
     if overrides is not None:
         q = np.where(np.isnan(overrides[0]), q, overrides[0])
         cost = np.where(np.isnan(overrides[1]), cost, overrides[1])
@@ -40,15 +43,15 @@ def _reference(table: np.ndarray, probs: np.ndarray | None, codes: np.ndarray | 
             pass
         elif need and (int(caps[i]) & need) != need:
             code = 3
-        elif it + ot > ctx[i]:
+        elif it + room > ctx[i]:
             code = 4
-        elif ot > mo[i]:
+        elif room > mo[i]:
             code = 5
-        elif code == 6:
+        elif code in (6, 10):
             pass
         elif not math.isnan(max_cost) and cost[i] > max_cost:
             code = 7
-        elif not math.isnan(max_lat) and lat[i] > max_lat:
+        elif not math.isnan(max_lat) and lat95[i] > max_lat:
             code = 8
         elif not math.isnan(min_q) and q[i] < min_q:
             code = 9
@@ -87,9 +90,11 @@ def _random_args(seed: int) -> tuple:  # type: ignore[type-arg]
     table[:, 4] = rng.choice([8e3, 128e3, 1e6], m)
     table[:, 5] = rng.choice([4096.0, 16384.0, 65536.0], m)
     table[:, 6] = rng.integers(0, 16, m)
-    table[:, 7:] = rng.uniform(0.3, 1.0, (m, 1 + nc))
+    table[:, 7] = rng.uniform(0.3, 1.0, m)
+    table[:, 8] = table[:, 2] * rng.uniform(1.0, 4.0, m)  # p95
+    table[:, 9:] = rng.uniform(0.3, 1.0, (m, nc))
     probs = rng.random(nc) if rng.random() < 0.8 else None
-    codes = rng.choice([0, 0, 0, 1, 2, 6], m).astype(np.int8) if rng.random() < 0.3 else None
+    codes = rng.choice([0, 0, 0, 1, 2, 6, 10], m).astype(np.int8) if rng.random() < 0.3 else None
     boost = np.where(rng.random(m) < 0.6, np.nan, rng.uniform(90, 100, m))
     overrides = (np.where(rng.random((2, m)) < 0.5, np.nan, rng.uniform(0, 1e-2, (2, m)))
                  if rng.random() < 0.2 else None)
@@ -100,7 +105,8 @@ def _random_args(seed: int) -> tuple:  # type: ignore[type-arg]
             float(rng.uniform(0, 0.05)) if rng.random() < 0.4 else nan,
             float(rng.uniform(500, 9000)) if rng.random() < 0.4 else nan,
             float(rng.uniform(0.3, 1.0)) if rng.random() < 0.4 else nan,
-            int(rng.integers(0, 7)), *map(float, rng.uniform(0, 2, 3)))
+            int(rng.integers(0, 7)), *map(float, rng.uniform(0, 2, 3)),
+            int(rng.choice([-1, 300, 5000, 40_000])))
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -145,8 +151,8 @@ def test_policy_reasons_and_fallbacks_from_the_kernel(default_router: Router) ->
     d = default_router.route("hi", strategy="cost", constraints=Constraints(
         max_latency_ms=1000, max_cost_usd=0.001, min_quality=0.9))
     reasons = {c.model: c.rejected_reason for c in d.candidates}
-    assert reasons["deepseek-flash"].startswith("estimated latency ")
-    assert reasons["deepseek-flash"].endswith(" ms > max_latency_ms 1000")
+    assert reasons["deepseek-flash"].startswith("estimated p95 latency ")
+    assert reasons["deepseek-flash"].endswith(" ms > max_latency_ms 1,000")
     assert reasons["gpt-5"].startswith("estimated cost $")
     assert reasons["gpt-5"].endswith(" > max_cost_usd $0.001000")
     assert d.reason.startswith("cost: cheapest model with predicted quality >= 0.900; ")

@@ -97,9 +97,9 @@ def test_constraints_reject_with_reasons(default_router: Router) -> None:
     d = default_router.route(PROOF, constraints=Constraints(max_latency_ms=3000, min_quality=0.5,
                                                              required_capabilities=frozenset({"vision"})))
     reasons = {c.model: c.rejected_reason for c in d.candidates}
-    assert reasons["deepseek-v4-pro"].startswith(("lacks capability: vision", "estimated latency"))
+    assert reasons["deepseek-v4-pro"].startswith(("lacks capability: vision", "estimated p95 latency"))
     assert reasons["codestral"] == "lacks capability: vision"
-    assert reasons["gpt-5"].startswith("estimated latency")
+    assert reasons["gpt-5"].startswith("estimated p95 latency")
     assert _cand(d, d.model).estimated_latency_ms <= 3000
 
 

@@ -207,6 +207,7 @@ FAIL_UNHEALTHY = 6
 FAIL_COST = 7
 FAIL_LATENCY = 8
 FAIL_QUALITY = 9
+FAIL_AT_LIMIT = 10  # from the caller's codes: at its rate limit or in-flight cap (routing/load.py)
 # Columns of score_models' per-model table; the quality matrix follows them.
 COL_PRICE_IN = 0
 COL_PRICE_OUT = 1
@@ -216,7 +217,8 @@ COL_CONTEXT = 4
 COL_MAX_OUTPUT = 5
 COL_CAPS = 6
 COL_DEFAULT_Q = 7
-N_MODEL_COLS = 8
+COL_P95 = 8  # p95 of a typical answer (ms): the latency constraint is checked on it
+N_MODEL_COLS = 9
 # Quality tolerance of the cost / latency strategies, and the multi-objective
 # value of a 10x cost or latency difference at weight 1.
 QUALITY_TOLERANCE = 0.05

@@ -51,6 +51,7 @@ def score_models(
     wq: float,
     wc: float,
     wl: float,
+    out_limit: int = ...,
 ) -> tuple[
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],

@@ -22,14 +22,16 @@ cdef enum:
     FL_COST = 7
     FL_LATENCY = 8
     FL_QUALITY = 9
-    NCOLS = 8
+    FL_AT_LIMIT = 10
+    NCOLS = 9
 
 assert (_K.SCORE_QUALITY, _K.SCORE_COST, _K.SCORE_LATENCY, _K.SCORE_COMPLEXITY, _K.SCORE_DOMAIN,
         _K.SCORE_MULTI, _K.SCORE_NONE) == (0, 1, 2, 3, 4, 5, 6), "score codes drifted"
 assert (_K.FAIL_OK, _K.FAIL_DENIED, _K.FAIL_NOT_ALLOWED, _K.FAIL_CAPABILITY, _K.FAIL_CONTEXT,
         _K.FAIL_MAX_OUTPUT, _K.FAIL_UNHEALTHY, _K.FAIL_COST, _K.FAIL_LATENCY,
-        _K.FAIL_QUALITY) == tuple(range(10)), "fail codes drifted"
-assert _K.N_MODEL_COLS == NCOLS and _K.COL_DEFAULT_Q == 7, "table columns drifted"
+        _K.FAIL_QUALITY, _K.FAIL_AT_LIMIT) == tuple(range(11)), "fail codes drifted"
+assert _K.N_MODEL_COLS == NCOLS and _K.COL_DEFAULT_Q == 7 and _K.COL_P95 == 8, \
+    "table columns drifted"
 
 cdef double QUALITY_TOLERANCE = _K.QUALITY_TOLERANCE
 cdef double DECADE_VALUE = _K.DECADE_VALUE
@@ -44,9 +46,18 @@ cdef inline cnp.ndarray _opt_c1d(obj, int type_num, object dtype, str name, Py_s
     return a
 
 
+cdef inline double _lat(double p, double tps, double ot, double it) noexcept nogil:
+    # p is for a typical ~512-token answer; scale by the output length and add
+    # prefill at ~20x the decode rate.
+    cdef double tt = p + (ot - 512.0) / tps * 1000.0
+    cdef double floor = 0.2 * p
+    return (tt if tt > floor else floor) + it * 50.0 / tps
+
+
 def score_models(table, probs, codes, boost, overrides, double complexity, long long need,
                  long long in_tokens, long long out_tokens, double max_cost, double max_latency,
-                 double min_quality, int strategy, double wq, double wc, double wl):
+                 double min_quality, int strategy, double wq, double wc, double wl,
+                 long long out_limit=-1):
     cdef cnp.ndarray t = table
     if (type(table) is not np.ndarray or t.descr.type_num != cnp.NPY_FLOAT64
             or cnp.PyArray_NDIM(t) != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(t)):
@@ -100,7 +111,7 @@ def score_models(table, probs, codes, boost, overrides, double complexity, long 
         vp = <const double*>cnp.PyArray_DATA(ov)
 
     cdef Py_ssize_t i, j, n_ok = 0
-    cdef double total = 0.0, x, f, tt, floor, acc, top, target = NAN, cmin, lmin, v
+    cdef double total = 0.0, x, f, acc, top, target = NAN, cmin, lmin, v
     cdef const double* row
     cdef double* pn = NULL
     cdef bint mixed = False
@@ -108,7 +119,10 @@ def score_models(table, probs, codes, boost, overrides, double complexity, long 
     cdef int64_t k
     cdef Py_ssize_t a
     cdef double it = <double>in_tokens, ot = <double>out_tokens
-    cdef double span = <double>(in_tokens + out_tokens)
+    # The output the model must have room for (context, max output): out_limit when
+    # the caller set one, else the expected output.
+    cdef double ol = <double>(out_limit if out_limit >= 0 else out_tokens)
+    cdef double span = it + ol
 
     # Quality: the per-category qualities mixed by the normalised probabilities
     # (sequential sums), error rate scaled by complexity, clipped to [0, 1].
@@ -137,11 +151,7 @@ def score_models(table, probs, codes, boost, overrides, double complexity, long 
             x = 0.0 if x < 0.0 else 1.0
         q[i] = x
         cost[i] = it * row[0] + ot * row[1]
-        # p50 is for a typical ~512-token answer; scale by the output length and
-        # add prefill at ~20x the decode rate.
-        tt = row[2] + (ot - 512.0) / row[3] * 1000.0
-        floor = 0.2 * row[2]
-        lat[i] = (tt if tt > floor else floor) + it * 50.0 / row[3]
+        lat[i] = _lat(row[2], row[3], ot, it)
         if vp != NULL:
             if vp[i] == vp[i]:
                 q[i] = vp[i]
@@ -150,7 +160,8 @@ def score_models(table, probs, codes, boost, overrides, double complexity, long 
     free(pn)
 
     # Constraints: the first failing check wins; caller codes carry the name
-    # checks (denied 1, not allowed 2, unhealthy 6).
+    # checks (denied 1, not allowed 2, unhealthy 6, at its limit 10). Latency is
+    # checked on the p95 estimate (the same shape as the p50 one).
     for i in range(m):
         row = tp + i * width
         code = FL_OK if cp == NULL else cp[i]
@@ -160,13 +171,13 @@ def score_models(table, probs, codes, boost, overrides, double complexity, long 
             code = FL_CAPABILITY
         elif span > row[4]:
             code = FL_CONTEXT
-        elif ot > row[5]:
+        elif ol > row[5]:
             code = FL_MAX_OUTPUT
-        elif code == FL_UNHEALTHY:
+        elif code == FL_UNHEALTHY or code == FL_AT_LIMIT:
             pass
         elif cost[i] > max_cost:
             code = FL_COST
-        elif lat[i] > max_latency:
+        elif max_latency == max_latency and _lat(row[8], row[3], ot, it) > max_latency:
             code = FL_LATENCY
         elif q[i] < min_quality:
             code = FL_QUALITY

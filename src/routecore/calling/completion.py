@@ -60,6 +60,7 @@ from routecore.errors import (
     StreamInterrupted,
 )
 from routecore.routing.arbitrage import deployments_of, price_of, rank
+from routecore.routing.load import open_load
 from routecore.routing.tokens import count_chat_tokens, count_tokens
 from routecore.state.backend import Backend
 from routecore.state.budget import BudgetExceeded, Budgets, Hold
@@ -158,6 +159,11 @@ class Completer:
             router.deployment_health = self.deployment_health
         # classifier.mode llm or cascade: routing awaits an LLM classification (else None).
         self.llm_classifier = LlmClassifier.build(config, router, self)
+        # Observed load (routing/load.py): each model's calls recorded, the router fed.
+        self.load = open_load(config, state, self.resilience.limits,
+                              self.settings.resilience.rate_limit.enabled)
+        if self.load is not None and hasattr(router, "load_source"):
+            router.load_source = self.load.snapshot
 
     # -- public API -----------------------------------------------------------
 
@@ -253,6 +259,8 @@ class Completer:
         finally:
             # The breaker's verdict on the whole stream: a cut after the first chunk is a
             # failure; a caller who left (or ran out of time) says nothing about the upstream.
+            if self.load is not None:
+                self.load.finished(model)
             await self.resilience.verdict(target.key,
                                     False if cut else True if end is not None else None)
             await _close(chunks)
@@ -272,6 +280,8 @@ class Completer:
 
     async def aclose(self) -> None:
         """Close every provider and the HTTP sessions."""
+        if self.load is not None:
+            await self.load.aclose()
         for p in self.providers.values():
             await p.aclose()
         await self.pool.aclose()
@@ -384,6 +394,9 @@ class Completer:
                 continue
             sent = 0
             answered = False
+            load = self.load
+            if load is not None:
+                load.started(model)
             try:
                 for target in targets:
                     share = deadline.share(left)
@@ -408,7 +421,8 @@ class Completer:
                     try:
                         result = await self.resilience.call(
                             target.key, once, timeout=provider.timeout_s, deadline=deadline,
-                            on_attempt=self._recorder(attempts, target),
+                            on_attempt=self._recorder(attempts, target,
+                                                      run is not _first_chunk),
                             late_verdict=run is _first_chunk, share=share)
                     except DeadlineExceeded as exc:
                         await self._correct_deployment(target, -reserved,
@@ -425,6 +439,8 @@ class Completer:
                     answered = True
                     return target, result, _Held(reserved, hold)
             finally:
+                if load is not None and (not answered or run is not _first_chunk):
+                    load.finished(model)  # a stream stays in flight until it ends
                 if not answered:
                     await self._correct(spec, -reserved, 0 if sent else -1)
                     await self._release(hold)  # nothing answered: nothing to pay
@@ -588,15 +604,20 @@ class Completer:
         return StreamInterrupted(f"stream from {target.model}@{target.key} interrupted after "
                                  f"{chunks} chunks: {exc.message}")
 
-    @staticmethod
-    def _recorder(attempts: list[Attempt],
-                  target: _Target) -> Callable[[int, BaseException | None, float], None]:
+    def _recorder(self, attempts: list[Attempt], target: _Target,
+                  whole: bool) -> Callable[[int, BaseException | None, float], None]:
+        """The attempt hook; with `whole` (not a stream's first chunk) the call's latency is
+        observed too: a success's, or a timeout's (it took at least that long)."""
+        load = self.load if whole else None
+
         def record(retry: int, error: BaseException | None, ms: float) -> None:
             msg = "" if error is None else (getattr(error, "message", "") or str(error)
                                             or type(error).__name__)
             kind = "" if error is None else getattr(error, "kind", "") or "error"
             attempts.append(Attempt(target.provider, target.model, target.key, msg, ms, retry,
                                     kind))
+            if load is not None and (error is None or kind == "timeout"):
+                load.observe(target.model, ms)
         return record
 
     @staticmethod

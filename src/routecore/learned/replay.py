@@ -157,8 +157,10 @@ class Replayer:
                     d = self.router.route(req)
                     out.exact += 1
                 else:
-                    d = self.router.route_classified(req, self._classification(rec),
-                                                     int(rec["input_tokens"]))
+                    out_est = feats.get("output")
+                    d = self.router.route_classified(
+                        req, self._classification(rec), int(rec["input_tokens"]),
+                        (int(out_est[0]), str(out_est[1])) if out_est else None)
                     out.from_features += 1
             except RoutecoreError as exc:
                 out.skipped[type(exc).__name__] += 1

@@ -31,6 +31,7 @@ from routecore._fast import _constants as K
 from routecore.config import Config
 from routecore.domain import CandidateTable, Classification, Constraints, Weights
 from routecore.errors import ModelsUnavailable, NoModelAvailable
+from routecore.routing.load import LoadView
 from routecore.routing.registry import Registry, capability_mask
 
 F64 = npt.NDArray[np.float64]
@@ -77,6 +78,12 @@ class PolicyInput:
     # cost ceiling falls from the dearest eligible model to the cheapest.
     pacing: float = 0.0
     pacing_note: str = ""  # which budget, for the reason
+    # What the fleet observes (observed latency, models at a limit); None: priors only.
+    load: LoadView | None = None
+    # Output room the model must have (context, max output): the caller's
+    # max_output_tokens; -1: output_tokens, the expected length.
+    output_limit: int = -1
+    output_basis: str = ""  # why output_tokens (routing/output_length.py), for the reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +147,7 @@ class Policy:
         # One row per model: the columns score_models reads, then quality per category.
         cols = [registry.price_in, registry.price_out, registry.p50_ms, registry.tokens_per_s,
                 registry.context_window, registry.max_output,
-                registry.cap_mask.astype(np.float64), registry.default_quality]
+                registry.cap_mask.astype(np.float64), registry.default_quality, registry.p95_ms]
         assert len(cols) == K.N_MODEL_COLS
         self._table: F64 = np.ascontiguousarray(
             np.column_stack([*cols, registry.quality.reshape(n, -1)]), dtype=np.float64)
@@ -149,13 +156,24 @@ class Policy:
         self._long = [(i, t.above_input_tokens, t.input / 1e6, t.output / 1e6)
                       for i, p in enumerate(registry.prices) for t in p.tiers]  # rising
         self._long_from = min((t[1] for t in self._long), default=0)
+        self._live: tuple[int, F64] = (-1, self._table)  # (load view version, its table)
 
-    def _priced(self, input_tokens: int) -> F64:
-        """The model table with the long-context rates of the models this prompt is past
-        (a copy only for such prompts, which are rare)."""
+    def _priced(self, input_tokens: int, load: LoadView | None) -> F64:
+        """The model table with the observed latencies (one copy per load snapshot) and
+        the long-context rates of the models this prompt is past (a copy only for such
+        prompts, which are rare)."""
+        base = self._table
+        if load is not None:
+            version, base = self._live
+            if version != load.version:
+                base = self._table.copy()
+                base[:, K.COL_P50] = load.p50
+                base[:, K.COL_P95] = load.p95
+                base.flags.writeable = False
+                self._live = (load.version, base)
         if not self._long_from or input_tokens <= self._long_from:
-            return self._table
-        table = self._table.copy()
+            return base
+        table = base.copy()
         for i, above, p_in, p_out in self._long:
             if input_tokens > above:
                 table[i, K.COL_PRICE_IN], table[i, K.COL_PRICE_OUT] = p_in, p_out
@@ -177,7 +195,7 @@ class Policy:
         return codes
 
     def _why(self, code: int, i: int, inp: PolicyInput, q: float, cost: float, lat: float,
-             unhealthy: Mapping[str, str]) -> str:
+             unhealthy: Mapping[str, str], table: F64, limited: Mapping[int, str]) -> str:
         """The rejection reason for a score_models fail code."""
         reg, c = self.registry, inp.constraints
         it, ot = inp.input_tokens, inp.output_tokens
@@ -189,6 +207,8 @@ class Policy:
         if code == K.FAIL_CAPABILITY:
             missing = sorted(c.required_capabilities - reg.specs[name].capabilities)
             return f"lacks capability: {', '.join(missing)}"
+        if inp.output_limit >= 0:
+            ot = inp.output_limit
         if code == K.FAIL_CONTEXT:
             ctx = int(self._table[i, K.COL_CONTEXT])
             return f"context: {it} prompt + {ot} output tokens > {ctx} window"
@@ -196,12 +216,19 @@ class Policy:
             return f"max output {ot} tokens > model limit {int(self._table[i, K.COL_MAX_OUTPUT])}"
         if code == K.FAIL_UNHEALTHY:
             return f"unhealthy: {unhealthy[name]}"
+        if code == K.FAIL_AT_LIMIT:
+            return limited[i]
         if code == K.FAIL_COST:
             assert c.max_cost_usd is not None
             return f"estimated cost {_fmt_usd(cost)} > max_cost_usd {_fmt_usd(c.max_cost_usd)}"
         if code == K.FAIL_LATENCY:
             assert c.max_latency_ms is not None
-            return f"estimated latency {lat:.0f} ms > max_latency_ms {c.max_latency_ms:.0f}"
+            # the kernel's estimate, made with p95 (only for this message)
+            p, tps = float(table[i, K.COL_P95]), float(table[i, K.COL_TPS])
+            p95 = max(p + (inp.output_tokens - 512.0) / tps * 1000.0, 0.2 * p) + it * 50.0 / tps
+            note = inp.load.note(i) if inp.load is not None else ""
+            return (f"estimated p95 latency {p95:,.0f} ms > max_latency_ms "
+                    f"{c.max_latency_ms:,.0f}" + (f" ({note})" if note else ""))
         assert code == K.FAIL_QUALITY and c.min_quality is not None
         return f"predicted quality {q:.3f} < min_quality {c.min_quality:.3f}"
 
@@ -241,18 +268,32 @@ class Policy:
         try:
             return self._decide(inp, unhealthy or {})
         except NoModelAvailable as exc:
-            if not unhealthy or not any(r.startswith("unhealthy") for r in exc.reasons.values()):
+            if not any(r.startswith(("unhealthy", "at its limit")) for r in exc.reasons.values()):
                 raise
-            # Raises the real reasons when health was not what stood in the way.
-            healthy = self._decide(inp, {})
-            down = [m for m in (healthy.model, *healthy.fallbacks) if m in unhealthy]
-            raise ModelsUnavailable(down, unhealthy[healthy.model]) from None
+            # Raises the real reasons when health and limits were not what stood in the way.
+            healthy = self._decide(inp, {}, limits=False)
+            out = {m: unhealthy[m] for m in (healthy.model, *healthy.fallbacks)
+                   if unhealthy and m in unhealthy}
+            for m in (healthy.model, *healthy.fallbacks):
+                why = exc.reasons.get(m, "")
+                if why.startswith("at its limit") and m not in out:
+                    out[m] = why
+            first = out.get(healthy.model) or next(iter(out.values()), "busy")
+            raise ModelsUnavailable(list(out), first) from None
 
-    def _decide(self, inp: PolicyInput, unhealthy: Mapping[str, str]) -> PolicyResult:
+    def _decide(self, inp: PolicyInput, unhealthy: Mapping[str, str],
+                limits: bool = True) -> PolicyResult:
         reg = self.registry
         c, cls, strategy = inp.constraints, inp.classification, inp.strategy
         codes = (self._name_codes(c, unhealthy)
                  if c.deny_models or c.allow_models or unhealthy else None)
+        load = inp.load
+        limited: Mapping[int, str] = {}
+        if load is not None and limits:
+            limited, at_limit = load.limited(inp.input_tokens + (
+                inp.output_limit if inp.output_limit >= 0 else inp.output_tokens))
+            if at_limit is not None:  # the name checks come first
+                codes = at_limit if codes is None else np.where(codes == 0, at_limit, codes)
         probs = None
         if reg.categories:
             probs = cls.probs
@@ -268,21 +309,22 @@ class Policy:
             overrides[1, self._li] = lc
             code = K.SCORE_NONE
         w = inp.weights
+        table = self._priced(inp.input_tokens, load)
         q, cost, lat, score, fail, order, target = _fast.score_models(
-            self._priced(inp.input_tokens), probs, codes, self._boost(strategy, cls), overrides,
+            table, probs, codes, self._boost(strategy, cls), overrides,
             cls.complexity,
             capability_mask(c.required_capabilities) if c.required_capabilities else 0,
             inp.input_tokens, inp.output_tokens,
             _NAN if c.max_cost_usd is None else c.max_cost_usd,
             _NAN if c.max_latency_ms is None else c.max_latency_ms,
             _NAN if c.min_quality is None else c.min_quality,
-            code, w.quality, w.cost, w.latency)
+            code, w.quality, w.cost, w.latency, inp.output_limit)
         n = len(reg)
         reasons = [""] * n
         if len(order) < n:
             for i in np.flatnonzero(fail).tolist():
                 reasons[i] = self._why(int(fail[i]), i, inp, float(q[i]), float(cost[i]),
-                                       float(lat[i]), unhealthy)
+                                       float(lat[i]), unhealthy, table, limited)
 
         pace_note = ""
         if inp.pacing > 0.0:
@@ -334,6 +376,14 @@ class Policy:
                   f"{reg.names[best]} (quality {qb:.3f}, {_fmt_usd(cb)}, "
                   f"{lb:.0f} ms){runner}; {n - len(ranked)} of {n} candidates fail the "
                   f"constraints{pace_note}")
+        if inp.output_basis and inp.output_basis != "default":
+            reason += f"; output ~{inp.output_tokens:,} tokens ({inp.output_basis})"
+        if load is not None:
+            note = load.note(best)
+            if note:
+                reason += f"; load: {note}"
+            if limited:
+                reason += f"; {len(limited)} model(s) at a limit"
         return PolicyResult(model=reg.names[best], fallbacks=fallbacks, candidates=candidates,
                             reason=reason, predicted_quality=qb,
                             estimated_cost_usd=cb, estimated_latency_ms=lb)

@@ -30,6 +30,7 @@ from routecore.domain import (
     Classification,
     Constraints,
     Decision,
+    LoadSnapshot,
     Message,
     RequestIds,
     RouteRequest,
@@ -40,6 +41,8 @@ from routecore.routing.ab import CANDIDATE, assign, parse_ab
 from routecore.routing.arbitrage import Choice, Health, choose
 from routecore.routing.classifier import Classifier, Features
 from routecore.routing.features import FeatureExtractor
+from routecore.routing.load import LoadView, parse_load
+from routecore.routing.output_length import OutputEstimate, OutputLength
 from routecore.routing.policy import Policy, PolicyInput, QualityModel
 from routecore.routing.registry import Registry
 from routecore.routing.tokens import count_chat_tokens
@@ -80,6 +83,12 @@ class Router:
         if self.ab is not None and not self.ab.candidate_is_strategy and candidate is None:
             raise ConfigError([f"ab.candidate.artifact: {self.ab.candidate!r} was not loaded"])
         self._new_request_id = RequestIds()
+        self.output_length = OutputLength(config.routing.default_output_tokens)
+        self.load_config = parse_load(config.extra.get("load"))
+        # Set by the completion layer (config `load`): the fleet's observed load, read
+        # without I/O; the view over it is rebuilt once per snapshot.
+        self.load_source: Callable[[], LoadSnapshot] | None = None
+        self._load_view: LoadView | None = None
         # Set by the completion layer: model -> why it is unhealthy (open breaker).
         self.health_source: Callable[[], Mapping[str, str]] | None = None
         # Set by the completion layer: deployment key -> why it is unhealthy ("" healthy).
@@ -191,23 +200,27 @@ class Router:
         return self.decide(req, text, feats, self.classifier.classify(text, feats), t0)
 
     def route_classified(self, req: RouteRequest, classification: Classification,
-                         input_tokens: int) -> Decision:
+                         input_tokens: int, output: tuple[int, str] | None = None) -> Decision:
         """Route a request whose classification is already known (offline replay of an
-        audit trail kept without prompts): the same `decide` as `route`. The learned
+        audit trail kept without prompts): the same `decide` as `route`; `output`, the
+        logged output estimate (tokens, basis) when it was not the default. The learned
         strategy reads the prompt itself, so it is refused here."""
         t0 = time.perf_counter_ns()
         self.validate(req, text=False)
         feats = Features(np.zeros(0, np.float32), np.zeros(0, np.float32), input_tokens)
-        return self.decide(req, req.text(), feats, classification, t0)
+        return self.decide(req, req.text(), feats, classification, t0,
+                           output=OutputEstimate(*output) if output else None)
 
     def decide(self, req: RouteRequest, text: str, feats: Features, cls: Classification,
-               t0: int, unhealthy: Mapping[str, str] | None = None) -> Decision:
+               t0: int, unhealthy: Mapping[str, str] | None = None,
+               output: OutputEstimate | None = None) -> Decision:
         """The decision for a validated request whose features and classification are
         known (`route` and `routing.batch` share it); `t0` (perf_counter_ns) starts
         its decision_micros. `unhealthy` (a batch reads it once): else the health source."""
         routing = self.config.routing
         input_tokens = count_chat_tokens(req.messages) if req.messages else feats.tokens
-        output_tokens = req.constraints.max_output_tokens or routing.default_output_tokens
+        limit = req.constraints.max_output_tokens
+        out = output or self.output_length.estimate(_ask(req, text), input_tokens, limit)
         strategy = req.strategy or routing.default_strategy
         policy, variant = self.policy, ""
         request_id = req.request_id or self._new_request_id()
@@ -233,12 +246,19 @@ class Router:
         pacing, pacing_note = 0.0, ""
         if budget is not None and budget.pacing > 0.0:
             pacing, pacing_note = budget.pacing, f"{budget.cap} at {budget.share_used:.0%}"
+        view = None
+        if self.load_source is not None and not req.model:  # a pinned model goes regardless
+            snap = self.load_source()
+            view = self._load_view
+            if view is None or view.version != snap.version:
+                view = self._load_view = LoadView(snap, self.registry, self.load_config)
         result = policy.decide(
             PolicyInput(text=text, vec=feats.vec, classification=cls, input_tokens=input_tokens,
-                        output_tokens=output_tokens, constraints=constraints,
+                        output_tokens=out.tokens, constraints=constraints,
                         strategy=strategy, weights=req.weights or routing.weights,
                         willingness_to_pay=wtp, pacing=pacing,
-                        pacing_note=pacing_note),
+                        pacing_note=pacing_note, load=view,
+                        output_limit=limit if limit else -1, output_basis=out.basis),
             # A pinned model is tried even behind an open breaker: its fallbacks follow it.
             None if req.model else unhealthy if unhealthy is not None else self.health(),
         )
@@ -250,7 +270,7 @@ class Router:
                 not c.allow_models or f in c.allow_models))[:routing.max_fallbacks]
             reason = f"pinned: the request named {req.model}; {reason}"
         # Which of the model's deployments sells it cheapest within the constraints.
-        sold = choose(spec, input_tokens, output_tokens, req.constraints, self.deployment_health,
+        sold = choose(spec, input_tokens, out.tokens, req.constraints, self.deployment_health,
                       self.registry.prices[self.registry.index[result.model]])
         if sold.reason:
             reason = f"{reason}; {sold.reason}"
@@ -260,14 +280,15 @@ class Router:
             fallbacks=fallbacks, category=cls.category,
             category_confidence=cls.confidence, complexity=cls.complexity,
             estimated_cost_usd=self._at_deployment(result.estimated_cost_usd, sold,
-                                                   input_tokens, output_tokens),
+                                                   input_tokens, out.tokens),
             estimated_latency_ms=result.estimated_latency_ms,
             predicted_quality=result.predicted_quality, reason=reason,
             candidates=result.candidates, router_version=self.version, strategy=strategy,
             input_tokens=input_tokens, request_id=request_id,
             decision_micros=int(micros), variant=variant, budget=budget,
             category_scores=cls.scores, deployment=sold.deployment,
-            deployment_order=sold.order,
+            deployment_order=sold.order, output_tokens=out.tokens, output_basis=out.basis,
+            load=view.models if view is not None else None,
         )
 
 
@@ -278,6 +299,14 @@ class Router:
         if sold.cost_usd is None or sold.list_cost_usd <= 0.0:
             return estimate if sold.cost_usd is None else sold.cost_usd
         return estimate * sold.cost_usd / sold.list_cost_usd
+
+
+def _ask(req: RouteRequest, text: str) -> str:
+    """What the caller asks: the last user message (else the prompt, else all the text)."""
+    for m in reversed(req.messages):
+        if m.role == "user":
+            return m.content
+    return req.prompt or text
 
 
 def _load_learned(cfg: Config, path: str, field: str) -> QualityModel:

@@ -25,6 +25,7 @@ from routecore.domain import (
     Constraints,
     Decision,
     Message,
+    ModelLoad,
     RouteRequest,
     Weights,
     check_request_id,
@@ -98,7 +99,8 @@ def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
         reason=d.reason,
         candidates=[
             pb.Candidate(model=m, provider=p, predicted_quality=q, estimated_cost_usd=c,
-                         estimated_latency_ms=lat, score=_finite(sc), rejected_reason=r)
+                         estimated_latency_ms=lat, score=_finite(sc), rejected_reason=r,
+                         **_observed(d.load, m))
             for m, p, q, c, lat, sc, r in (_candidate_rows(d) if with_candidates else ())
         ],
         router_version=d.router_version,
@@ -113,12 +115,26 @@ def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
         deployment=d.deployment,
         deployment_order=d.deployment_order,
         **({} if d.classifier is None else classifier_fields(d.classifier)),
+        estimated_output_tokens=d.output_tokens,
+        output_tokens_basis=d.output_basis,
     )
 
 
 def classifier_fields(c: ClassifierReport) -> dict[str, Any]:
     return {"classifier_source": c.source, "classifier_cost_usd": c.cost_usd,
             "classifier_latency_ms": c.latency_ms, "classifier_model": c.model}
+
+
+def _observed(load: Mapping[str, ModelLoad] | None, model: str) -> dict[str, Any]:
+    """A candidate's observed-load fields (none when nothing is observed of it)."""
+    ml = load.get(model) if load is not None else None
+    if ml is None:
+        return {}
+    out: dict[str, Any] = {"observed_calls": ml.calls, "in_flight": ml.in_flight,
+                           "rpm_left": ml.rpm_left, "tpm_left": ml.tpm_left}
+    if ml.calls > 0 and math.isfinite(ml.p50_ms):
+        out["observed_p50_ms"], out["observed_p95_ms"] = ml.p50_ms, ml.p95_ms
+    return out
 
 
 def budget_state(b: BudgetState) -> pb.BudgetState:

@@ -110,6 +110,8 @@ def _with_decision(rec: AuditRecord, d: Decision) -> None:
     rec.candidates = candidate_rows(d)
     if d.category_scores:
         rec.category_scores = d.category_scores
+    if d.output_basis and d.output_basis != "default":  # replay without the prompt needs it
+        rec.features["output"] = [d.output_tokens, d.output_basis]
     if d.budget is not None and not rec.budget:
         rec.budget = "paced" if d.budget.pacing > 0.0 else "within"
         rec.features["budget"] = {"cap": d.budget.cap, "share_used": d.budget.share_used,

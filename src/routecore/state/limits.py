@@ -61,6 +61,11 @@ class TokenBucket:
         n = min(n, self.capacity)
         return 0.0 if self.tokens >= n else (n - self.tokens) / self.rate
 
+    def level(self) -> float:
+        """Tokens in the bucket now (may be negative: a debt), without taking any."""
+        now = self._clock()
+        return min(self.capacity, self.tokens + max(0.0, now - self._last) * self.rate)
+
     def take(self, n: float) -> None:
         if self.capacity > 0:
             self._refill()
@@ -89,6 +94,14 @@ class RateLimiter:
             req.take(1)
             tok.take(tokens)
         return wait
+
+    def levels(self, model: str) -> tuple[float | None, float | None]:
+        """(requests, tokens) left in the model's buckets now, taking nothing; None for a
+        bucket without a limit or one never used (full)."""
+        pair = self._buckets.get(model)
+        if pair is None:
+            return None, None
+        return tuple(b.level() if b.capacity > 0 else None for b in pair)  # type: ignore[return-value]
 
     def adjust(self, model: str, delta_tokens: int, delta_requests: int = 0) -> None:
         """Correct the buckets once the real usage is known (positive: more was used,
@@ -174,6 +187,17 @@ class RedisRateLimits:
                       delta_requests: int = 0) -> None:
         if (rpm > 0 and delta_requests) or (tpm > 0 and delta_tokens):
             await self._run(model, rpm, tpm, delta_requests, delta_tokens, False)
+
+
+def bucket_level(fields: list[bytes | str | None], cap: int, now: float) -> float | None:
+    """The level of one bucket from its hash fields (tokens, when) as the Lua script keeps
+    them: what `acquire` would see at `now` (None: never used, so full)."""
+    if cap <= 0:
+        return None
+    tok, last = fields
+    if tok is None or last is None:
+        return float(cap)
+    return min(float(cap), float(tok) + max(0.0, now - float(last)) * cap / 60.0)
 
 
 def open_limits(backend: Backend) -> MemoryRateLimits | RedisRateLimits:

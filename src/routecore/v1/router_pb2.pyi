@@ -61,7 +61,7 @@ class RouteRequest(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tenant: _Optional[str] = ..., user: _Optional[str] = ..., strategy: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., request_id: _Optional[str] = ..., willingness_to_pay: _Optional[float] = ..., weight_quality: _Optional[float] = ..., weight_cost: _Optional[float] = ..., weight_latency: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("model", "predicted_quality", "estimated_cost_usd", "estimated_latency_ms", "score", "rejected_reason", "provider")
+    __slots__ = ("model", "predicted_quality", "estimated_cost_usd", "estimated_latency_ms", "score", "rejected_reason", "provider", "observed_p50_ms", "observed_p95_ms", "observed_calls", "in_flight", "rpm_left", "tpm_left")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_QUALITY_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,12 @@ class Candidate(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     REJECTED_REASON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RPM_LEFT_FIELD_NUMBER: _ClassVar[int]
+    TPM_LEFT_FIELD_NUMBER: _ClassVar[int]
     model: str
     predicted_quality: float
     estimated_cost_usd: float
@@ -76,10 +82,16 @@ class Candidate(_message.Message):
     score: float
     rejected_reason: str
     provider: str
-    def __init__(self, model: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., score: _Optional[float] = ..., rejected_reason: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
+    observed_p50_ms: float
+    observed_p95_ms: float
+    observed_calls: float
+    in_flight: int
+    rpm_left: float
+    tpm_left: float
+    def __init__(self, model: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., score: _Optional[float] = ..., rejected_reason: _Optional[str] = ..., provider: _Optional[str] = ..., observed_p50_ms: _Optional[float] = ..., observed_p95_ms: _Optional[float] = ..., observed_calls: _Optional[float] = ..., in_flight: _Optional[int] = ..., rpm_left: _Optional[float] = ..., tpm_left: _Optional[float] = ...) -> None: ...
 
 class RouteDecision(_message.Message):
-    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget", "deployment", "deployment_order", "classifier_source", "classifier_cost_usd", "classifier_latency_ms", "classifier_model")
+    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget", "deployment", "deployment_order", "classifier_source", "classifier_cost_usd", "classifier_latency_ms", "classifier_model", "estimated_output_tokens", "output_tokens_basis")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +117,8 @@ class RouteDecision(_message.Message):
     CLASSIFIER_COST_USD_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_BASIS_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
@@ -130,7 +144,9 @@ class RouteDecision(_message.Message):
     classifier_cost_usd: float
     classifier_latency_ms: float
     classifier_model: str
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ..., deployment: _Optional[str] = ..., deployment_order: _Optional[_Iterable[str]] = ..., classifier_source: _Optional[str] = ..., classifier_cost_usd: _Optional[float] = ..., classifier_latency_ms: _Optional[float] = ..., classifier_model: _Optional[str] = ...) -> None: ...
+    estimated_output_tokens: int
+    output_tokens_basis: str
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ..., deployment: _Optional[str] = ..., deployment_order: _Optional[_Iterable[str]] = ..., classifier_source: _Optional[str] = ..., classifier_cost_usd: _Optional[float] = ..., classifier_latency_ms: _Optional[float] = ..., classifier_model: _Optional[str] = ..., estimated_output_tokens: _Optional[int] = ..., output_tokens_basis: _Optional[str] = ...) -> None: ...
 
 class BudgetState(_message.Message):
     __slots__ = ("share_used", "remaining_usd", "cap", "pacing")

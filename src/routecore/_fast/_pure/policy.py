@@ -16,10 +16,12 @@ from .._constants import (
     COL_DEFAULT_Q,
     COL_MAX_OUTPUT,
     COL_P50,
+    COL_P95,
     COL_PRICE_IN,
     COL_PRICE_OUT,
     COL_TPS,
     DECADE_VALUE,
+    FAIL_AT_LIMIT,
     FAIL_CAPABILITY,
     FAIL_CONTEXT,
     FAIL_COST,
@@ -60,20 +62,26 @@ def score_models(
     wq: float,
     wc: float,
     wl: float,
+    out_limit: int = -1,
 ) -> tuple[F64, F64, F64, F64, npt.NDArray[np.int8], npt.NDArray[np.int64], float]:
     """The policy's per-model numbers for one request, in one call.
 
     table: float64[m, N_MODEL_COLS + c], one row per model: price per input and
     output token, p50 latency (ms), decode tokens/s, context window, max output
-    tokens, capability bits, default quality, then the quality per category.
+    tokens, capability bits, default quality, p95 latency (ms), then the quality
+    per category. The latency estimate is on p50; max_latency is checked on the
+    same estimate made with p95.
     probs: float64[c] category probabilities (None: use the default quality;
     also when they do not sum to > 0). codes: int8[m] name checks from the
-    caller (FAIL_DENIED, FAIL_NOT_ALLOWED, FAIL_UNHEALTHY or 0; None: all 0).
+    caller (FAIL_DENIED, FAIL_NOT_ALLOWED, FAIL_UNHEALTHY, FAIL_AT_LIMIT or 0;
+    None: all 0).
     boost: float64[m] per-model strategy boost, NaN for none (complexity: the
     score is max(quality, boost); domain: boost replaces the multi-objective
     score). overrides: float64[2, m] quality and cost replacing the estimates
     where not NaN (a learned router's predictions). max_cost, max_latency,
-    min_quality: NaN for no limit. strategy: a SCORE_* code.
+    min_quality: NaN for no limit. strategy: a SCORE_* code. out_limit: the
+    output the model must have room for (context window, max output); -1: out_tokens
+    (the expected output, which prices and times the answer).
 
     Returns (quality, cost_usd, latency_ms, score, fail, order, target): fail
     is the FAIL_* code of the first failing check (0 when eligible), order the
@@ -107,7 +115,8 @@ def score_models(
         vl = ov.tolist()
 
     it, ot = float(in_tokens), float(out_tokens)
-    span = float(in_tokens + out_tokens)
+    ol = float(out_limit if out_limit >= 0 else out_tokens)
+    span = it + ol
     pn: list[float] | None = None
     if pl is not None and nc > 0:
         total = 0.0
@@ -130,10 +139,7 @@ def score_models(
             x = 0.0 if x < 0.0 else 1.0
         q[i] = x
         cost[i] = it * row[COL_PRICE_IN] + ot * row[COL_PRICE_OUT]
-        p50, tps = row[COL_P50], row[COL_TPS]
-        tt = p50 + (ot - 512.0) / tps * 1000.0
-        floor = 0.2 * p50
-        lat[i] = (tt if tt > floor else floor) + it * 50.0 / tps
+        lat[i] = _lat(row[COL_P50], row[COL_TPS], ot, it)
         if vl is not None:
             if vl[0][i] == vl[0][i]:
                 q[i] = vl[0][i]
@@ -150,13 +156,13 @@ def score_models(
             code = FAIL_CAPABILITY
         elif span > row[COL_CONTEXT]:
             code = FAIL_CONTEXT
-        elif ot > row[COL_MAX_OUTPUT]:
+        elif ol > row[COL_MAX_OUTPUT]:
             code = FAIL_MAX_OUTPUT
-        elif code == FAIL_UNHEALTHY:
+        elif code in (FAIL_UNHEALTHY, FAIL_AT_LIMIT):
             pass
         elif cost[i] > max_cost:
             code = FAIL_COST
-        elif lat[i] > max_latency:
+        elif max_latency == max_latency and _lat(row[COL_P95], row[COL_TPS], ot, it) > max_latency:
             code = FAIL_LATENCY
         elif q[i] < min_quality:
             code = FAIL_QUALITY
@@ -211,6 +217,14 @@ def score_models(
     return (np.array(q, dtype=np.float64), np.array(cost, dtype=np.float64),
             np.array(lat, dtype=np.float64), np.array(score, dtype=np.float64),
             np.array(fail, dtype=np.int8), np.array(order, dtype=np.int64), target)
+
+
+def _lat(p: float, tps: float, ot: float, it: float) -> float:
+    """Latency (ms) from a typical ~512-token answer's `p`: scaled by the output length,
+    plus prefill at ~20x the decode rate."""
+    tt = p + (ot - 512.0) / tps * 1000.0
+    floor = 0.2 * p
+    return (tt if tt > floor else floor) + it * 50.0 / tps
 
 
 def _per_model(a: npt.ArrayLike | None, dtype: npt.DTypeLike, name: str, m: int) -> list[float] | None:
