@@ -75,10 +75,12 @@ async def test_route_names_the_cheap_deployment_and_complete_charges_it() -> Non
         d = await stub.Route(route, timeout=5)
         assert (d.model, d.deployment, d.provider) == ("llama", "together", "together")
         assert list(d.deployment_order) == ["together", "azure"]
-        assert d.estimated_cost_usd == pytest.approx((d.input_tokens * CHEAP[0] + 100 * CHEAP[1])
+        out = d.estimated_output_tokens  # the expected answer, capped by max_output_tokens
+        assert 0 < out <= 100
+        assert d.estimated_cost_usd == pytest.approx((d.input_tokens * CHEAP[0] + out * CHEAP[1])
                                                      / 1e6)
-        n = d.input_tokens + 100
-        cheap, dear = ((d.input_tokens * p[0] + 100 * p[1]) / n for p in (CHEAP, DEAR))
+        n = d.input_tokens + out
+        cheap, dear = ((d.input_tokens * p[0] + out * p[1]) / n for p in (CHEAP, DEAR))
         assert f"deployment together (cheapest healthy: ${cheap:.2f}/Mtok vs azure " \
                f"${dear:.2f})" in d.reason
         res = await stub.Complete(pb.CompleteRequest(route=route, max_output_tokens=100),
