@@ -45,7 +45,10 @@ class Registry:
         self.context_window: F64 = np.array([s.context_window for s in specs], dtype=np.float64)
         self.max_output: F64 = np.array([s.max_output_tokens for s in specs], dtype=np.float64)
         self.p50_ms: F64 = np.array([s.latency.p50_ms for s in specs])
-        self.p95_ms: F64 = np.array([s.latency.p95_ms for s in specs])
+        # The latency constraint is checked on the fastest deployment's p95: the model can
+        # meet it through that one, and arbitrage then picks a deployment that does.
+        self.p95_ms: F64 = np.array([min([s.latency.p95_ms] + [
+            d.latency.p95_ms for d in s.deployments if d.latency is not None]) for s in specs])
         self.tokens_per_s: F64 = np.array([s.latency.tokens_per_s for s in specs])
         self.cap_mask = np.array([capability_mask(s.capabilities) for s in specs], dtype=np.int64)
         # quality[m, c]: model m's quality on category c (default where unset).
