@@ -92,6 +92,13 @@ def test_anything_else_is_refused_with_the_reason(answer: str, why: str) -> None
     assert why in str(info.value)
 
 
+@pytest.mark.parametrize("answer", [None, ["x"], {"category": "math", "difficulty": 2}, 3])
+def test_an_answer_that_is_not_text_is_refused(answer: object) -> None:
+    """An upstream that puts something other than a string in its content is refused."""
+    with pytest.raises(BadAnswer, match="not text"):
+        parse_answer(answer, CATS)
+
+
 def test_a_refused_answer_quotes_at_most_40_characters_of_it() -> None:
     """A hostile category string is echoed cut short, never whole."""
     with pytest.raises(BadAnswer) as info:

@@ -91,8 +91,11 @@ def _no_constant(name: str) -> Any:
     raise BadAnswer(f"{name} is not a number")
 
 
-def parse_answer(text: str, categories: Mapping[str, Any] | tuple[str, ...]) -> tuple[str, int]:
+def parse_answer(text: Any, categories: Mapping[str, Any] | tuple[str, ...]) -> tuple[str, int]:
     """(category, difficulty) from the model's answer, or BadAnswer saying what was wrong."""
+    if not isinstance(text, str):  # an upstream that put something else in `content`
+        raise BadAnswer(f"not text (a {type(text).__name__})")
+    text = text.strip()
     if len(text) > MAX_ANSWER_CHARS:
         raise BadAnswer(f"answer of {len(text)} characters (at most {MAX_ANSWER_CHARS})")
     try:
@@ -228,7 +231,7 @@ class LlmClassifier:
                 deadline.share(2).within(s.timeout_ms / 1000.0), attempts,
                 messages=messages(text, self.system, s.max_prompt_chars))
             cost = ans.cost_usd
-            category, difficulty = parse_answer(ans.text.strip(), self.categories)
+            category, difficulty = parse_answer(ans.text, self.categories)
         except (RoutecoreError, BadAnswer) as exc:
             return local, ClassifierReport("fallback", s.model, cost, self._ms(started),
                                            _why(exc), tuple(attempts))
