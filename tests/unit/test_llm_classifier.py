@@ -3,13 +3,15 @@ and cascade's threshold, over the in-process simulated provider."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from importlib import resources
 from typing import Any
 
 import pytest
 import yaml
-from conftest_complete import FakeClock
+from conftest_complete import FakeClock, model
 
 from routecore.calling.completion import Completer
 from routecore.calling.llm_classifier import (
@@ -294,3 +296,67 @@ async def test_local_modes_build_no_llm_classifier() -> None:
     c = Completer(cfg, Router(cfg))
     assert c.llm_classifier is None
     await c.aclose()
+
+
+# -- one call for the same prompt in flight ---------------------------------------------
+
+
+def _slow_classifier(model_id: str) -> Completer:
+    raw = _raw(mode="llm", llm={"model": "cls", "cache_size": 0})
+    raw["models"]["cls"] = model(model_id, endpoint="openai", quality=0.05)
+    cfg = parse_config(raw)
+    return Completer(cfg, Router(cfg))
+
+
+async def test_the_same_tenant_asking_the_same_meanwhile_shares_one_call() -> None:
+    """Concurrent requests of one tenant with one prompt make one call (one pays, the others
+    are served its answer free); another tenant's request makes its own."""
+    c = _slow_classifier("cls-slow_100")
+    assert c.llm_classifier is not None
+    route = c.llm_classifier.route
+    ds = await asyncio.gather(*(route(RouteRequest(prompt=UNSURE, tenant="acme"))
+                                for _ in range(5)),
+                              route(RouteRequest(prompt=UNSURE, tenant="globex")))
+    reports = [d.classifier for d in ds]
+    assert all(r is not None for r in reports)
+    sources = sorted(r.source for r in reports if r is not None)
+    assert sources == ["cache"] * 4 + ["llm"] * 2
+    assert all(r.cost_usd == 0 for r in reports if r is not None and r.source == "cache")
+    assert len({(d.category, d.complexity) for d in ds[:5]}) == 1
+    assert "from a call in flight" in ds[1].reason
+    assert not c.llm_classifier._inflight
+    await c.aclose()
+
+
+async def test_a_failed_or_cancelled_shared_call_sends_its_waiters_to_local() -> None:
+    """When the call others wait for fails or its caller goes away, they fall back to the
+    local classification; no error is left unretrieved."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    c = _slow_classifier("cls-slow_50-error_500")
+    assert c.llm_classifier is not None
+    route = c.llm_classifier.route
+    ds = await asyncio.gather(*(route(RouteRequest(prompt=UNSURE, tenant="acme"))
+                                for _ in range(3)))
+    assert [d.classifier.source for d in ds if d.classifier] == ["fallback"] * 3
+    assert "server: " in ds[0].reason and "server: " in ds[1].reason
+    await route(RouteRequest(prompt="nobody waits for this one", tenant="acme"))
+    await c.aclose()
+    c = _slow_classifier("cls-slow_200")
+    assert c.llm_classifier is not None
+    route = c.llm_classifier.route
+    leader = asyncio.ensure_future(route(RouteRequest(prompt=UNSURE, tenant="acme")))
+    await asyncio.sleep(0.02)
+    waiter = asyncio.ensure_future(route(RouteRequest(prompt=UNSURE, tenant="acme")))
+    await asyncio.sleep(0.02)
+    leader.cancel()
+    d = await waiter
+    assert d.classifier is not None and d.classifier.source == "fallback"
+    assert "the call they waited for was cancelled" in d.reason
+    assert leader.cancelled() and not c.llm_classifier._inflight
+    await c.aclose()
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert not errors, errors

@@ -15,13 +15,15 @@ breakers apply, retries happen only in calling/resilience.py, and the whole
 classification runs under min(`classifier.llm.timeout_ms`, half the caller's time
 left), so the reply (or the answer, in Complete) keeps the other half.
 Good answers are cached per process (LRU, TTL), keyed by tenant and prompt hash, so
-one tenant's classification is never another's. A caller whose allowed models (its
-API key's list, or its own constraints) exclude the classifying model is classified
-locally: it is never billed for a model it excluded.
+one tenant's classification is never another's; while a call is in flight, the same
+tenant asking the same waits for its answer instead of paying for another call. A
+caller whose allowed models (its API key's list, or its own constraints) exclude the
+classifying model is classified locally: it is never billed for a model it excluded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -36,7 +38,13 @@ from routecore.calling.deadline import Deadline
 from routecore.calling.types import Attempt, CompletionRequest, ModelCaller
 from routecore.config import Category, Config, LlmClassifierConfig
 from routecore.domain import Classification, ClassifierReport, Decision, Message, RouteRequest
-from routecore.errors import AllProvidersFailed, DeadlineExceeded, RoutecoreError, cap_message
+from routecore.errors import (
+    AllProvidersFailed,
+    Cancelled,
+    DeadlineExceeded,
+    RoutecoreError,
+    cap_message,
+)
 from routecore.routing.router import Router
 from routecore.state.budget import BudgetExceeded
 
@@ -177,6 +185,9 @@ class LlmClassifier:
         self.spec = config.models[settings.model]
         self.system = system_prompt(config.categories)
         self.cache = AnswerCache(settings.cache_size, settings.cache_ttl_s, clock)
+        # Calls in flight by cache key: the same tenant's same prompt asked again meanwhile
+        # waits for that answer instead of paying for a second call.
+        self._inflight: dict[bytes, asyncio.Future[tuple[str, int]]] = {}
         self._clock = clock
 
     @classmethod
@@ -222,19 +233,49 @@ class LlmClassifier:
         if hit is not None:
             return (classification(*hit, self.categories),
                     ClassifierReport("cache", s.model, note=f"difficulty {hit[1]}"))
-        started = self._clock()
+        within = deadline.share(2).within(s.timeout_ms / 1000.0)
+        shared = self._inflight.get(key)
+        if shared is not None:  # the same tenant asks the same right now: wait for that
+            return await self._join(shared, local, within)
+        return await self._ask(req, text, key, local, within)
+
+    async def _join(self, shared: asyncio.Future[tuple[str, int]], local: Classification,
+                    within: Deadline) -> tuple[Classification, ClassifierReport]:
+        """The answer of the same call in flight (free, as a cache hit), or the fallback."""
+        model, started = self.settings.model, self._clock()
+        try:
+            async with asyncio.timeout(within.remaining()):
+                category, difficulty = await asyncio.shield(shared)
+        except (TimeoutError, RoutecoreError, BadAnswer) as exc:
+            return local, ClassifierReport("fallback", model, 0.0, self._ms(started), _why(exc))
+        return (classification(category, difficulty, self.categories),
+                ClassifierReport("cache", model, 0.0, self._ms(started),
+                                 f"difficulty {difficulty}, from a call in flight"))
+
+    async def _ask(self, req: RouteRequest, text: str, key: bytes, local: Classification,
+                   within: Deadline) -> tuple[Classification, ClassifierReport]:
+        """Ask the model (the caller pays); others asking the same meanwhile share it."""
+        s, started = self.settings, self._clock()
+        answer: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(_retrieved)
+        self._inflight[key] = answer
         attempts: list[Attempt] = []
         cost = 0.0
         try:
             ans = await self.caller.call_models(
-                [s.model], self._request(req), self._decision(req),
-                deadline.share(2).within(s.timeout_ms / 1000.0), attempts,
+                [s.model], self._request(req), self._decision(req), within, attempts,
                 messages=messages(text, self.system, s.max_prompt_chars))
             cost = ans.cost_usd
             category, difficulty = parse_answer(ans.text, self.categories)
+            answer.set_result((category, difficulty))
         except (RoutecoreError, BadAnswer) as exc:
+            answer.set_exception(exc)
             return local, ClassifierReport("fallback", s.model, cost, self._ms(started),
                                            _why(exc), tuple(attempts))
+        finally:
+            del self._inflight[key]
+            if not answer.done():  # this caller went away: those waiting fall back
+                answer.set_exception(Cancelled("the call they waited for was cancelled"))
         self.cache.put(key, category, difficulty)
         return (classification(category, difficulty, self.categories),
                 ClassifierReport("llm", s.model, cost, self._ms(started),
@@ -258,8 +299,16 @@ class LlmClassifier:
                         strategy="", input_tokens=0, request_id=req.request_id)
 
 
+def _retrieved(f: asyncio.Future[tuple[str, int]]) -> None:
+    """Marks a failed shared answer's error as seen (nobody may have been waiting for it)."""
+    if not f.cancelled():
+        f.exception()
+
+
 def _why(exc: BaseException) -> str:
     """Why the LLM's classification was not used, in one short phrase."""
+    if isinstance(exc, TimeoutError):
+        return "timeout: waiting for the same prompt's call in flight"
     if isinstance(exc, BadAnswer):
         why = f"refused answer: {exc}"
     elif isinstance(exc, DeadlineExceeded):
