@@ -179,6 +179,7 @@ def validate_all(config: Any) -> None:
     """Validate the sections owned by later layers too (completion, learned, A/B)."""
     from routecore.calling.completion import parse_settings
     from routecore.learned.feedback import feedback_path
+    from routecore.observe.regression import parse_alerts
     from routecore.observe.settings import parse_audit, parse_metrics
     from routecore.observe.telemetry import parse_telemetry
     from routecore.routing.router import Router
@@ -192,6 +193,7 @@ def validate_all(config: Any) -> None:
     parse_audit(config)
     parse_metrics(config)
     parse_telemetry(config)
+    parse_alerts(config)
     budgets = parse_budgets(config.extra.get("budgets"))
     Router.from_config(config)
     auth = parse_auth(config)
@@ -349,6 +351,7 @@ def _add_optional_commands(sub: Any) -> None:
     from routecore.learned.replay import add_commands as add_replay_commands
     from routecore.observe.commands import add_commands as add_audit_commands
     from routecore.server.commands import add_commands as add_server_commands
+    from routecore.server.reload_cli import add_commands as add_reload_commands
     from routecore.server.rollout_cli import add_commands as add_rollout_commands
 
     add_learned_commands(sub)
@@ -356,6 +359,7 @@ def _add_optional_commands(sub: Any) -> None:
     add_replay_commands(sub)
     add_server_commands(sub)
     add_rollout_commands(sub)
+    add_reload_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

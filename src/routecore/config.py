@@ -344,6 +344,7 @@ SECTIONS = frozenset({
     "cache",       # calling/cache.py
     "shadow",      # calling/shadow.py
     "load",        # routing/load.py
+    "alerts",      # observe/regression.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED: dict[str, str] = {}

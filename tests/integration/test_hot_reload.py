@@ -105,7 +105,7 @@ async def test_reload_keeps_in_flight_requests_and_rejects_an_invalid_config(
                                                   f"127.0.0.1:{app.port}"]) == 0
             out = capsys.readouterr().out
             assert "gpt-4o\n  2024-08-06" in out and " 75.00%  gpt-4o-2024-08-06 (pinned)" in out
-            assert " 25.00%  gpt-4o-2024-11-20\n" in out
+            assert " 25.00%  gpt-4o-2024-11-20 [rolling]\n" in out
             path.write_text(yaml.safe_dump(_raw("2024-08-06")))
             assert await reload_config(app, str(path)) is True
             assert await _shares(stub) == {"2024-08-06": 1.0, "2024-11-20": 0.0}

@@ -34,7 +34,8 @@ def test_unknown_top_level_section_is_named() -> None:
     raw = _raw()
     raw["resilence"] = {"retry": {"max_attempts": 1}}
     (p,) = _problems(raw)
-    assert p.startswith("resilence: unknown section (known: ab, audit, auth, budgets, cache, cascade,")
+    assert p.startswith("resilence: unknown section (known: ab, alerts, audit, auth, budgets, "
+                        "cache, cascade,")
 
 
 def test_cache_section_is_validated_by_its_owner() -> None:

@@ -288,15 +288,14 @@ class Completer:
         await self.cache.aclose()
 
     def health(self) -> Mapping[str, str]:
-        """Models whose every deployment has an open breaker (for the router's health source)."""
+        """Models whose every deployment of the pinned version has an open breaker (for the
+        router's health source). A rolled-out version's open breakers do not take the model
+        away from the callers on the pinned one."""
         if not self.settings.resilience.breaker.enabled:
             return {}
-        open_models: dict[str, int] = {}
-        for key, model in self._key_model.items():
-            if self.resilience.breakers.state(key) == "open":
-                open_models[model] = open_models.get(model, 0) + 1
-        return {m: "circuit open" for m, n in open_models.items()
-                if n >= len(self._targets(m))}
+        state = self.resilience.breakers.state
+        return {m: "circuit open" for m in set(self._key_model.values())
+                if all(state(t.key) == "open" for t in self._targets(m))}
 
     def deployment_health(self, key: str) -> str:
         """Why deployment `key` should not be a first choice now ("" healthy): its breaker

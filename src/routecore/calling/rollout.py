@@ -9,8 +9,14 @@
 A caller is sticky: the same user (else tenant, else the request) always lands
 on the same side at a given share, and as the share rises users only move from
 the pinned version to the new one, never back. A call on the new side is sent
-with that version's model_id and charged at its price. Rolling back is a config
-change (share 0, or no rollout) picked up by a reload (SIGHUP).
+with that version's model_id and charged at its price.
+
+Gated by quality: when the regression detector (observe/regression.py) alarms on
+the rolled-out version, the rollout rolls back by itself (`alerts.rollback`,
+the default: share 0 at once, every caller on the pinned version) or, with
+`alerts.rollback: false`, is held (its share stops stepping up). Either state
+lasts until a reload (SIGHUP or `routecore reload`) starts the rollout afresh;
+rolling back by hand is a config change (share 0, or no rollout) and a reload.
 """
 
 from __future__ import annotations
@@ -84,6 +90,16 @@ def bucket(model: str, who: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """A rollout a regression stopped: `share` is what it keeps (0 rolled back)."""
+
+    state: str  # "rolled_back" or "held"
+    share: float
+    reason: str
+    at: float  # unix seconds
+
+
 class Rollouts:
     """Which version of a model serves a caller, and each version's share now."""
 
@@ -92,6 +108,7 @@ class Rollouts:
         self.rollout = rollout
         self.clock = clock
         self.models = models
+        self.stopped: Stopped | None = None  # set once, by stop(); a reload starts afresh
         self._served: ModelSpec | None = None
         if rollout is not None:
             spec = models[rollout.model]
@@ -106,7 +123,14 @@ class Rollouts:
         ro = self.rollout
         if ro is None or spec.name != ro.model or self._served is None:
             return spec
-        return self._served if bucket(spec.name, who) < ro.share_at(self.clock()) else spec
+        return self._served if bucket(spec.name, who) < self.share() else spec
+
+    def share(self) -> float:
+        """The rolled-out version's share now (0 without a rollout or after a rollback)."""
+        ro, stopped = self.rollout, self.stopped
+        if ro is None:
+            return 0.0
+        return stopped.share if stopped is not None else ro.share_at(self.clock())
 
     def version_for(self, req: CompletionRequest, decision: Decision) -> str:
         """The model_id `req`'s caller is sent for the decision's model (as `_call_chain`
@@ -122,5 +146,39 @@ class Rollouts:
         ro = self.rollout
         if ro is None or spec.name != ro.model:
             return {spec.version: 1.0}
-        share = ro.share_at(self.clock())
+        share = self.share()
         return {spec.version: 1.0 - share, ro.to: share}
+
+    def stop(self, model: str, version: str, reason: str, *, roll_back: bool) -> Stopped | None:
+        """A regression of `model`@`version`: roll the rollout back (share 0) or hold its
+        share where it is. None when no running rollout is of that version."""
+        ro = self.rollout
+        if ro is None or ro.model != model or ro.to != version or self.stopped is not None:
+            return None
+        share = 0.0 if roll_back else ro.share_at(self.clock())
+        self.stopped = Stopped("rolled_back" if roll_back else "held", share, reason,
+                               time.time())
+        return self.stopped
+
+    def state(self) -> tuple[str, str]:
+        """(state, reason) of the rollout: "" without one, else rolling / complete /
+        held / rolled_back."""
+        if self.rollout is None:
+            return "", ""
+        if self.stopped is not None:
+            return self.stopped.state, self.stopped.reason
+        return ("complete" if self.share() >= 1.0 else "rolling"), ""
+
+    def version_state(self, spec: ModelSpec) -> tuple[str, str, str] | None:
+        """(rolled-out version, state, reason) when `spec` is the model being rolled out."""
+        ro = self.rollout
+        if ro is None or spec.name != ro.model:
+            return None
+        return (ro.to, *self.state())
+
+    def describe(self) -> str:
+        """"gpt-4o -> 2024-11-20 at 5.0% (rolling)", "" without a rollout."""
+        ro = self.rollout
+        if ro is None:
+            return ""
+        return f"{ro.model} -> {ro.to} at {self.share() * 100:.1f}% ({self.state()[0]})"

@@ -3,6 +3,9 @@
     routecore audit export  [--db PATH|DSN] [--since 24h|2026-11-30|EPOCH] [--tenant T] --format jsonl
     routecore audit summary [--db PATH|DSN] [--since ...] [--tenant T] [--json]
 
+`summary` also counts and lists quality regression alerts (observe/regression.py)
+stored in the trail: who regressed, on which signal, and what the rollout did.
+
 `--db` defaults to the audit target of `--config` (or of the built-in config:
 the SQLite file under the state directory).
 """
@@ -93,19 +96,29 @@ def _cmd_export(ns: argparse.Namespace) -> int:
 
 
 def _cmd_summary(ns: argparse.Namespace) -> int:
-    from routecore.observe.store import summary
+    from routecore.observe.store import alerts, summary
 
     since = parse_since(ns.since) if ns.since else None
-    rows = asyncio.run(summary(_target(ns), since, ns.tenant))
-    if ns.json:
+    target = _target(ns)
+    rows = asyncio.run(summary(target, since, ns.tenant))
+    if ns.json:  # each row counts its alerts; the list below is for people
         print(json.dumps(rows, indent=2))
         return 0
+    found = asyncio.run(alerts(target, since)) if ns.tenant is None else []
     print(f"{'day':10} {'tenant':16} {'model':24} {'requests':>8} {'errors':>6} "
           f"{'feedback':>8} {'spend $':>10} {'est. $':>10} {'in tok':>9} {'out tok':>9} "
-          f"{'shadow':>6} {'shadow $':>10}")
+          f"{'shadow':>6} {'shadow $':>10} {'alerts':>6}")
     for r in rows:
         print(f"{r['day']:10} {(r['tenant'] or '-')[:16]:16} {(r['model'] or '-')[:24]:24} "
               f"{r['requests']:8d} {r['errors']:6d} {r['feedback']:8d} {r['spend_usd']:10.6f} "
               f"{r['estimated_usd']:10.6f} {r['input_tokens']:9d} {r['output_tokens']:9d} "
-              f"{r['shadow_evals']:6d} {r['shadow_spend_usd']:10.6f}")
+              f"{r['shadow_evals']:6d} {r['shadow_spend_usd']:10.6f} {r['alerts']:6d}")
+    if found:
+        print(f"\nquality regressions ({len(found)}):")
+        for a in found:
+            when = datetime.fromtimestamp(a["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+            f = a["features"]
+            print(f"  {when} {a['model']}@{a['model_version']} {a['category'] or '-'} "
+                  f"{f.get('kind', '?')}: {f.get('recent_mean', 0):.3f} vs baseline "
+                  f"{f.get('baseline_mean', 0):.3f}; action: {f.get('action', 'none')}")
     return 0

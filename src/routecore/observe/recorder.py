@@ -8,6 +8,9 @@ feeds the metrics and encodes rows; then the store writes each batch in one
 transaction (SQLite) or one COPY (PostgreSQL). `aclose()` drains everything
 still queued: SIGTERM flushes, kill -9 loses at most what was queued since the
 last wake-up. A failing store loses its batch (counted, logged), never a request.
+`sinks` (the quality regression detector) see each batch of records on the
+writer thread too; `add_record` queues a record made elsewhere (an alert) for
+the store alone.
 """
 
 from __future__ import annotations
@@ -34,18 +37,22 @@ log = structlog.get_logger("routecore.observe")
 Event = tuple[str, str, float, float, str, BaseException | None, Any]
 # (event, wall-clock offset) -> its record, or one per item (RouteBatch), or None
 Build = Callable[[Event, float], AuditRecord | list[AuditRecord] | None]
+Sink = Callable[[list[AuditRecord]], None]
 RETENTION_EVERY_S = 3600.0
 PROCESS_CHUNK = 64  # events turned into rows per worker-thread call
 
 
 class Recorder:
     def __init__(self, build: Build, audit: AuditSettings, metrics: Metrics | None = None,
-                 probes: Sequence[Callable[[], None]] = (), tracing: Tracing | None = None) -> None:
+                 probes: Sequence[Callable[[], None]] = (), tracing: Tracing | None = None,
+                 sinks: Sequence[Sink] = ()) -> None:
         self.settings = audit
         self.metrics = metrics
         self.tracing = tracing
         self._build = build
         self._probes = tuple(probes)
+        self._sinks = tuple(sinks)
+        self._ready: deque[AuditRecord] = deque(maxlen=10_000)  # add_record(): store only
         self._store: Store | None = open_store(audit.target) if audit.enabled else None
         self._queue: deque[Event] = deque()
         self._capacity = audit.queue_size
@@ -76,6 +83,10 @@ class Recorder:
             self._last_drop_log = now
             log.warning("audit queue full: dropping records", dropped_total=self.dropped,
                         queue_size=self._capacity)
+
+    def add_record(self, rec: AuditRecord) -> None:
+        """Queue a finished record for the store (not the metrics or sinks); never blocks."""
+        self._ready.append(rec)
 
     # -- the writer ------------------------------------------------------------------
 
@@ -113,6 +124,9 @@ class Recorder:
                         await self._write(rows)
                         rows = []
                 await self._write(rows)
+            if self._ready:
+                ready, self._ready = self._ready, deque(maxlen=self._ready.maxlen)
+                await self._write([to_row(r) for r in ready])
             if self.metrics is not None and self.dropped != self._dropped_reported:
                 self.metrics.add_dropped("queue_full", self.dropped - self._dropped_reported)
                 self._dropped_reported = self.dropped
@@ -133,6 +147,11 @@ class Recorder:
             self.metrics.observe(records)
         if self.tracing is not None:
             self.tracing.export(records)
+        for sink in self._sinks:
+            try:
+                sink(records)
+            except Exception:  # a sink's bug must not cost the batch its audit rows
+                log.exception("audit sink failed", sink=getattr(sink, "__qualname__", "?"))
         if self._store is None:
             return []
         return [to_row(r) for r in records]

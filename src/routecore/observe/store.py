@@ -9,6 +9,7 @@ connection, so the event loop never blocks on the disk.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -27,8 +28,9 @@ TABLE = "routecore_audit"
 QCOLUMNS = ", ".join(f'"{c}"' for c in COLUMNS)
 SUMMARY_KEYS = ("day", "tenant", "model", "requests", "errors", "feedback", "spend_usd",
                 "estimated_usd", "input_tokens", "output_tokens", "shadow_evals",
-                "shadow_spend_usd")
+                "shadow_spend_usd", "alerts")
 _FLOATS = frozenset({"spend_usd", "estimated_usd", "shadow_spend_usd"})
+ALERT_KEYS = ("ts", "model", "model_version", "category", "router_version", "error", "features")
 
 
 def _sql_type(col: str, pg: bool) -> str:
@@ -193,10 +195,11 @@ def open_store(target: str) -> Store:
 # -- reading (the CLI) ---------------------------------------------------------------
 
 
-def _where(since: float | None, tenant: str | None, pg: bool) -> tuple[str, list[Any]]:
+def _where(since: float | None, tenant: str | None, pg: bool,
+           rpc: str | None = None) -> tuple[str, list[Any]]:
     conds: list[str] = []
     args: list[Any] = []
-    for cond, value in (("ts >= {}", since), ("tenant = {}", tenant)):
+    for cond, value in (("ts >= {}", since), ("tenant = {}", tenant), ("rpc = {}", rpc)):
         if value is not None:
             args.append(value)
             conds.append(cond.format(f"${len(args)}" if pg else "?"))
@@ -208,25 +211,27 @@ def _summary_sql(pg: bool, where: str) -> str:
            else "date(ts, 'unixepoch')")
     # Shadow evaluations (observe/shadow.py) are counted and priced apart: their spend is
     # never the callers'; their model column is the shadow model.
-    live = "rpc <> 'Shadow'"
+    live = "rpc NOT IN ('Shadow', 'Alert')"
     return (f"SELECT {day} AS day, tenant, "
             "CASE WHEN served_model <> '' THEN served_model ELSE model END AS m, "
-            "SUM(CASE WHEN rpc NOT IN ('Feedback', 'Shadow') THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN rpc NOT IN ('Feedback', 'Shadow', 'Alert') THEN 1 ELSE 0 END), "
             f"SUM(CASE WHEN status <> 'OK' AND {live} THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN rpc = 'Feedback' THEN 1 ELSE 0 END), "
             f"SUM(CASE WHEN {live} THEN cost_usd ELSE 0 END), SUM(estimated_cost_usd), "
             f"SUM(CASE WHEN {live} THEN input_tokens ELSE 0 END), "
             f"SUM(CASE WHEN {live} THEN output_tokens ELSE 0 END), "
             "SUM(CASE WHEN rpc = 'Shadow' THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN rpc = 'Shadow' THEN cost_usd ELSE 0 END) "
+            "SUM(CASE WHEN rpc = 'Shadow' THEN cost_usd ELSE 0 END), "
+            "SUM(CASE WHEN rpc = 'Alert' THEN 1 ELSE 0 END) "
             f"FROM {TABLE}{where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
 
 
 async def rows(target: str, columns: Sequence[str] = COLUMNS, since: float | None = None,
-               tenant: str | None = None) -> AsyncIterator[tuple[Any, ...]]:
+               tenant: str | None = None, rpc: str | None = None,
+               ) -> AsyncIterator[tuple[Any, ...]]:
     """Stored rows (only `columns`, in that order), oldest first."""
     pg = is_postgres(target)
-    where, args = _where(since, tenant, pg)
+    where, args = _where(since, tenant, pg, rpc)
     sql = f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM {TABLE}{where} " \
           "ORDER BY ts"
     if pg:
@@ -281,3 +286,14 @@ async def summary(target: str, since: float | None = None,
     return [{k: (v if k in ("day", "tenant", "model") else
                  float(v or 0) if k in _FLOATS else int(v or 0))
              for k, v in zip(SUMMARY_KEYS, r, strict=True)} for r in rows]
+
+
+async def alerts(target: str, since: float | None = None) -> list[dict[str, Any]]:
+    """Quality regression alerts (rpc "Alert"), oldest first."""
+    out = []
+    async for row in rows(target, ALERT_KEYS, since, rpc="Alert"):
+        doc = dict(zip(ALERT_KEYS, row, strict=True))
+        if isinstance(doc["features"], str):
+            doc["features"] = json.loads(doc["features"])
+        out.append(doc)
+    return out

@@ -24,12 +24,13 @@ from routecore.config import Config, missing_api_keys
 from routecore.errors import AddressInUse
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.router import Router
+from routecore.server.alerting import Alerting
 from routecore.server.http_api import HttpFrontDoor
 from routecore.server.identity import Authenticator, parse_auth
 from routecore.server.interceptors import RpcInterceptor
 from routecore.server.observing import Observer
 from routecore.server.ports import ensure_free
-from routecore.server.reload import reload_on_sighup
+from routecore.server.reload import Reloader, reload_on_sighup
 from routecore.server.servicer import RouterServicer
 from routecore.server.tls import server_credentials, ssl_context
 from routecore.state import Backend, open_backend, parse_state
@@ -64,6 +65,8 @@ class App:
     servicer: RouterServicer | None = None
     retired: list[Completer] = field(default_factory=list)  # replaced by a reload; closed at stop
     shadow: ShadowRunner | None = None  # shadow evaluation (config `shadow`), from start()
+    alerting: Alerting | None = None  # acts on quality regressions (server/alerting.py)
+    reloader: Reloader | None = None  # SIGHUP and the Reload RPC (server/reload.py)
 
     @classmethod
     def from_config(cls, config: Config, access_log: bool = True,
@@ -106,10 +109,14 @@ class App:
                                        serve_metrics=self.serve_metrics, shadow=self.shadow)
         self.shadow.record = self.observer.record
         self.completer.shadow = self.shadow
+        self.alerting = Alerting.start(
+            self.observer, lambda: self.completer.rollouts if self.completer else None)
+        self.reloader = Reloader(self, self.router.config.source)
         server = grpc.aio.server(options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db, state=self.state)
         await self.outcomes.start()
         self.servicer = RouterServicer(self.router, self.completer, self.outcomes, self.budgets)
+        self.servicer.reloader = self.reloader
         RpcInterceptor(self.access_log, self.observer.record,
                        authenticator=self.authenticator).register(
             router_pb2_grpc.add_RouterServicer_to_server, self.servicer, server)
@@ -211,6 +218,9 @@ class App:
         if self.state is not None:
             await self.state.aclose()
             self.state = None
+        if self.alerting is not None:  # before the recorder's last flush: its alerts are stored
+            await self.alerting.aclose()
+            self.alerting = None
         if self.observer is not None:  # after the drain: in-flight calls are recorded too
             await self.observer.aclose()
             self.observer = None
@@ -241,6 +251,8 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    if app.reloader is not None:
+        app.reloader.peers = tuple(peers)
     if not config.source.startswith("<"):  # a file to re-read (not the built-in defaults)
         reload_on_sighup(app, config.source, peers)
     waiter = asyncio.ensure_future(app.wait())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routecore.calling.batch import BatchJob
 from routecore.calling.types import (
@@ -35,6 +35,9 @@ from routecore.routing.arbitrage import deployments_of, price_of
 from routecore.routing.batch import item_error
 from routecore.state.budget import WindowStatus
 from routecore.v1 import router_pb2 as pb
+
+if TYPE_CHECKING:
+    from routecore.server.reload import Reloaded
 
 
 def _limit(value: float) -> float | None:
@@ -184,9 +187,12 @@ def batch_job(job: BatchJob) -> pb.BatchJob:
                             error=i.error) for i in job.items])
 
 
-def model_info(spec: ModelSpec, shares: Mapping[str, float] | None = None) -> pb.ModelInfo:
-    """`shares`: each version's share of the traffic now (default: all on the pinned one)."""
+def model_info(spec: ModelSpec, shares: Mapping[str, float] | None = None,
+               rollout: tuple[str, str, str] | None = None) -> pb.ModelInfo:
+    """`shares`: each version's share of the traffic now (default: all on the pinned one);
+    `rollout`: (version rolled out, its state, why) when this model has a rollout."""
     shares = shares if shares is not None else {spec.version: 1.0}
+    ro_version, ro_state, ro_reason = rollout or ("", "", "")
     return pb.ModelInfo(
         name=spec.name, provider=spec.provider, model_id=spec.model_id, version=spec.version,
         input_price_per_mtok=spec.price.input, output_price_per_mtok=spec.price.output,
@@ -198,7 +204,9 @@ def model_info(spec: ModelSpec, shares: Mapping[str, float] | None = None) -> pb
                                       input_price_per_mtok=v.price.input,
                                       output_price_per_mtok=v.price.output,
                                       pinned=v.name == spec.version,
-                                      share=shares.get(v.name, 0.0))
+                                      share=shares.get(v.name, 0.0),
+                                      rollout_state=ro_state if v.name == ro_version else "",
+                                      rollout_reason=ro_reason if v.name == ro_version else "")
                   for v in (spec.versions or
                             {spec.version: ModelVersion(spec.version, spec.model_id,
                                                         spec.price)}).values()],
@@ -263,3 +271,10 @@ def stream_event(e: StreamEvent) -> pb.CompleteChunk:
 def _hit(outcome: str) -> str:
     """A cache outcome as clients see it: exact, semantic, else none."""
     return outcome if outcome in ("exact", "semantic") else "none"
+
+
+def reloaded(done: Reloaded) -> pb.ReloadResponse:
+    return pb.ReloadResponse(applied=done.applied, config_path=done.path,
+                             router_version=done.router_version, models=done.models,
+                             rollout=done.rollout, peers_signalled=done.peers_signalled,
+                             alarms_cleared=done.alarms_cleared)

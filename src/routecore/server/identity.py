@@ -28,6 +28,7 @@ Config (`auth`, validated by `parse_auth`)::
           user: svc-backend          # optional: pins the user
           models: [gpt-4o-mini]      # optional allow list (default: every model)
           strategies: [cost]         # optional allow list (default: every strategy)
+          admin: false               # true: may call admin RPCs (Reload); default false
 
 `routecore keys create --tenant acme` prints a new key and its entry.
 """
@@ -65,6 +66,13 @@ class Identity:
     user: str = ""
     models: frozenset[str] = frozenset()
     strategies: tuple[str, ...] = ()
+    admin: bool = False  # may call admin RPCs (Reload)
+
+    def require_admin(self, what: str) -> None:
+        """PermissionDenied unless this key is an admin key."""
+        if not self.admin:
+            raise PermissionDenied(f"{what}: API key {self.key_id} is not an admin key "
+                                   "(an operator gives a key `admin: true` in auth.keys)")
 
     def scope(self, req: RouteRequest, default_strategy: str) -> RouteRequest:
         """`req` as this caller may send it: tenant, user and key_id from the key.
@@ -185,7 +193,7 @@ def key_entry(digest: str, tenant: str, user: str = "", key_id: str = "") -> dic
 
 # -- config ----------------------------------------------------------------------
 
-_KEY_FIELDS = {"id", "sha256", "tenant", "user", "models", "strategies"}
+_KEY_FIELDS = {"id", "sha256", "tenant", "user", "models", "strategies", "admin"}
 
 
 def parse_auth(config: Config) -> Authenticator | None:
@@ -256,6 +264,7 @@ def _key(r: _Reader, path: str, entry: Any, config: Config) -> tuple[str, Identi
     tenant = r.get(n, "tenant", path, str)
     digest = r.get(n, "sha256", path, str)
     user = r.get(n, "user", path, str, "") or ""
+    admin = bool(r.get(n, "admin", path, bool, False))
     for field, value in (("id", key_id), ("tenant", tenant)):
         if value is not None and not value.strip():
             r.fail(f"{path}.{field}", "must be a non-empty string")
@@ -275,7 +284,7 @@ def _key(r: _Reader, path: str, entry: Any, config: Config) -> tuple[str, Identi
     if len(r.problems) > problems or not (key_id and tenant and digest):
         return None
     return digest, Identity(key_id=key_id, tenant=tenant, user=user, models=frozenset(models),
-                            strategies=tuple(dict.fromkeys(strategies)))
+                            strategies=tuple(dict.fromkeys(strategies)), admin=admin)
 
 
 def authorization_of(metadata: Sequence[tuple[str, Any]] | None) -> str | None:

@@ -3,7 +3,9 @@
 `Observer.start` reads the `audit` and `metrics` sections, builds the metric
 objects (when metrics are on), the recorder (when either is on) and the
 /metrics endpoint; `record` is what the interceptor calls per RPC (None when
-both are off, so an RPC then pays nothing).
+both are off, so an RPC then pays nothing). With `alerts.enabled` (the default)
+the recorder also feeds the quality regression detector (observe/regression.py),
+on its writer thread; server/alerting.py acts on what it detects.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import structlog
 
 from routecore.calling.shadow import ShadowRunner
 from routecore.config import Config
+from routecore.observe.alerts import AlertMetrics
 from routecore.observe.exposition import MetricsServer, metrics_registry, start_metrics_server
 from routecore.observe.metrics import Metrics
-from routecore.observe.recorder import Recorder
+from routecore.observe.recorder import Recorder, Sink
+from routecore.observe.regression import AlertSettings, Detector, parse_alerts
 from routecore.observe.settings import parse_audit, parse_metrics
 from routecore.observe.store import is_postgres, redact_dsn
 from routecore.observe.telemetry import Tracing, parse_telemetry
@@ -33,6 +37,9 @@ class Observer:
     recorder: Recorder | None
     metrics: Metrics | None
     server: MetricsServer | None
+    alerts: AlertSettings = dataclasses.field(default_factory=AlertSettings)
+    detector: Detector | None = None  # alerts.enabled
+    alert_metrics: AlertMetrics | None = None  # alerts.enabled and metrics on
 
     @property
     def record(self) -> RecordFn | None:
@@ -57,8 +64,11 @@ class Observer:
             metrics = Metrics(msettings, config, metrics_registry())
         telemetry = parse_telemetry(config)
         tracing = Tracing(telemetry) if telemetry.otlp_endpoint else None
+        alerts = parse_alerts(config)
+        detector = Detector(alerts, config) if alerts.enabled else None
+        sinks: list[Sink] = [detector.feed] if detector is not None else []
         recorder = None
-        if audit.enabled or metrics is not None or tracing is not None:
+        if audit.enabled or metrics is not None or tracing is not None or sinks:
             probes = [] if metrics is None else [
                 lambda: metrics.set_breakers(breaker_states())]  # the live completer's
             if metrics is not None and budgets is not None and budgets.enabled:
@@ -66,7 +76,7 @@ class Observer:
             if metrics is not None and shadow is not None:
                 probes.append(functools.partial(_shadow_probe, metrics, shadow))
             build = functools.partial(build_record, store_prompts=audit.store_prompts)
-            recorder = Recorder(build, audit, metrics, probes, tracing)
+            recorder = Recorder(build, audit, metrics, probes, tracing, sinks)
             recorder.start()
         server = None
         if metrics is not None and port is not None and serve_metrics:
@@ -74,8 +84,11 @@ class Observer:
         log.info("observability", audit=redact_dsn(audit.target) if audit.enabled else "off",
                  store_prompts=audit.store_prompts,
                  metrics=f"http://{msettings.host}:{server.port}/metrics" if server else "off",
-                 traces=telemetry.otlp_endpoint or "off")
-        return cls(recorder, metrics, server)
+                 traces=telemetry.otlp_endpoint or "off",
+                 regression_alerts="on" if detector is not None else "off")
+        alert_metrics = AlertMetrics(metrics.registry) if metrics is not None and detector \
+            else None
+        return cls(recorder, metrics, server, alerts, detector, alert_metrics)
 
     async def aclose(self) -> None:
         if self.recorder is not None:

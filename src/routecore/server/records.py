@@ -9,11 +9,18 @@ status when the RPC ends, so failed calls are recorded too.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
-from routecore.calling.types import Attempt, CompletionRequest, CompletionResult, StreamEvent
+from routecore.calling.types import (
+    Attempt,
+    CascadeStep,
+    CompletionRequest,
+    CompletionResult,
+    StreamEvent,
+)
 from routecore.domain import CandidateTable, ClassifierReport, Decision, RouteRequest
 from routecore.errors import AllProvidersFailed, AttemptError, RoutecoreError
 from routecore.observe.record import (
@@ -59,6 +66,20 @@ def candidate_rows(d: Decision) -> Candidates:
 
 def _attempt_rows(attempts: Sequence[Attempt | AttemptError]) -> list[AttemptRow]:
     return [attempt_row(a) for a in attempts]
+
+
+_JUDGE = re.compile(r"\bjudge (\d+(?:\.\d+)?)")
+
+
+def judge_grades(steps: Sequence[CascadeStep]) -> list[list[Any]]:
+    """[model, grade in [0, 1]] for each cascade step or ensemble member a judge graded
+    (the step's reason says "judge 0.80"); regression detection and replay read them."""
+    out: list[list[Any]] = []
+    for step in steps:
+        m = _JUDGE.search(step.reason)
+        if m:
+            out.append([step.model, min(1.0, float(m.group(1)))])
+    return out
 
 
 def _features(req: RouteRequest, text: str) -> dict[str, Any]:
@@ -164,6 +185,10 @@ def build_record(ev: Event, offset: float,
         rec.cache = res.cache_hit
         if res.saved_usd:
             rec.features["cache_saved_usd"] = res.saved_usd
+        if isinstance(res, CompletionResult) and res.cascade_steps:
+            graded = judge_grades(res.cascade_steps)
+            if graded:
+                rec.features["judge"] = graded
     decided = trace.decision or (res.decision if isinstance(res, (CompletionResult, StreamEvent))
                                  else None)
     if decided is not None and decided.classifier is not None:

@@ -5,6 +5,8 @@
 
 Asks a running server (ListModels), so the shares are the ones it applies now
 (a stepped rollout's share rises while it runs; a reload restarts its schedule).
+The rolled-out version also shows its state: rolling, complete, held or
+rolled_back (a detected quality regression stopped it; the reason follows).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def _cmd_status(ns: argparse.Namespace) -> int:
         raise CallFailed(ns.addr, err) from None
     rows = [{"model": m.name, "pinned": m.version,
              "versions": [{"name": v.name, "model_id": v.model_id, "share": v.share,
-                           "pinned": v.pinned} for v in m.versions]}
+                           "pinned": v.pinned, "rollout_state": v.rollout_state,
+                           "rollout_reason": v.rollout_reason} for v in m.versions]}
             for m in models if ns.all or len(m.versions) > 1]
     if ns.json:
         print(json.dumps(rows, indent=2))
@@ -50,5 +53,8 @@ def _cmd_status(ns: argparse.Namespace) -> int:
         print(row["model"])
         for v in row["versions"]:
             mark = " (pinned)" if v["pinned"] else ""
-            print(f"  {v['name']:<24} {v['share'] * 100:6.2f}%  {v['model_id']}{mark}")
+            state = f" [{v['rollout_state']}]" if v["rollout_state"] else ""
+            print(f"  {v['name']:<24} {v['share'] * 100:6.2f}%  {v['model_id']}{mark}{state}")
+            if v["rollout_reason"]:
+                print(f"    {v['rollout_reason']}")
     return 0

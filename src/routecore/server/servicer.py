@@ -13,12 +13,14 @@ from routecore.calling.batch import BatchJobs
 from routecore.calling.completion import Completer
 from routecore.calling.deadline import Deadline
 from routecore.domain import Decision, RouteRequest
+from routecore.errors import ConfigError
 from routecore.learned.outcomes import Outcomes
 from routecore.routing.batch import check_batch_size, route_batch
 from routecore.routing.router import Router
 from routecore.server import convert
 from routecore.server.interceptors import identity_var, log_fields_var, request_id_var
 from routecore.server.records import Trace, trace_var
+from routecore.server.reload import Reloader
 from routecore.state.budget import Budgets
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc as pb_grpc
@@ -38,6 +40,7 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         self.outcomes = outcomes
         self.batches = BatchJobs(router.config, router, completer.providers, budgets)
         self.budgets = budgets
+        self.reloader: Reloader | None = None  # set by the app once started
 
     def _scoped(self, req: RouteRequest) -> RouteRequest:
         """With auth on, the request as the caller's key allows it (tenant, user, models)."""
@@ -98,7 +101,8 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         ident = identity_var.get()
         allowed = ident.models if ident is not None else frozenset()
         return pb.ListModelsResponse(
-            models=[convert.model_info(s, self.completer.rollouts.shares(s))
+            models=[convert.model_info(s, self.completer.rollouts.shares(s),
+                                       self.completer.rollouts.version_state(s))
                     for s in self.router.registry
                     if not allowed or s.name in allowed],
             router_version=self.router.version,
@@ -155,3 +159,13 @@ class RouterServicer(pb_grpc.RouterServicer):  # type: ignore[misc]
         windows = await self.budgets.status(ident.tenant, ident.user, ident.key_id)
         log_fields_var.get({}).update(windows=len(windows))
         return convert.budget_status(ident.tenant, ident.user, windows)
+
+    async def Reload(self, request: pb.ReloadRequest, context: Any) -> pb.ReloadResponse:
+        ident = identity_var.get()
+        if ident is not None:  # auth on: admin keys only
+            ident.require_admin("reload")
+        if self.reloader is None:
+            raise ConfigError(["config: this server has no config file to re-read"])
+        done = await self.reloader.reload(dry_run=request.dry_run, signal_peers=True)
+        log_fields_var.get({}).update(router_version=done.router_version, applied=done.applied)
+        return convert.reloaded(done)

@@ -292,20 +292,24 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., model_id: _Optional[str] = ..., version: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[_Mapping[str, float]] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., fallbacks: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentInfo, _Mapping]]] = ...) -> None: ...
 
 class ModelVersionInfo(_message.Message):
-    __slots__ = ("name", "model_id", "input_price_per_mtok", "output_price_per_mtok", "pinned", "share")
+    __slots__ = ("name", "model_id", "input_price_per_mtok", "output_price_per_mtok", "pinned", "share", "rollout_state", "rollout_reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PRICE_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     PINNED_FIELD_NUMBER: _ClassVar[int]
     SHARE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_STATE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     model_id: str
     input_price_per_mtok: float
     output_price_per_mtok: float
     pinned: bool
     share: float
-    def __init__(self, name: _Optional[str] = ..., model_id: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., pinned: _Optional[bool] = ..., share: _Optional[float] = ...) -> None: ...
+    rollout_state: str
+    rollout_reason: str
+    def __init__(self, name: _Optional[str] = ..., model_id: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., pinned: _Optional[bool] = ..., share: _Optional[float] = ..., rollout_state: _Optional[str] = ..., rollout_reason: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models", "router_version")
@@ -536,3 +540,27 @@ class PriceTierInfo(_message.Message):
     input_price_per_mtok: float
     output_price_per_mtok: float
     def __init__(self, above_input_tokens: _Optional[int] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ...) -> None: ...
+
+class ReloadRequest(_message.Message):
+    __slots__ = ("dry_run",)
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
+
+class ReloadResponse(_message.Message):
+    __slots__ = ("applied", "config_path", "router_version", "models", "rollout", "peers_signalled", "alarms_cleared")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_PATH_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    PEERS_SIGNALLED_FIELD_NUMBER: _ClassVar[int]
+    ALARMS_CLEARED_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    config_path: str
+    router_version: str
+    models: int
+    rollout: str
+    peers_signalled: int
+    alarms_cleared: int
+    def __init__(self, applied: _Optional[bool] = ..., config_path: _Optional[str] = ..., router_version: _Optional[str] = ..., models: _Optional[int] = ..., rollout: _Optional[str] = ..., peers_signalled: _Optional[int] = ..., alarms_cleared: _Optional[int] = ...) -> None: ...

@@ -79,6 +79,11 @@ class RouterStub:
                 request_serializer=routecore_dot_v1_dot_router__pb2.BudgetRequest.SerializeToString,
                 response_deserializer=routecore_dot_v1_dot_router__pb2.BudgetStatus.FromString,
                 _registered_method=True)
+        self.Reload = channel.unary_unary(
+                '/routecore.v1.Router/Reload',
+                request_serializer=routecore_dot_v1_dot_router__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=routecore_dot_v1_dot_router__pb2.ReloadResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -148,6 +153,15 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reload(self, request, context):
+        """Admin: re-read the config file, validate it, swap it in (as SIGHUP does). An
+        invalid file is FAILED_PRECONDITION naming each bad field; the old config keeps
+        serving. With auth on, only a key with `admin: true` may call it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +209,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.GetBudget,
                     request_deserializer=routecore_dot_v1_dot_router__pb2.BudgetRequest.FromString,
                     response_serializer=routecore_dot_v1_dot_router__pb2.BudgetStatus.SerializeToString,
+            ),
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=routecore_dot_v1_dot_router__pb2.ReloadRequest.FromString,
+                    response_serializer=routecore_dot_v1_dot_router__pb2.ReloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +459,33 @@ class Router:
             '/routecore.v1.Router/GetBudget',
             routecore_dot_v1_dot_router__pb2.BudgetRequest.SerializeToString,
             routecore_dot_v1_dot_router__pb2.BudgetStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/routecore.v1.Router/Reload',
+            routecore_dot_v1_dot_router__pb2.ReloadRequest.SerializeToString,
+            routecore_dot_v1_dot_router__pb2.ReloadResponse.FromString,
             options,
             channel_credentials,
             insecure,
