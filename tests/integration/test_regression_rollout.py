@@ -77,12 +77,14 @@ async def one(stub: router_pb2_grpc.RouterStub, i: int,
 
 
 async def until_stopped(stub: router_pb2_grpc.RouterStub, limit: int,
-                        feedback: bool = True) -> int:
+                        feedback: bool = True, seen: list[str] | None = None) -> int:
     """Traffic in rounds of 8 concurrent users until the new version is rolled back (or held);
-    returns how many requests it took."""
+    returns how many requests it took (`seen` gets the deployment that answered each)."""
     sent = 0
     while sent < limit:
-        await asyncio.gather(*(one(stub, sent + j, feedback) for j in range(8)))
+        done = await asyncio.gather(*(one(stub, sent + j, feedback) for j in range(8)))
+        if seen is not None:
+            seen += [r.attempts[-1].deployment for r in done if r is not None]
         sent += 8
         if (await versions(stub))[NEW].rollout_state in ("rolled_back", "held"):
             return sent
@@ -107,9 +109,13 @@ async def test_feedback_regression_rolls_back_the_rollout_by_itself(
             stub = router_pb2_grpc.RouterStub(ch)
             before = await versions(stub)
             assert before[NEW].share == 0.5 and before[NEW].rollout_state == "rolling"
+            seen: list[str] = []
             with structlog.testing.capture_logs() as logs:
-                sent = await until_stopped(stub, MAX_REQUESTS)
+                sent = await until_stopped(stub, MAX_REQUESTS, seen=seen)
             print(f"rolled back after {sent} requests")
+            # The rollout moved traffic: both versions answered, about half each.
+            on_new = sum(d.endswith("gpt-4o-2024-11-20-refuse") for d in seen)
+            assert 0.3 * len(seen) < on_new < 0.7 * len(seen)
             after = await versions(stub)
             assert after[NEW].share == 0.0 and after[OLD].share == 1.0
             assert after[NEW].rollout_state == "rolled_back"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from routecore.calling.rollout import Rollouts, parse_rollout
+from routecore.calling.types import Attempt
 from routecore.config import Config, load_config, parse_config
 from routecore.errors import ConfigError, InvalidRequest
 from routecore.observe.alerts import ALERT_RPC, AlertMetrics, document, record
@@ -290,3 +291,31 @@ def test_settings_are_frozen() -> None:
     """Settings cannot be changed after validation."""
     with pytest.raises(dataclasses.FrozenInstanceError):
         AlertSettings().threshold = 1.0  # type: ignore[misc]
+
+
+def test_judge_grades_reach_the_audit_record_and_the_detector(config: Config) -> None:
+    """Cascade and ensemble steps whose reason carries a judge grade become
+    features["judge"] of the Complete's audit record, and judge signals of the served
+    version; steps without one (logprobs, cheap checks) add nothing."""
+    from routecore.calling.types import CascadeStep, CompletionRequest, CompletionResult, Usage
+    from routecore.domain import RouteRequest
+    from routecore.server.records import Trace, build_record, judge_grades
+
+    steps = (CascadeStep("gpt-4o-mini", 0.3, True, "logprobs 0.90, judge 0.30 < 0.70"),
+             CascadeStep("gpt-4o", 0.8, False, "ensemble: chosen (judge 0.80)"),
+             CascadeStep("o4-mini", 0.9, False, "logprobs 0.90 >= 0.70"),
+             CascadeStep("x", 0.0, False, "empty answer"))
+    assert judge_grades(steps) == [["gpt-4o-mini", 0.3], ["gpt-4o", 0.8]]
+    req = CompletionRequest(RouteRequest(prompt="hi"))
+    attempts = (Attempt("openai", "gpt-4o", f"openai/gpt-4o-{NEW}"),)
+    result = CompletionResult("ok", "gpt-4o", "openai", Usage(1, 1), 0.0, 1.0, attempts,
+                              cascade_steps=steps, request_id="r1")
+    trace = Trace(req)
+    trace.result = result
+    rec = build_record(("Complete", "r1", 0.0, 0.001, "OK", None, trace), 0.0,
+                       store_prompts=False)
+    assert isinstance(rec, AuditRecord) and rec.features["judge"] == judge_grades(steps)
+    d = Detector(AlertSettings(), config)
+    d.feed([rec])
+    assert {k[1:] for k in d.snapshot() if k[4] == "judge"} == {(NEW, rec.router_version,
+                                                                  rec.category, "judge")}
