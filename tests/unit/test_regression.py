@@ -164,13 +164,16 @@ def _complete(rid: str, version_id: str, outcome: str = "ok", *,
 def test_records_become_signals_of_the_version_that_served(config: Config) -> None:
     """A Complete's attempts are error signals of the version whose model_id was called (a
     rollout's), its judge grades judge signals, and a later Feedback on it is a feedback
-    signal of that version; attempts our own limits refused are not counted."""
+    signal of that version (once: a repeated Feedback is ignored); attempts the caller's
+    request caused to fail are not counted."""
     d = Detector(AlertSettings(), config)
     d.feed([_complete("a", NEW, judge=[["gpt-4o", 0.9]]),
             _complete("b", OLD, "server", status="UNAVAILABLE"),
             _complete("c", OLD, "context_overflow", status="INVALID_ARGUMENT"),
             AuditRecord(ts=0.0, request_id="f", rpc="Feedback", status="OK", model="gpt-4o",
                         feedback={"ref_request_id": "a", "score": 0.25}),
+            AuditRecord(ts=0.0, request_id="f2", rpc="Feedback", status="OK", model="gpt-4o",
+                        feedback={"ref_request_id": "a", "score": 0.0}),  # a repeat: ignored
             AuditRecord(ts=0.0, request_id="g", rpc="Feedback", status="OK", model="gpt-4o",
                         feedback={"ref_request_id": "never-served", "score": 0.25})])
     snap = d.snapshot()
@@ -178,7 +181,7 @@ def test_records_become_signals_of_the_version_that_served(config: Config) -> No
                          ("gpt-4o", NEW, "v1", "code", "judge"),
                          ("gpt-4o", NEW, "v1", "code", "feedback"),
                          ("gpt-4o", OLD, "all", "all", "error")}
-    assert snap[("gpt-4o", NEW, "v1", "code", "feedback")][1] == 0.25
+    assert snap[("gpt-4o", NEW, "v1", "code", "feedback")][:2] == (1, 0.25)
     assert snap[("gpt-4o", OLD, "all", "all", "error")][1] == 0.0
 
 

@@ -3,7 +3,8 @@ version, category, signal kind), against a baseline.
 
 Signals are values in [0, 1], higher is better:
 - `feedback`: Feedback RPC scores, attributed to the version that served the
-  request they name (this process remembers the last `remember` requests);
+  request they name (this process remembers the last `remember` requests; the
+  first score of a request counts, repeats do not);
 - `judge`: cascade / ensemble judge grades of a model's answer;
 - `shadow`: shadow comparisons (`Detector.observe(kind="shadow", ...)`);
 - `error`: each upstream attempt in Complete, 1 answered, 0 failed (an open
@@ -305,10 +306,13 @@ class Detector:
             self._remember(rec.request_id, rv, cat, served)
 
     def _feedback(self, rec: AuditRecord, alarms: list[Alarm]) -> None:
-        seen = self._recent.get(str(rec.feedback.get("ref_request_id", "")))
         score = rec.feedback.get("score")
-        if seen is None or not isinstance(score, (int, float)):
-            return  # a request this process did not serve (or has forgotten)
+        if not isinstance(score, (int, float)):
+            return
+        # Popped: one feedback signal per served request, however often a caller repeats it.
+        seen = self._recent.pop(str(rec.feedback.get("ref_request_id", "")), None)
+        if seen is None:
+            return  # a request this process did not serve, has forgotten, or was scored
         rv, cat, served = seen
         model = rec.model or next(iter(served))
         version = served.get(model)
