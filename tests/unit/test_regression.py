@@ -322,3 +322,25 @@ def test_judge_grades_reach_the_audit_record_and_the_detector(config: Config) ->
     d.feed([rec])
     assert {k[1:] for k in d.snapshot() if k[4] == "judge"} == {(NEW, rec.router_version,
                                                                   rec.category, "judge")}
+
+
+async def test_shadow_outcomes_are_shadow_signals_of_the_served_version(config: Config) -> None:
+    """The shadow runner's judged outcomes reach the detector as `shadow` signals of the
+    version that served the request (the rolled-out one when this process remembers it);
+    unjudged outcomes add nothing."""
+    from routecore.observe.shadow import ShadowOutcome
+    from routecore.server.alerting import Alerting
+    from routecore.server.observing import Observer
+
+    detector = Detector(AlertSettings(), config)
+    alerting = Alerting(Observer(None, None, None, AlertSettings(), detector), lambda: None)
+    detector.feed([_complete("served-new", NEW)])
+    base = dict(ts=0.0, tenant="", user="", key_id="", category="code", strategy="balanced",
+                router_version="v1", routed_model="gpt-4o", routed_model_version=OLD,
+                routed_cost_usd=0.0, mode="model", shadow_model="gpt-4.1")
+    alerting.on_shadow(ShadowOutcome(request_id="served-new", routed_score=0.7, **base))
+    alerting.on_shadow(ShadowOutcome(request_id="elsewhere", routed_score=0.9, **base))
+    alerting.on_shadow(ShadowOutcome(request_id="x", status="UNAVAILABLE", **base))
+    shadow = {k[1]: v[:2] for k, v in detector.snapshot().items() if k[4] == "shadow"}
+    assert shadow == {NEW: (1, 0.7), OLD: (1, 0.9)}
+    await alerting.aclose()

@@ -6,7 +6,9 @@ Signals are values in [0, 1], higher is better:
   request they name (this process remembers the last `remember` requests; the
   first score of a request counts, repeats do not);
 - `judge`: cascade / ensemble judge grades of a model's answer;
-- `shadow`: shadow comparisons (`Detector.observe(kind="shadow", ...)`);
+- `shadow`: the judged score of the live (routed) answer in each shadow
+  evaluation (server/alerting.py subscribes to the shadow runner's outcomes;
+  anything else may call `Detector.observe(kind="shadow", ...)`);
 - `error`: each upstream attempt in Complete, 1 answered, 0 failed (an open
   breaker of the version's deployment counts as a failure; failures the caller
   or capacity caused, such as a context overflow or a rate limit, do not count).
@@ -265,6 +267,11 @@ class Detector:
                                    {rec.model: rec.model_version})
         for alarm in alarms:
             self._fire(alarm)
+
+    def served_version(self, request_id: str, model: str) -> str | None:
+        """The version of `model` that answered a remembered request (None: not known)."""
+        seen = self._recent.get(request_id)
+        return seen[2].get(model) if seen is not None else None
 
     def reset(self) -> list[Alarm]:
         """Forget every alarmed stream (its baseline is learned again); returns the alarms

@@ -33,6 +33,7 @@ from routecore.config import Config
 from routecore.errors import ProviderError
 from routecore.observe import alerts
 from routecore.observe.regression import Alarm
+from routecore.observe.shadow import ShadowOutcome
 from routecore.server.observing import Observer
 
 log = structlog.get_logger("routecore.alerts")
@@ -58,6 +59,18 @@ class Alerting:
         webhook = Webhook(s.webhook_url, timeout_s=s.webhook_timeout_s,
                           retries=s.webhook_retries) if s.webhook_url else None
         return cls(observer, rollouts, webhook)
+
+    def on_shadow(self, outcome: ShadowOutcome) -> None:
+        """A shadow evaluation's judged score of the live answer, as a `shadow` signal of the
+        version that gave it (the rolled-out one when this process served the request)."""
+        detector = self.observer.detector
+        if detector is None or outcome.status != "OK" or outcome.routed_score is None:
+            return
+        version = detector.served_version(outcome.request_id, outcome.routed_model) \
+            or outcome.routed_model_version
+        detector.observe(model=outcome.routed_model, version=version,
+                         router_version=outcome.router_version, category=outcome.category,
+                         kind="shadow", value=min(1.0, max(0.0, outcome.routed_score)))
 
     def on_alarm(self, alarm: Alarm) -> None:
         """Any thread: hand the alarm to the event loop."""

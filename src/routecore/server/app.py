@@ -111,6 +111,8 @@ class App:
         self.completer.shadow = self.shadow
         self.alerting = Alerting.start(
             self.observer, lambda: self.completer.rollouts if self.completer else None)
+        if self.observer.detector is not None:
+            self.shadow.on_outcome.append(self.alerting.on_shadow)
         self.reloader = Reloader(self, self.router.config.source)
         server = grpc.aio.server(options=options)
         self.outcomes = Outcomes(self.router, self.feedback_db, state=self.state)
