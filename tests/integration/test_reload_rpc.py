@@ -65,7 +65,7 @@ async def test_reload_swaps_a_valid_file_and_reports_it(
     assert await pinned(stub) == "2024-08-06"
     done = await stub.Reload(pb.ReloadRequest())
     assert done.applied and done.models == len(app.router.registry) and done.models > 10
-    assert done.router_version == "routecore-2026.11-default"
+    assert done.router_version == app.router.version == raw["router_version"]
     assert done.rollout == "gpt-4o -> 2024-08-06 at 20.0% (rolling)"
     assert done.peers_signalled == 0 and done.alarms_cleared == 0
     assert await pinned(stub) == "2024-11-20"
@@ -200,7 +200,7 @@ async def test_only_admin_keys_may_reload(tmp_path: Path,
             capsys.readouterr()
             assert await asyncio.to_thread(main, ["reload", "--addr", addr,
                                                   "--api-key", spare]) == 0
-            assert "reloaded: router routecore-2026.11-default" in capsys.readouterr().out
+            assert f"reloaded: router {raw['router_version']}" in capsys.readouterr().out
             assert await asyncio.to_thread(main, ["reload", "--addr", addr,
                                                   "--api-key", user]) == 2
             assert "PERMISSION_DENIED" in capsys.readouterr().err
