@@ -31,6 +31,9 @@ answer), spend with the cache off and on and the difference, and the added
 latency of a miss: Complete p50/p99 of the requests that missed against the
 same requests with the cache off, same run (the upstream is instant here, so
 the ratio is the cache's own cost: embedding, guard, FAISS search, store).
+Bursts: 20 of the base prompts, each sent as 16 identical Completes at once,
+cache off and on: identical requests in flight share one model call
+(calling/cache_flights.py), so the upstream calls drop from 320 toward 20.
 "Hittable" asks are those whose base was asked before (a control never is): the
 first ask of a base can only miss.
 With `--redis` the replay runs a third time with the cache on a Redis state
@@ -121,7 +124,8 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def replay(asks: list[Ask], cache: dict[str, Any] | None, redis_url: str = "",
-                 pings: list[float] | None = None) -> list[tuple[Any, float]]:
+                 pings: list[float] | None = None, copies: int = 1) -> list[tuple[Any, float]]:
+    """Each ask in turn (`copies` identical ones at once): (result, ms) per request."""
     from routecore.calling.completion import Completer, parse_settings
     from routecore.calling.resilience import Resilience
     from routecore.calling.types import CompletionRequest
@@ -150,8 +154,8 @@ async def replay(asks: list[Ask], cache: dict[str, Any] | None, redis_url: str =
                 await state.client.ping()  # type: ignore[union-attr]
                 pings.append((time.perf_counter() - t0) * 1000.0)
             t0 = time.perf_counter()
-            res = await completer.complete(req)
-            out.append((res, (time.perf_counter() - t0) * 1000.0))
+            for res in await asyncio.gather(*(completer.complete(req) for _ in range(copies))):
+                out.append((res, (time.perf_counter() - t0) * 1000.0))
     finally:
         await completer.aclose()
         await state.aclose()
@@ -166,6 +170,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     on = await replay(asks, cache)
     pings: list[float] = []
     on_redis = await replay(asks, cache, args.redis_url, pings) if args.redis_url else None
+    firsts = [a for a in asks if a.kind == "base"][:20]  # bursts: 16 identical at once each
+    burst_off = await replay(firsts, None, copies=16)
+    burst_on = await replay(firsts, cache, copies=16)
     texts: dict[int, set[str]] = {}  # the fresh answers each base's asks got so far
     seen: set[int] = set()  # bases asked before (not counting controls)
     stored: dict[int, set[str]] = {}  # per base: models whose earlier answer was storable
@@ -240,6 +247,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                        3),
                     "added_p99": round(pct(miss_on, 0.99) - pct(miss_off, 0.99), 3)},
         "redis": redis_out,
+        "burst": {"prompts": len(firsts), "copies": 16,
+                  "calls_cache_off": len(burst_off),
+                  "calls_cache_on": sum(r.cache_hit not in ("exact", "semantic")
+                                        for r, _ in burst_on),
+                  "cost_usd_cache_off": round(sum(r.cost_usd for r, _ in burst_off), 6),
+                  "cost_usd_cache_on": round(sum(r.cost_usd for r, _ in burst_on), 6)},
     }
 
 
@@ -287,6 +300,10 @@ def main() -> None:
     m = out["miss_ms"]
     print(f"a miss: p50 {m['p50_on']:.3f} ms vs {m['p50_off']:.3f} ms off (+{m['added_p50']:.3f});"
           f" p99 {m['p99_on']:.3f} vs {m['p99_off']:.3f} (+{m['added_p99']:.3f})")
+    b = out["burst"]
+    print(f"bursts ({b['prompts']} prompts x {b['copies']} identical at once): upstream calls "
+          f"{b['calls_cache_off']} -> {b['calls_cache_on']}, spend ${b['cost_usd_cache_off']:.4f}"
+          f" -> ${b['cost_usd_cache_on']:.4f}")
     r = out["redis"]
     if r is not None:
         m = r["miss_ms"]
