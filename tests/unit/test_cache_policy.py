@@ -32,6 +32,9 @@ def embed() -> Any:
     ("What is the capital of France?", "what is the capital of france"),
     ("Paris is the capital of which country?", "Which country has Paris as its capital?"),
     ("Why isn't the sky green?", "Why is the sky not green?"),
+    ("Which is right?\nA. cat\nB. dog", "which is right?\na. cat\nb. dog"),
+    ("A dog barks at night. Why?", "Why does a dog bark at night?"),
+    ("I think I lost my keys, what do I do?", "What do I do, I think I lost my keys?"),
 ])
 def test_paraphrases_pass_the_guard(embed: Any, a: str, b: str) -> None:
     """Rewordings with the same numbers, names, negations and content words pass."""
@@ -49,6 +52,8 @@ def test_paraphrases_pass_the_guard(embed: Any, a: str, b: str) -> None:
     ("How do I sort a dictionary by value in Python?",
      "How do I sort a dictionary by key in Python?"),
     ("Should I buy Tesla stock?", "Should I sell Tesla stock?"),
+    ("Is option B correct?", "Is option C correct?"),
+    ("Explain plan A to me.", "Explain plan B to me."),
     ("Write a poem about the sea", "Write a poem about the mountains"),
 ])
 def test_a_different_number_negation_name_or_word_fails_the_guard(

@@ -13,6 +13,8 @@ decide. Both prompts must have:
   capitalised anyway, so it is not taken for a name on its own);
 - the same negations as often (not, no, never, without, n't, ...: "not not" is
   not "not");
+- the same letter labels (option B is not option C; "A." and "a." in a list of
+  options are one);
 - no unmatched content word: a word on one side that the other lacks (after
   filler words such as "please", "tell me", "what is") must have a counterpart
   there with the same stem or a word-vector cosine >= `ALIGN` (explain /
@@ -31,8 +33,10 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-# numbers (in order), quoted, names, first words, negations (with repeats), content words
+# numbers (in order), quoted, names, first words, negations (with repeats), content words,
+# letters (labels such as option B)
 Guard = tuple[tuple[str, ...], ...]
+GUARD_PARTS = 7
 ALIGN = 0.8
 STEM = 5  # words sharing their first 5 letters are one word (summarize / summary)
 
@@ -63,6 +67,9 @@ _FILLER = frozenset(
 
 # One pass over the lowered text: numbers (digits) and words, in order.
 _TOKEN = re.compile(_NUMBER.pattern + r"|[^\W\d_]+(?:'[^\W\d_]+)*")
+# A letter standing alone is a label (option B, plan C, "A." in a list), unless it is the
+# article "a" or the pronoun "I" in a sentence; lowercased labels count when written "b."/"b)".
+_LETTER = re.compile(r"(?<![\w'.\u2019])(?:[B-HJ-Z]|[AIa-z](?=[.):?,]|$))(?![\w'\u2019])")
 _CAPITAL = re.compile(r"(?<![\w'\u2019])[A-Z\u00c0-\u00d6\u00d8-\u00de][^\W\d_]*"
                       r"(?:['\u2019][^\W\d_]+)*")
 
@@ -86,8 +93,8 @@ def extract(text: str) -> Guard:
         if w.endswith(("'s", "\u2019s")):
             w = w[:-2]
         lw = w.lower()
-        if lw == "i" or lw in _NEGATIONS or lw in _NUMBER_WORDS:
-            continue
+        if len(lw) < 2 or lw in _FILLER or lw in _NEGATIONS or lw in _NUMBER_WORDS:
+            continue  # "I", option letters (A. B.), and "Thanks" are not names
         i = m.start() - 1
         while i >= 0 and text[i] in " \t\"'\u201c(*-":
             i -= 1
@@ -96,8 +103,9 @@ def extract(text: str) -> Guard:
     words = {t[:-2] if t.endswith("'s") else t for t in toks if t[0].isalpha()}
     words = {w for w in words if len(w) > 1 and "n't" not in w} - _FILLER - _NUMBER_WORDS \
         - _NEGATIONS
+    letters = {x.lower() for x in _LETTER.findall(text)}
     return (numbers, tuple(sorted(quoted)), tuple(sorted(names)), tuple(sorted(firsts)),
-            tuple(negations), tuple(sorted(words)))
+            tuple(negations), tuple(sorted(words)), tuple(sorted(letters)))
 
 
 def _num(s: str) -> str:
@@ -111,8 +119,10 @@ def _num(s: str) -> str:
 
 def passes(a: Guard, b: Guard, embed: Callable[[str], npt.NDArray[np.float32]]) -> bool:
     """Whether prompts with guards `a` and `b` may share an answer (see the module doc)."""
-    if a[0] != b[0] or a[1] != b[1] or a[4] != b[4]:  # numbers in order, quotes, negations
+    if len(a) != GUARD_PARTS or len(b) != GUARD_PARTS:  # another version's entry
         return False
+    if a[0] != b[0] or a[1] != b[1] or a[4] != b[4] or a[6] != b[6]:
+        return False  # numbers in order, quotes, negations, letter labels
     names_a, first_a, words_a = (set(x) for x in (a[2], a[3], a[5]))
     names_b, first_b, words_b = (set(x) for x in (b[2], b[3], b[5]))
     if not names_a <= names_b | first_b | words_b or not names_b <= names_a | first_a | words_a:
