@@ -31,6 +31,9 @@ answer), spend with the cache off and on and the difference, and the added
 latency of a miss: Complete p50/p99 of the requests that missed against the
 same requests with the cache off, same run (the upstream is instant here, so
 the ratio is the cache's own cost: embedding, guard, FAISS search, store).
+Handwritten pairs (SAME, DIFFERENT below, written after the guard and not
+tuned on): natural rewordings and near misses, scored by threshold and guard
+alone, since the templated paraphrases above only add words the guard ignores.
 Bursts: 20 of the base prompts, each sent as 16 identical Completes at once,
 cache off and on: identical requests in flight share one model call
 (calling/cache_flights.py), so the upstream calls drop from 320 toward 20.
@@ -66,6 +69,76 @@ NAMES = ("Norway", "Lisbon", "Kenya", "Einstein", "Toyota", "Mozart")
 _NUM = re.compile(r"(?<![\w.])\d+(?![\d.,]\d)")
 _AUX = re.compile(r"\b(is|are|was|were|can|does|do|did|should|would|will)\b")
 _NAME = re.compile(r"(?<=[a-z,] )[A-Z][a-z]{2,}")
+
+
+# Handwritten after the guard was built (not tuned on): natural rewordings that should
+# hit, and near misses whose answers differ, scored by threshold + guard alone.
+SAME = [
+    ("How do I reverse a list in Python?", "What's the way to reverse a Python list?"),
+    ("What is the capital of Australia?", "Which city is Australia's capital?"),
+    ("Explain how vaccines work.", "Can you explain how vaccines work?"),
+    ("Summarize the causes of World War I.", "Give me a summary of the causes of World War I."),
+    ("What are the health benefits of green tea?", "What health benefits does green tea have?"),
+    ("Translate 'good morning' into Spanish.", "How do you say 'good morning' in Spanish?"),
+    ("How many bones are in the human body?", "How many bones does the human body have?"),
+    ("Write a haiku about autumn leaves.", "Compose a haiku about autumn leaves."),
+    ("What does HTTP stand for?", "What is HTTP short for?"),
+    ("How do I make a cup of green tea?", "How should I make a cup of green tea?"),
+    ("Who painted the Mona Lisa?", "Who was the painter of the Mona Lisa?"),
+    ("What is the boiling point of water at sea level?",
+     "At sea level, what is the boiling point of water?"),
+    ("List some tips for better sleep.", "Give me some tips for sleeping better."),
+    ("Why is the sky blue?", "why is the sky blue"),
+    ("How can I improve my resume?", "What can I do to improve my resume?"),
+    ("Define photosynthesis.", "What is the definition of photosynthesis?"),
+    ("What is the difference between a virus and a bacterium?",
+     "How does a virus differ from a bacterium?"),
+    ("Recommend a good book about habits.", "Can you recommend a good book on habits?"),
+    ("How long should I boil an egg?", "For how long should an egg be boiled?"),
+    ("What causes inflation?", "What are the causes of inflation?"),
+]
+DIFFERENT = [
+    ("Convert 30 miles to km", "Convert 50 miles to km"),
+    ("What is the capital of Australia?", "What is the capital of Austria?"),
+    ("Is coffee good for you?", "Is coffee not good for you?"),
+    ("How do I sort a list in Python?", "How do I sort a list in Java?"),
+    ("Who painted the Mona Lisa?", "Who stole the Mona Lisa?"),
+    ("What is 15% of 80?", "What is 15% of 90?"),
+    ("How do I convert Celsius to Fahrenheit?", "How do I convert Fahrenheit to Celsius?"),
+    ("Write a poem about the sea.", "Write a poem about the desert."),
+    ("What are the side effects of ibuprofen?", "What are the side effects of aspirin?"),
+    ("Should I buy Tesla stock?", "Should I sell Tesla stock?"),
+    ("Translate 'good morning' into Spanish.", "Translate 'good morning' into French."),
+    ("How many calories are in an apple?", "How many calories are in a banana?"),
+    ("What is the largest planet?", "What is the smallest planet?"),
+    ("Explain recursion with an example in C.", "Explain recursion with an example in Rust."),
+    ("Who won the World Cup in 2014?", "Who won the World Cup in 2018?"),
+    ("Is option B correct?", "Is option D correct?"),
+    ("Can I take ibuprofen with alcohol?", "Can I take ibuprofen without alcohol?"),
+    ("What time zone is New York in?", "What time zone is Los Angeles in?"),
+    ("How do I delete a Git branch locally?", "How do I delete a Git branch remotely?"),
+    ("What is the population of Canada?", "What is the population of Mexico?"),
+]
+
+
+def pairs(threshold: float) -> dict[str, Any]:
+    """The handwritten pairs: how many would hit (similarity >= threshold and the guard)."""
+    from routecore.calling.cache_guard import extract, passes
+    from routecore.routing.embedding import StaticEmbedder
+
+    embed = StaticEmbedder.shipped().embed
+
+    def hit(a: str, b: str) -> tuple[bool, bool]:
+        close = float(embed(a) @ embed(b)) >= threshold
+        return close, close and passes(extract(a), extract(b), embed)
+
+    same = [hit(a, b) for a, b in SAME]
+    diff = [hit(a, b) for a, b in DIFFERENT]
+    return {"paraphrases": len(SAME), "paraphrases_close": sum(c for c, _ in same),
+            "paraphrases_hit": sum(h for _, h in same),
+            "near_misses": len(DIFFERENT), "near_misses_close": sum(c for c, _ in diff),
+            "near_misses_hit": sum(h for _, h in diff),
+            "near_miss_false_hits": [DIFFERENT[i] for i, (_, h) in enumerate(diff) if h]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +320,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                        3),
                     "added_p99": round(pct(miss_on, 0.99) - pct(miss_off, 0.99), 3)},
         "redis": redis_out,
+        "handwritten_pairs": pairs(args.threshold),
         "burst": {"prompts": len(firsts), "copies": 16,
                   "calls_cache_off": len(burst_off),
                   "calls_cache_on": sum(r.cache_hit not in ("exact", "semantic")
@@ -300,6 +374,11 @@ def main() -> None:
     m = out["miss_ms"]
     print(f"a miss: p50 {m['p50_on']:.3f} ms vs {m['p50_off']:.3f} ms off (+{m['added_p50']:.3f});"
           f" p99 {m['p99_on']:.3f} vs {m['p99_off']:.3f} (+{m['added_p99']:.3f})")
+    h = out["handwritten_pairs"]
+    print(f"handwritten pairs: paraphrases {h['paraphrases_hit']}/{h['paraphrases']} hit "
+          f"({h['paraphrases_close']} within the threshold); near misses "
+          f"{h['near_misses_hit']}/{h['near_misses']} hit ({h['near_misses_close']} within the "
+          f"threshold) {h['near_miss_false_hits']}")
     b = out["burst"]
     print(f"bursts ({b['prompts']} prompts x {b['copies']} identical at once): upstream calls "
           f"{b['calls_cache_off']} -> {b['calls_cache_on']}, spend ${b['cost_usd_cache_off']:.4f}"

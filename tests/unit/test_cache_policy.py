@@ -53,6 +53,7 @@ def test_paraphrases_pass_the_guard(embed: Any, a: str, b: str) -> None:
      "How do I sort a dictionary by key in Python?"),
     ("Should I buy Tesla stock?", "Should I sell Tesla stock?"),
     ("Is option B correct?", "Is option C correct?"),
+    ("How do I convert Celsius to Fahrenheit?", "How do I convert Fahrenheit to Celsius?"),
     ("Explain plan A to me.", "Explain plan B to me."),
     ("Write a poem about the sea", "Write a poem about the mountains"),
 ])

@@ -10,7 +10,9 @@ decide. Both prompts must have:
 - the same quoted strings ("...", `...`, '...');
 - the same names: a capitalised word inside a sentence (or an all-caps one) on
   one side must be a word on the other, in any case (a sentence's first word is
-  capitalised anyway, so it is not taken for a name on its own);
+  capitalised anyway, so it is not taken for a name on its own), and names on
+  both sides come in the same order (Celsius to Fahrenheit is not Fahrenheit to
+  Celsius);
 - the same negations as often (not, no, never, without, n't, ...: "not not" is
   not "not");
 - the same letter labels (option B is not option C; "A." and "a." in a list of
@@ -86,7 +88,7 @@ def extract(text: str) -> Guard:
     negations = sorted("not" if t.endswith("n't") or t == "cannot" else t for t in toks
                        if t in _NEGATIONS or t.endswith("n't"))
     quoted = {next(g for g in m if g).strip().lower() for m in _QUOTED.findall(text)}
-    names: set[str] = set()
+    names: dict[str, None] = {}  # in order of appearance
     firsts: set[str] = set()
     for m in _CAPITAL.finditer(text):
         w = m.group()
@@ -99,12 +101,15 @@ def extract(text: str) -> Guard:
         while i >= 0 and text[i] in " \t\"'\u201c(*-":
             i -= 1
         start = i < 0 or text[i] in ".!?:;\n"
-        (firsts if start and not w.isupper() else names).add(lw)
+        if start and not w.isupper():
+            firsts.add(lw)
+        else:
+            names.setdefault(lw)
     words = {t[:-2] if t.endswith("'s") else t for t in toks if t[0].isalpha()}
     words = {w for w in words if len(w) > 1 and "n't" not in w} - _FILLER - _NUMBER_WORDS \
         - _NEGATIONS
     letters = {x.lower() for x in _LETTER.findall(text)}
-    return (numbers, tuple(sorted(quoted)), tuple(sorted(names)), tuple(sorted(firsts)),
+    return (numbers, tuple(sorted(quoted)), tuple(names), tuple(sorted(firsts)),
             tuple(negations), tuple(sorted(words)), tuple(sorted(letters)))
 
 
@@ -127,6 +132,8 @@ def passes(a: Guard, b: Guard, embed: Callable[[str], npt.NDArray[np.float32]]) 
     names_b, first_b, words_b = (set(x) for x in (b[2], b[3], b[5]))
     if not names_a <= names_b | first_b | words_b or not names_b <= names_a | first_a | words_a:
         return False
+    if [n for n in a[2] if n in names_b] != [n for n in b[2] if n in names_a]:
+        return False  # Celsius to Fahrenheit is not Fahrenheit to Celsius
     return _aligned(words_a, words_b, embed) and _aligned(words_b, words_a, embed)
 
 
