@@ -202,6 +202,13 @@ class ShadowRunner:
     def offer(self, completer: Completer, req: CompletionRequest,
               result: CompletionResult | StreamEvent, text: str) -> None:
         """Maybe queue a shadow evaluation of this answer. Never blocks, never raises."""
+        try:
+            self._offer(completer, req, result, text)
+        except Exception:  # the caller's answer is already made: a shadow bug must not cost it
+            log.exception("shadow offer failed", request_id=result.request_id)
+
+    def _offer(self, completer: Completer, req: CompletionRequest,
+               result: CompletionResult | StreamEvent, text: str) -> None:
         settings = completer.settings.shadow
         if settings is None or self._closed or result.decision is None:
             return
