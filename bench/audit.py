@@ -45,6 +45,8 @@ def write_config(path: Path, on: bool, tmp: Path, metrics_port: int,
         else {"enabled": False}
     if on and "metrics" in parts:
         raw["metrics"] = {"port": metrics_port}
+    if not on:  # regression alerts would keep the recorder's writer running for the detector
+        raw["alerts"] = {"enabled": False}
     path.write_text(yaml.safe_dump(raw))
 
 

@@ -232,3 +232,35 @@ async def test_reload_cli(served: tuple[App, Path, router_pb2_grpc.RouterStub],
     assert await asyncio.to_thread(main, ["reload", "--addr", addr]) == 2
     err = capsys.readouterr().err
     assert "FAILED_PRECONDITION" in err and "models.gpt-4o.pinned" in err
+
+
+async def test_reload_rpc_passes_sighup_to_the_other_workers(
+        served: tuple[App, Path, router_pb2_grpc.RouterStub]) -> None:
+    """With --workers, the worker that answers Reload reloads itself and sends SIGHUP to the
+    others (a dry run or a rejected file sends nothing)."""
+    import sys
+
+    app, path, stub = served
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import signal, sys, time\n"
+        "signal.signal(signal.SIGHUP, lambda *a: (print('hup', flush=True), sys.exit(0)))\n"
+        "print('ready', flush=True)\ntime.sleep(20)", stdout=asyncio.subprocess.PIPE)
+    assert peer.stdout is not None
+    try:
+        assert await peer.stdout.readline() == b"ready\n"
+        assert app.reloader is not None
+        app.reloader.peers = (peer.pid,)
+        assert (await stub.Reload(pb.ReloadRequest(dry_run=True))).peers_signalled == 0
+        path.write_text(yaml.safe_dump(raw_config("2099-01-01")))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Reload(pb.ReloadRequest())
+        with pytest.raises(TimeoutError):  # no SIGHUP went out: the peer says nothing
+            await asyncio.wait_for(peer.stdout.readline(), 0.5)
+        path.write_text(yaml.safe_dump(raw_config("2024-11-20")))
+        assert (await stub.Reload(pb.ReloadRequest())).peers_signalled == 1
+        assert await asyncio.wait_for(peer.stdout.readline(), 10) == b"hup\n"
+        assert await asyncio.wait_for(peer.wait(), 10) == 0
+    finally:
+        if peer.returncode is None:
+            peer.kill()
+            await peer.wait()

@@ -5,7 +5,9 @@ objects (when metrics are on), the recorder (when either is on) and the
 /metrics endpoint; `record` is what the interceptor calls per RPC (None when
 both are off, so an RPC then pays nothing). With `alerts.enabled` (the default)
 the recorder also feeds the quality regression detector (observe/regression.py),
-on its writer thread; server/alerting.py acts on what it detects.
+on its writer thread; server/alerting.py acts on what it detects. So with audit,
+metrics and traces all off the recorder still runs for the detector: only
+`alerts.enabled: false` as well makes an RPC pay nothing.
 """
 
 from __future__ import annotations
