@@ -344,3 +344,34 @@ async def test_shadow_outcomes_are_shadow_signals_of_the_served_version(config: 
     shadow = {k[1]: v[:2] for k, v in detector.snapshot().items() if k[4] == "shadow"}
     assert shadow == {NEW: (1, 0.7), OLD: (1, 0.9)}
     await alerting.aclose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_alert_rows_are_stored_and_listed(backend: str, tmp_path: Any,
+                                          request: pytest.FixtureRequest) -> None:
+    """An Alert record goes through the audit store (SQLite or PostgreSQL) and comes back
+    from `alerts()` with its evidence; the summary counts it as an alert, not a request."""
+    import asyncio
+
+    from routecore.observe.store import alerts, open_store, summary
+
+    target = str(tmp_path / "audit.db") if backend == "sqlite" else \
+        request.getfixturevalue("postgres_dsn")
+    alarm = Alarm("gpt-4o", NEW, "v1", "code", "feedback", 0.8, 0.1, 200, f"pinned {OLD}",
+                  0.2, 50, 20.0, 12, at=1000.0)  # an old time: deleted below, alone
+
+    async def run() -> None:
+        store = open_store(target)
+        try:
+            await store.write([to_row(record(alarm, "rolled_back", "rolled back"))])
+            found = [a for a in await alerts(target, since=999.0) if a["ts"] < 2000.0]
+            assert len(found) == 1
+            assert (found[0]["model_version"], found[0]["features"]["action"]) == \
+                (NEW, "rolled_back")
+            rows = [r for r in await summary(target, since=999.0) if r["day"] == "1970-01-01"]
+            assert [(r["requests"], r["errors"], r["alerts"]) for r in rows] == [(0, 0, 1)]
+        finally:
+            await store.delete_before(2000.0)
+            await store.close()
+
+    asyncio.run(run())
