@@ -92,6 +92,7 @@ metrics: {{}}
 telemetry: {{}}
 cache: {{exact: {{}}, semantic: {{categories: [NAME_category]}}}}
 alerts: {{}}
+compress: {{categories: {{NAME_category: {{target_ratio: 0.5}}}}}}
 rollout: {{model: NAME_versioned, to: NAME_next, share: 0.05, step: {{share: 0.05, every_s: 3600}}}}
 shadow: {{model: NAME_other, judge: NAME_model, share: 0.05, max_usd_per_day: 5}}
 auth:

@@ -345,6 +345,7 @@ SECTIONS = frozenset({
     "shadow",      # calling/shadow.py
     "load",        # routing/load.py
     "alerts",      # observe/regression.py
+    "compress",    # routing/compress.py
 })
 # Sections people expect but nothing implements yet: rejected by name, never ignored.
 NOT_SUPPORTED: dict[str, str] = {}

@@ -90,6 +90,32 @@ class Weights:
 
 
 @dataclass(frozen=True, slots=True)
+class CompressSpec:
+    """Prompt compression asked for: one of a share of the input tokens to keep
+    (target_ratio in (0, 1]; 1 turns compression off) or an input token budget."""
+
+    target_ratio: float | None = None
+    max_input_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Compression:
+    """What compression did to a request: its prompt (or messages) as sent on."""
+
+    input_tokens_before: int
+    input_tokens: int
+    chunks: int  # context chunks considered
+    chunks_dropped: int
+    prompt: str  # the compressed prompt ("" for a chat)
+    messages: tuple[Message, ...]  # the compressed chat (() for a prompt)
+    micros: int = 0
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.input_tokens_before - self.input_tokens
+
+
+@dataclass(frozen=True, slots=True)
 class RouteRequest:
     prompt: str = ""
     messages: tuple[Message, ...] = ()
@@ -105,6 +131,8 @@ class RouteRequest:
     key_id: str = ""
     # Pin this registry model (its configured fallbacks follow it) instead of routing.
     model: str = ""
+    # Compress long context before routing and calling (None: the config's per category).
+    compress: CompressSpec | None = None
 
     def text(self) -> str:
         """The text the classifier reads: the prompt, or the chat's contents."""
@@ -285,3 +313,5 @@ class Decision:
     output_basis: str = ""
     # What the fleet observed of each model when this was decided (routing/load.py).
     load: Mapping[str, ModelLoad] | None = None
+    # Set when the prompt was compressed: input_tokens counts the compressed prompt.
+    compression: Compression | None = None

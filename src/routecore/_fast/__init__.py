@@ -25,6 +25,9 @@ __all__ = [
     "EmbedTable",
     "EmbedTableC",
     "EmbedTablePy",
+    "chunk_stats",
+    "chunk_statsC",
+    "chunk_statsPy",
     "combine_categories",
     "combine_categoriesC",
     "combine_categoriesPy",
@@ -64,6 +67,12 @@ __all__ = [
     "score_models",
     "score_modelsC",
     "score_modelsPy",
+    "select_chunks",
+    "select_chunksC",
+    "select_chunksPy",
+    "split_chunks",
+    "split_chunksC",
+    "split_chunksPy",
     "top_k",
     "top_kC",
     "top_kPy",
@@ -88,6 +97,9 @@ combine_categoriesPy = _pure.combine_categories
 EmbedTablePy = _pure.EmbedTable
 embedPy = _pure.embed
 embed_idsPy = _pure.embed_ids
+chunk_statsPy = _pure.chunk_stats
+select_chunksPy = _pure.select_chunks
+split_chunksPy = _pure.split_chunks
 
 _core: Any
 try:
@@ -122,6 +134,9 @@ if _core is not None:
     EmbedTableC = _core.EmbedTable
     embedC = _core.embed
     embed_idsC = _core.embed_ids
+    chunk_statsC = _core.chunk_stats
+    select_chunksC = _core.select_chunks
+    split_chunksC = _core.split_chunks
 else:
     count_tokensC = _missing("count_tokens")
     count_chat_tokensC = _missing("count_chat_tokens")
@@ -139,6 +154,9 @@ else:
     EmbedTableC = _missing("EmbedTable")
     embedC = _missing("embed")
     embed_idsC = _missing("embed_ids")
+    chunk_statsC = _missing("chunk_stats")
+    select_chunksC = _missing("select_chunks")
+    split_chunksC = _missing("split_chunks")
 
 _USE_C = HAVE_EXTENSIONS and os.environ.get("ROUTECORE_NO_EXTENSIONS", "") != "1"
 
@@ -159,6 +177,9 @@ if _USE_C:
     EmbedTable = EmbedTableC
     embed = embedC
     embed_ids = embed_idsC
+    chunk_stats = chunk_statsC
+    select_chunks = select_chunksC
+    split_chunks = split_chunksC
 else:
     count_tokens = count_tokensPy
     count_chat_tokens = count_chat_tokensPy
@@ -176,3 +197,6 @@ else:
     EmbedTable = EmbedTablePy
     embed = embedPy
     embed_ids = embed_idsPy
+    chunk_stats = chunk_statsPy
+    select_chunks = select_chunksPy
+    split_chunks = split_chunksPy

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """routecore's compiled core: token estimate, features, brute-force kNN, phrases,
-the policy kernel, the classifier's combination step and the static sentence
-embedding.
+the policy kernel, the classifier's combination step, the static sentence
+embedding and extractive prompt compression.
 
 One extension module: this file includes its parts so they call each other
 as plain C. Application code goes through routecore.tokens / features /
@@ -23,5 +23,6 @@ include "phrases.pyx"
 include "policy.pyx"
 include "classify.pyx"
 include "embed.pyx"
+include "compress.pyx"
 
 assert len(SCALAR_NAMES) == N_SCALARS, "constants and features.pxd disagree"

@@ -22,7 +22,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -61,6 +61,7 @@ from routecore.errors import (
 )
 from routecore.routing.arbitrage import deployments_of, price_of, rank
 from routecore.routing.load import open_load
+from routecore.routing.compress import applied
 from routecore.routing.tokens import count_chat_tokens, count_tokens
 from routecore.state.backend import Backend
 from routecore.state.budget import BudgetExceeded, Budgets, Hold
@@ -174,6 +175,7 @@ class Completer:
         started = time.monotonic()
         self._validate(req)
         decision = await self._decide(req, deadline)
+        req = _compressed(req, decision)  # cached and sent as compressed
         look = await self.cache.lookup(req, decision, deadline)
         if look.answer is not None:  # a hit: no model called, nothing charged
             return look.result(decision, (time.monotonic() - started) * 1000.0)
@@ -223,6 +225,7 @@ class Completer:
                               cache_hit=result.cache_hit, saved_usd=result.saved_usd)
             return
         decision = await self._decide(req, deadline)
+        req = _compressed(req, decision)  # cached and sent as compressed
         look = await self.cache.lookup(req, decision)
         if look.answer is not None:  # served from the cache, as a stream
             async for event in look.stream(decision):
@@ -640,6 +643,13 @@ class Completer:
     def _deadline_error(self, attempts: Sequence[Attempt]) -> DeadlineExceeded:
         detail = "; ".join(f"{a.model}@{a.deployment}: {a.error}" for a in attempts if a.error)
         return DeadlineExceeded(f"deadline exceeded after {len(attempts)} attempts ({detail})")
+
+
+def _compressed(req: CompletionRequest, decision: Decision) -> CompletionRequest:
+    """The request as the decision saw it: its compressed prompt is what goes upstream."""
+    if decision.compression is None:
+        return req
+    return replace(req, route=applied(req.route, decision.compression))
 
 
 def _complete(p: Provider, call: ProviderCall) -> Callable[[float], Awaitable[ProviderResponse]]:

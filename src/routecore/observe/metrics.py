@@ -126,7 +126,8 @@ class Metrics:
                                   ["model"], buckets=RPC_BUCKETS, registry=r)
         self.attempts = Counter("routecore_attempts", "Upstream attempts by outcome "
                                 "(ok or the error kind)", ["model", "outcome"], registry=r)
-        self.tokens = Counter("routecore_tokens", "Tokens sent to and received from models",
+        self.tokens = Counter("routecore_tokens", "Tokens sent to and received from models, "
+                              "and input tokens prompt compression saved (direction saved)",
                               ["model", "direction"], registry=r)
         self.cost = Counter("routecore_cost_usd", "Spend at registry prices",
                             ["model", "tenant"], registry=r)
@@ -243,6 +244,9 @@ class Metrics:
             incs[(self.tokens, served, "input")] += rec.input_tokens
         if rec.output_tokens:
             incs[(self.tokens, served, "output")] += rec.output_tokens
+        squeezed = rec.features.get("compress")
+        if squeezed:  # input tokens prompt compression kept from being sent (or estimated)
+            incs[(self.tokens, served, "saved")] += squeezed["tokens_saved"]
         if rec.cost_usd:
             incs[(self.cost, served, self._tenant(rec.tenant))] += rec.cost_usd
         if rec.cache:

@@ -67,6 +67,11 @@ class StaticEmbedder:
         return int(self._table.dim)
 
     @property
+    def table(self) -> Any:
+        """The core's vocabulary table (for core calls that embed many spans at once)."""
+        return self._table
+
+    @property
     def n_tokens(self) -> int:
         """Vocabulary size."""
         return int(self._table.n_tokens)

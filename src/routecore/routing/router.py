@@ -40,6 +40,7 @@ from routecore.errors import ConfigError, InvalidRequest, echo, echo_list
 from routecore.routing.ab import CANDIDATE, assign, parse_ab
 from routecore.routing.arbitrage import Choice, Health, choose
 from routecore.routing.classifier import Classifier, Features
+from routecore.routing.compress import Compressor, applied, check_spec, parse_compress
 from routecore.routing.features import FeatureExtractor
 from routecore.routing.load import LoadView, parse_load
 from routecore.routing.output_length import OutputEstimate, OutputLength
@@ -89,6 +90,7 @@ class Router:
         # without I/O; the view over it is rebuilt once per snapshot.
         self.load_source: Callable[[], LoadSnapshot] | None = None
         self._load_view: LoadView | None = None
+        self.compressor = Compressor(parse_compress(config.extra, tuple(config.categories)))
         # Set by the completion layer: model -> why it is unhealthy (open breaker).
         self.health_source: Callable[[], Mapping[str, str]] | None = None
         # Set by the completion layer: deployment key -> why it is unhealthy ("" healthy).
@@ -142,6 +144,8 @@ class Router:
         if req.weights is not None:
             for name in ("quality", "cost", "latency"):
                 _check_number(getattr(req.weights, name), f"weights.{name}")
+        if req.compress is not None:
+            check_spec(req.compress)
         if req.model:
             self.registry.check_known(frozenset((req.model,)), "model")
             if req.constraints.allow_models and req.model not in req.constraints.allow_models:
@@ -218,7 +222,13 @@ class Router:
         known (`route` and `routing.batch` share it); `t0` (perf_counter_ns) starts
         its decision_micros. `unhealthy` (a batch reads it once): else the health source."""
         routing = self.config.routing
-        input_tokens = count_chat_tokens(req.messages) if req.messages else feats.tokens
+        # Compression (routing/compress.py): decided on, and counted as, the compressed prompt.
+        compression = self.compressor.compress(req, cls.category) if text else None
+        if compression is not None:
+            req = applied(req, compression)
+            text = req.text()
+        input_tokens = (compression.input_tokens if compression is not None else
+                        count_chat_tokens(req.messages) if req.messages else feats.tokens)
         limit = req.constraints.max_output_tokens
         out = output or self.output_length.estimate(_ask(req, text), input_tokens, limit)
         strategy = req.strategy or routing.default_strategy
@@ -288,7 +298,7 @@ class Router:
             decision_micros=int(micros), variant=variant, budget=budget,
             category_scores=cls.scores, deployment=sold.deployment,
             deployment_order=sold.order, output_tokens=out.tokens, output_basis=out.basis,
-            load=view.models if view is not None else None,
+            load=view.models if view is not None else None, compression=compression,
         )
 
 

@@ -22,6 +22,8 @@ from routecore.domain import (
     BudgetState,
     CandidateTable,
     ClassifierReport,
+    Compression,
+    CompressSpec,
     Constraints,
     Decision,
     Message,
@@ -72,7 +74,27 @@ def route_request(msg: pb.RouteRequest, request_id: str = "") -> RouteRequest:
         request_id=check_request_id(msg.request_id) if msg.request_id else request_id,
         willingness_to_pay=msg.willingness_to_pay if msg.HasField("willingness_to_pay") else None,
         weights=weights,
+        compress=_compress(msg.compress) if msg.HasField("compress") else None,
     )
+
+
+def _compress(c: pb.Compress) -> CompressSpec:
+    # Presence, not zero, says what was given: target_ratio 0 is refused by the router.
+    return CompressSpec(
+        target_ratio=c.target_ratio if c.HasField("target_ratio") else None,
+        max_input_tokens=c.max_input_tokens if c.HasField("max_input_tokens") else None)
+
+
+def compression(c: Compression | None) -> pb.CompressionReport | None:
+    if c is None:
+        return None
+    return pb.CompressionReport(input_tokens_before=c.input_tokens_before,
+                                tokens_saved=c.tokens_saved, chunks=c.chunks,
+                                chunks_dropped=c.chunks_dropped, micros=c.micros)
+
+
+def _saved(d: Decision | None) -> int:
+    return d.compression.tokens_saved if d is not None and d.compression is not None else 0
 
 
 def _candidate_rows(d: Decision) -> list[tuple[str, str, float, float, float, float, str]]:
@@ -120,6 +142,7 @@ def decision(d: Decision, with_candidates: bool = True) -> pb.RouteDecision:
         **({} if d.classifier is None else classifier_fields(d.classifier)),
         estimated_output_tokens=d.output_tokens,
         output_tokens_basis=d.output_basis,
+        compression=compression(d.compression),
     )
 
 
@@ -258,14 +281,16 @@ def completion_result(r: CompletionResult) -> pb.CompleteResponse:
         cascade_steps=_steps(r.cascade_steps),
         decision=decision(r.decision, with_candidates=False) if r.decision is not None else None,
         request_id=r.request_id, provider=r.provider, finish_reason=r.finish_reason,
-        deployment=r.deployment, cache_hit=_hit(r.cache_hit), saved_usd=r.saved_usd)
+        deployment=r.deployment, cache_hit=_hit(r.cache_hit), saved_usd=r.saved_usd,
+        tokens_saved=_saved(r.decision))
 
 
 def stream_event(e: StreamEvent) -> pb.CompleteChunk:
     return pb.CompleteChunk(
         delta=e.delta, model=e.model, usage=_usage(e.usage), cost_usd=e.cost_usd, done=e.done,
         attempts=_attempts(e.attempts), request_id=e.request_id, finish_reason=e.finish_reason,
-        deployment=e.deployment, cache_hit=_hit(e.cache_hit), saved_usd=e.saved_usd)
+        deployment=e.deployment, cache_hit=_hit(e.cache_hit), saved_usd=e.saved_usd,
+        tokens_saved=_saved(e.decision) if e.done else 0)
 
 
 def _hit(outcome: str) -> str:

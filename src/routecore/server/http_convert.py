@@ -30,6 +30,7 @@ from routecore.config import ModelSpec
 from routecore.domain import (
     NO_CONSTRAINTS,
     ClassifierReport,
+    CompressSpec,
     Constraints,
     Decision,
     Message,
@@ -45,6 +46,7 @@ from routecore.errors import (
     cap_message,
     echo,
 )
+from routecore.routing.compress import check_spec
 from routecore.state.budget import BudgetExceeded
 
 MAX_HEADER_CHARS = 512
@@ -57,7 +59,7 @@ _UNSUPPORTED = frozenset({"tools", "tool_choice", "functions", "function_call", 
                           "top_logprobs", "stop", "audio", "modalities", "prediction"})
 _ROUTECORE = frozenset({"strategy", "constraints", "weights", "willingness_to_pay", "cascade",
                         "cascade_threshold", "ensemble_size", "tenant", "timeout_s", "cache",
-                        "cache_max_age_s"})
+                        "cache_max_age_s", "compress"})
 CACHE_HEADER, MAX_AGE_HEADER = "x-routecore-cache", "x-routecore-cache-max-age-s"
 _CONSTRAINTS = frozenset({"max_cost_usd", "max_latency_ms", "min_quality", "required_capabilities",
                           "allow_models", "deny_models", "max_output_tokens"})
@@ -184,6 +186,19 @@ def _weights(v: Any) -> Weights | None:
     return Weights(**{k: getattr(d, k) if x is None else float(x) for k, x in vals.items()})
 
 
+def _compress(v: Any) -> CompressSpec | None:
+    if v is None:
+        return None
+    p = "routecore.compress."
+    c = _object(v, p[:-1])
+    _unknown(c, ("target_ratio", "max_input_tokens"), p)
+    ratio = _num(c, "target_ratio", p)
+    spec = CompressSpec(None if ratio is None else float(ratio),
+                        _num(c, "max_input_tokens", p, integer=True))
+    check_spec(spec, p[:-1])
+    return spec
+
+
 def _pick_model(model: Any, known: Collection[str], auto: Collection[str]) -> str:
     """The model to pin ("" routes); an unknown name is UnknownModel (HTTP 404)."""
     if not isinstance(model, str) or not model:
@@ -259,7 +274,7 @@ def chat_request(body: Any, request_id: str, known: Collection[str],
         strategy=_get(rc, "strategy", "routecore.", str, "a string") or "",
         constraints=_constraints(rc.get("constraints")), request_id=request_id,
         willingness_to_pay=None if wtp is None else float(wtp),
-        weights=_weights(rc.get("weights")), model=pin)
+        weights=_weights(rc.get("weights")), model=pin, compress=_compress(rc.get("compress")))
     req = CompletionRequest(
         route=route, max_output_tokens=max_out or 0,
         temperature=0.0 if temperature is None else float(temperature),
@@ -305,7 +320,8 @@ def decision_json(d: Decision | None) -> dict[str, Any] | None:
             "predicted_quality": d.predicted_quality, "reason": d.reason,
             "router_version": d.router_version, "variant": d.variant,
             "decision_micros": d.decision_micros, "deployment": d.deployment,
-            "deployment_order": list(d.deployment_order),
+            "deployment_order": list(d.deployment_order), "input_tokens": d.input_tokens,
+            "compression": _compression(d),
             **({} if d.classifier is None else {"classifier": _classifier(d.classifier)})}
 
 
@@ -313,6 +329,14 @@ def _classifier(c: ClassifierReport) -> dict[str, Any]:
     """classifier.mode llm/cascade: where the category came from (as gRPC's classifier_*)."""
     return {"source": c.source, "model": c.model, "cost_usd": c.cost_usd,
             "latency_ms": c.latency_ms}
+
+
+def _compression(d: Decision) -> dict[str, int] | None:
+    c = d.compression
+    if c is None:
+        return None
+    return {"input_tokens_before": c.input_tokens_before, "tokens_saved": c.tokens_saved,
+            "chunks": c.chunks, "chunks_dropped": c.chunks_dropped}
 
 
 def _header(value: str) -> str:

@@ -133,6 +133,9 @@ def _with_decision(rec: AuditRecord, d: Decision) -> None:
         rec.category_scores = d.category_scores
     if d.output_basis and d.output_basis != "default":  # replay without the prompt needs it
         rec.features["output"] = [d.output_tokens, d.output_basis]
+    if d.compression is not None:
+        rec.features["compress"] = {"input_tokens_before": d.compression.input_tokens_before,
+                                    "tokens_saved": d.compression.tokens_saved}
     if d.budget is not None and not rec.budget:
         rec.budget = "paced" if d.budget.pacing > 0.0 else "within"
         rec.features["budget"] = {"cap": d.budget.cap, "share_used": d.budget.share_used,

@@ -33,7 +33,7 @@ class Constraints(_message.Message):
     def __init__(self, max_cost_usd: _Optional[float] = ..., max_latency_ms: _Optional[float] = ..., min_quality: _Optional[float] = ..., required_capabilities: _Optional[_Iterable[str]] = ..., allow_models: _Optional[_Iterable[str]] = ..., deny_models: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("prompt", "messages", "tenant", "user", "strategy", "constraints", "request_id", "willingness_to_pay", "weight_quality", "weight_cost", "weight_latency", "explain")
+    __slots__ = ("prompt", "messages", "tenant", "user", "strategy", "constraints", "request_id", "willingness_to_pay", "weight_quality", "weight_cost", "weight_latency", "explain", "compress")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class RouteRequest(_message.Message):
     WEIGHT_COST_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_LATENCY_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    COMPRESS_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     tenant: str
@@ -58,7 +59,8 @@ class RouteRequest(_message.Message):
     weight_cost: float
     weight_latency: float
     explain: bool
-    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tenant: _Optional[str] = ..., user: _Optional[str] = ..., strategy: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., request_id: _Optional[str] = ..., willingness_to_pay: _Optional[float] = ..., weight_quality: _Optional[float] = ..., weight_cost: _Optional[float] = ..., weight_latency: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
+    compress: Compress
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tenant: _Optional[str] = ..., user: _Optional[str] = ..., strategy: _Optional[str] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., request_id: _Optional[str] = ..., willingness_to_pay: _Optional[float] = ..., weight_quality: _Optional[float] = ..., weight_cost: _Optional[float] = ..., weight_latency: _Optional[float] = ..., explain: _Optional[bool] = ..., compress: _Optional[_Union[Compress, _Mapping]] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("model", "predicted_quality", "estimated_cost_usd", "estimated_latency_ms", "score", "rejected_reason", "provider", "observed_p50_ms", "observed_p95_ms", "observed_calls", "in_flight", "rpm_left", "tpm_left")
@@ -91,7 +93,7 @@ class Candidate(_message.Message):
     def __init__(self, model: _Optional[str] = ..., predicted_quality: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., score: _Optional[float] = ..., rejected_reason: _Optional[str] = ..., provider: _Optional[str] = ..., observed_p50_ms: _Optional[float] = ..., observed_p95_ms: _Optional[float] = ..., observed_calls: _Optional[float] = ..., in_flight: _Optional[int] = ..., rpm_left: _Optional[float] = ..., tpm_left: _Optional[float] = ...) -> None: ...
 
 class RouteDecision(_message.Message):
-    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget", "deployment", "deployment_order", "classifier_source", "classifier_cost_usd", "classifier_latency_ms", "classifier_model", "estimated_output_tokens", "output_tokens_basis")
+    __slots__ = ("model", "provider", "fallbacks", "category", "complexity", "estimated_cost_usd", "estimated_latency_ms", "predicted_quality", "reason", "candidates", "router_version", "decision_micros", "request_id", "strategy", "category_confidence", "input_tokens", "model_version", "variant", "budget", "deployment", "deployment_order", "classifier_source", "classifier_cost_usd", "classifier_latency_ms", "classifier_model", "estimated_output_tokens", "output_tokens_basis", "compression")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +121,7 @@ class RouteDecision(_message.Message):
     CLASSIFIER_MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_BASIS_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
@@ -146,7 +149,8 @@ class RouteDecision(_message.Message):
     classifier_model: str
     estimated_output_tokens: int
     output_tokens_basis: str
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ..., deployment: _Optional[str] = ..., deployment_order: _Optional[_Iterable[str]] = ..., classifier_source: _Optional[str] = ..., classifier_cost_usd: _Optional[float] = ..., classifier_latency_ms: _Optional[float] = ..., classifier_model: _Optional[str] = ..., estimated_output_tokens: _Optional[int] = ..., output_tokens_basis: _Optional[str] = ...) -> None: ...
+    compression: CompressionReport
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., fallbacks: _Optional[_Iterable[str]] = ..., category: _Optional[str] = ..., complexity: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ..., estimated_latency_ms: _Optional[float] = ..., predicted_quality: _Optional[float] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., router_version: _Optional[str] = ..., decision_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., strategy: _Optional[str] = ..., category_confidence: _Optional[float] = ..., input_tokens: _Optional[int] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., budget: _Optional[_Union[BudgetState, _Mapping]] = ..., deployment: _Optional[str] = ..., deployment_order: _Optional[_Iterable[str]] = ..., classifier_source: _Optional[str] = ..., classifier_cost_usd: _Optional[float] = ..., classifier_latency_ms: _Optional[float] = ..., classifier_model: _Optional[str] = ..., estimated_output_tokens: _Optional[int] = ..., output_tokens_basis: _Optional[str] = ..., compression: _Optional[_Union[CompressionReport, _Mapping]] = ...) -> None: ...
 
 class BudgetState(_message.Message):
     __slots__ = ("share_used", "remaining_usd", "cap", "pacing")
@@ -380,7 +384,7 @@ class CascadeStep(_message.Message):
     def __init__(self, model: _Optional[str] = ..., confidence: _Optional[float] = ..., escalated: _Optional[bool] = ..., reason: _Optional[str] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
-    __slots__ = ("text", "model", "usage", "cost_usd", "latency_ms", "attempts", "cascade_steps", "decision", "request_id", "provider", "finish_reason", "deployment", "cache_hit", "saved_usd")
+    __slots__ = ("text", "model", "usage", "cost_usd", "latency_ms", "attempts", "cascade_steps", "decision", "request_id", "provider", "finish_reason", "deployment", "cache_hit", "saved_usd", "tokens_saved")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -395,6 +399,7 @@ class CompleteResponse(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     SAVED_USD_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SAVED_FIELD_NUMBER: _ClassVar[int]
     text: str
     model: str
     usage: Usage
@@ -409,10 +414,11 @@ class CompleteResponse(_message.Message):
     deployment: str
     cache_hit: str
     saved_usd: float
-    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cascade_steps: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_hit: _Optional[str] = ..., saved_usd: _Optional[float] = ...) -> None: ...
+    tokens_saved: int
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cascade_steps: _Optional[_Iterable[_Union[CascadeStep, _Mapping]]] = ..., decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_hit: _Optional[str] = ..., saved_usd: _Optional[float] = ..., tokens_saved: _Optional[int] = ...) -> None: ...
 
 class CompleteChunk(_message.Message):
-    __slots__ = ("delta", "model", "usage", "cost_usd", "done", "attempts", "request_id", "finish_reason", "deployment", "cache_hit", "saved_usd")
+    __slots__ = ("delta", "model", "usage", "cost_usd", "done", "attempts", "request_id", "finish_reason", "deployment", "cache_hit", "saved_usd", "tokens_saved")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -424,6 +430,7 @@ class CompleteChunk(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     SAVED_USD_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SAVED_FIELD_NUMBER: _ClassVar[int]
     delta: str
     model: str
     usage: Usage
@@ -435,7 +442,8 @@ class CompleteChunk(_message.Message):
     deployment: str
     cache_hit: str
     saved_usd: float
-    def __init__(self, delta: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., done: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., request_id: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_hit: _Optional[str] = ..., saved_usd: _Optional[float] = ...) -> None: ...
+    tokens_saved: int
+    def __init__(self, delta: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., done: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., request_id: _Optional[str] = ..., finish_reason: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_hit: _Optional[str] = ..., saved_usd: _Optional[float] = ..., tokens_saved: _Optional[int] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("request_id", "prompt", "model", "score", "comment", "source")
@@ -564,3 +572,25 @@ class ReloadResponse(_message.Message):
     peers_signalled: int
     alarms_cleared: int
     def __init__(self, applied: _Optional[bool] = ..., config_path: _Optional[str] = ..., router_version: _Optional[str] = ..., models: _Optional[int] = ..., rollout: _Optional[str] = ..., peers_signalled: _Optional[int] = ..., alarms_cleared: _Optional[int] = ...) -> None: ...
+
+class Compress(_message.Message):
+    __slots__ = ("target_ratio", "max_input_tokens")
+    TARGET_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MAX_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    target_ratio: float
+    max_input_tokens: int
+    def __init__(self, target_ratio: _Optional[float] = ..., max_input_tokens: _Optional[int] = ...) -> None: ...
+
+class CompressionReport(_message.Message):
+    __slots__ = ("input_tokens_before", "tokens_saved", "chunks", "chunks_dropped", "micros")
+    INPUT_TOKENS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SAVED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    MICROS_FIELD_NUMBER: _ClassVar[int]
+    input_tokens_before: int
+    tokens_saved: int
+    chunks: int
+    chunks_dropped: int
+    micros: int
+    def __init__(self, input_tokens_before: _Optional[int] = ..., tokens_saved: _Optional[int] = ..., chunks: _Optional[int] = ..., chunks_dropped: _Optional[int] = ..., micros: _Optional[int] = ...) -> None: ...

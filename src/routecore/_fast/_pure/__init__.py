@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .._constants import SCALAR_NAMES
 from .classify import combine_categories
+from .compress import chunk_stats, select_chunks, split_chunks
 from .embed import EmbedTable, embed, embed_ids
 from .features import extract, extract_many
 from .knn import features_dense_dot, max_by_label, top_k, top_k_max_by_label
@@ -26,6 +27,7 @@ from .tokens import count_chat_tokens, count_tokens, script_of
 __all__ = [
     "SCALAR_NAMES",
     "EmbedTable",
+    "chunk_stats",
     "combine_categories",
     "count_chat_tokens",
     "count_tokens",
@@ -40,6 +42,8 @@ __all__ = [
     "phrase_hits",
     "score_models",
     "script_of",
+    "select_chunks",
+    "split_chunks",
     "top_k",
     "top_k_max_by_label",
     "word_hashes",
