@@ -200,10 +200,9 @@ def chunk_stats(EmbedTable table not None, str text not None, spans, query,
     cdef float* sc = <float*>cnp.PyArray_DATA(scores)
     cdef int64_t* tk = <int64_t*>cnp.PyArray_DATA(tokens)
     cdef const float* qv = <const float*>cnp.PyArray_DATA(q)
-    cdef Py_ssize_t d = table.dim, r, i, j, k, a, b
+    cdef Py_ssize_t d = table.dim, r, j, k, a, b
     cdef int32_t* ids = <int32_t*>malloc((max_tokens + 1) * sizeof(int32_t))
     cdef float* acc = <float*>malloc(d * sizeof(float))
-    cdef const float* row
     cdef double norm, dot
     cdef str sub
     if ids == NULL or acc == NULL:
@@ -226,14 +225,7 @@ def chunk_stats(EmbedTable table not None, str text not None, spans, query,
                 # As embed: the sum of the rows (float adds vectorise), then the cosine in
                 # double; the mean's 1/k cancels.
                 memset(acc, 0, d * sizeof(float))
-                for i in range(min(k, _AHEAD)):
-                    _prefetch_row(table.vecs + <Py_ssize_t>ids[i] * d, d)
-                for i in range(k):
-                    if i + _AHEAD < k:
-                        _prefetch_row(table.vecs + <Py_ssize_t>ids[i + _AHEAD] * d, d)
-                    row = table.vecs + <Py_ssize_t>ids[i] * d
-                    for j in range(d):
-                        acc[j] += row[j]
+                _sum_rows(table, ids, k, acc)
                 norm = 0.0
                 dot = 0.0
                 for j in range(d):

@@ -191,6 +191,21 @@ cdef inline Py_ssize_t _cap(str text, Py_ssize_t max_tokens) except -1:
     return max_tokens if max_tokens < n else n
 
 
+cdef void _sum_rows(EmbedTable t, const int32_t* ids, Py_ssize_t k, float* acc) noexcept nogil:
+    """acc[:dim] += the rows of ids[:k]. Rows are scattered over the table: fetch a
+    few ahead (and all their cache lines) so the adds do not wait on memory."""
+    cdef Py_ssize_t i, j, d = t.dim
+    cdef const float* row
+    for i in range(min(k, _AHEAD)):
+        _prefetch_row(t.vecs + <Py_ssize_t>ids[i] * d, d)
+    for i in range(k):
+        if i + _AHEAD < k:
+            _prefetch_row(t.vecs + <Py_ssize_t>ids[i + _AHEAD] * d, d)
+        row = t.vecs + <Py_ssize_t>ids[i] * d
+        for j in range(d):
+            acc[j] += row[j]
+
+
 def embed_ids(EmbedTable table not None, str text not None, Py_ssize_t max_tokens):
     text = _norm(text)
     cdef Py_ssize_t cap = _cap(text, max_tokens)
@@ -219,22 +234,12 @@ def embed(EmbedTable table not None, str text not None, Py_ssize_t max_tokens):
     cdef cnp.npy_intp d = table.dim
     cdef cnp.ndarray out = cnp.PyArray_ZEROS(1, &d, cnp.NPY_FLOAT32, 0)
     cdef float* acc = <float*>cnp.PyArray_DATA(out)
-    cdef Py_ssize_t k, i, j
-    cdef const float* row
+    cdef Py_ssize_t k, j
     cdef double norm = 0.0
     try:
         k = _ids_str(table, text, buf, cap)
         with nogil:
-            # Rows are scattered over the table: fetch a few ahead (and all their
-            # cache lines) so the adds do not wait on memory.
-            for i in range(min(k, _AHEAD)):
-                _prefetch_row(table.vecs + <Py_ssize_t>buf[i] * d, d)
-            for i in range(k):
-                if i + _AHEAD < k:
-                    _prefetch_row(table.vecs + <Py_ssize_t>buf[i + _AHEAD] * d, d)
-                row = table.vecs + <Py_ssize_t>buf[i] * d
-                for j in range(d):
-                    acc[j] += row[j]
+            _sum_rows(table, buf, k, acc)
             if k:
                 for j in range(d):
                     norm += <double>acc[j] * acc[j]

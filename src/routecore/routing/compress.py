@@ -43,7 +43,8 @@ from routecore.errors import ConfigError, InvalidRequest
 from routecore.routing.embedding import MAX_TOKENS, StaticEmbedder
 from routecore.routing.tokens import count_chat_tokens, count_tokens
 
-__all__ = ["CompressConfig", "Compressor", "check_spec", "parse_compress", "question_start"]
+__all__ = ["CompressConfig", "Compressor", "check_spec", "parse_compress", "query_text",
+           "question_start"]
 
 # A budget larger than any context window: beyond it the field is a mistake.
 MAX_INPUT_TOKENS = 10_000_000
@@ -225,8 +226,9 @@ class Compressor:
             return None
         msgs = req.messages or (Message("user", req.prompt),)
         parts = self._parts(msgs)
-        query = next((p.question for p in reversed(parts) if p.role == "user" and p.question),
-                     "") or msgs[-1].content
+        query = query_text(next((p.question for p in reversed(parts)
+                                 if p.role == "user" and p.question), "") or msgs[-1].content,
+                           [p.context for p in parts])
         if self._embedder is None:
             self._embedder = StaticEmbedder.shipped()
         table = self._embedder.table
@@ -280,6 +282,15 @@ class Compressor:
             else:
                 out.append(_Part(m.role, m.content, ""))
         return out
+
+
+def query_text(question: str, contexts: Sequence[str]) -> str:
+    """What the context is scored against: the question without the short lines the context
+    repeats word for word (a few-shot prompt's "Answer:" and instructions), which match
+    every example alike, not the relevant one."""
+    seen = {ln.strip() for c in contexts for ln in c.split("\n") if len(ln) <= _SHORT_LINE}
+    own = [ln for ln in question.split("\n") if ln.strip() and ln.strip() not in seen]
+    return "\n".join(own) or question
 
 
 def _assemble(parts: Sequence[_Part], keep: Any) -> tuple[Message, ...]:
