@@ -60,8 +60,8 @@ from routecore.errors import (
     StreamInterrupted,
 )
 from routecore.routing.arbitrage import deployments_of, price_of, rank
-from routecore.routing.load import open_load
 from routecore.routing.compress import applied
+from routecore.routing.load import open_load
 from routecore.routing.tokens import count_chat_tokens, count_tokens
 from routecore.state.backend import Backend
 from routecore.state.budget import BudgetExceeded, Budgets, Hold
