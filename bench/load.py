@@ -14,10 +14,11 @@
    `max_latency_ms`, with and without load awareness, overall and during the
    slow-down, and how often the load-aware router still tried the slow model
    (probes as its observations decay).
-2. Decision overhead, in this process, alternating rounds: `Router.route` with
-   an observed snapshot attached (every model observed, two at a limit) against
-   the same router without one; the output-length estimate alone per ask; and
-   the per-snapshot work off the decision path (rebuild, view).
+2. Decision overhead, in this process, alternating rounds of `Router.route`:
+   as before (the output length fixed at the default, no load source), with the
+   output-length estimate, and with both and an observed snapshot attached
+   (every model observed, two at a limit); the output-length estimate alone per
+   ask; and the per-snapshot work off the decision path (rebuild, view).
 Numbers, not assertions: this machine is noisy, so compare within one run.
 """
 
@@ -35,6 +36,7 @@ from routecore import Constraints, Router
 from routecore.config import load_config
 from routecore.domain import LoadSnapshot, ModelLoad
 from routecore.routing.load import LoadView
+from routecore.routing.output_length import OutputEstimate
 from routecore.state.backend import MemoryBackend
 from routecore.state.observed import ObservedConfig, open_observed
 
@@ -139,16 +141,27 @@ def overhead(rounds: int, per_round: int) -> dict[str, Any]:
     asks = ASKS + CUED
     for a in asks:
         router.route(a)
-    with_load: list[float] = []
-    without: list[float] = []
+    real = router.output_length.estimate
+    default = OutputEstimate(router.config.routing.default_output_tokens, "default")
+
+    def fixed(ask: str, input_tokens: int, max_output_tokens: int | None = None
+              ) -> OutputEstimate:
+        return default  # what routing did before: the configured default
+
+    # Three variants, alternating rounds: as before (no estimate, no load), with the
+    # output estimate, with both (every model observed, two at a limit).
+    variants: dict[str, list[float]] = {"before": [], "estimate": [], "estimate_load": []}
     for _ in range(rounds):
-        for attach, sink in ((True, with_load), (False, without)):
-            router.load_source = (lambda: snap) if attach else None
+        for name, sink in variants.items():
+            router.output_length.estimate = real if name != "before" else fixed  # type: ignore[method-assign]
+            router.load_source = (lambda: snap) if name == "estimate_load" else None
             for j in range(per_round):
                 a = asks[j % len(asks)]
                 t0 = time.perf_counter_ns()
                 router.route(a)
                 sink.append((time.perf_counter_ns() - t0) / 1000)
+    router.output_length.estimate = real  # type: ignore[method-assign]
+    router.load_source = None
     est: dict[str, list[float]] = {"plain": [], "cued": []}
     for kind, group in (("plain", ASKS), ("cued", CUED)):
         for j in range(rounds * per_round):
@@ -173,8 +186,10 @@ def overhead(rounds: int, per_round: int) -> dict[str, Any]:
     def s(xs: list[float]) -> dict[str, float]:
         return {"p50_us": round(pct(xs, 0.5), 2), "p99_us": round(pct(xs, 0.99), 2),
                 "mean_us": round(statistics.fmean(xs), 2)}
-    return {"route_with_load": s(with_load), "route_without_load": s(without),
-            "added_p50_us": round(pct(with_load, 0.5) - pct(without, 0.5), 2),
+    base = pct(variants["before"], 0.5)
+    return {"route": {k: s(v) for k, v in variants.items()},
+            "added_p50_us": {k: round(pct(v, 0.5) - base, 2) for k, v in variants.items()
+                             if k != "before"},
             "output_estimate_plain_ask": s(est["plain"]),
             "output_estimate_cued_ask": s(est["cued"]),
             "per_snapshot_off_path_us": {"rebuild_25_models": round(rebuild, 1),
@@ -203,9 +218,9 @@ def main() -> None:
         print(f"  missed the constraint, {k:8s}: priors only {v['priors_only']:6.1%}   "
               f"load-aware {v['load_aware']:6.1%}{extra}")
     ov = out["overhead"]
-    print(f"Route p50/p99 with an observed snapshot {ov['route_with_load']['p50_us']}/"
-          f"{ov['route_with_load']['p99_us']} us, without {ov['route_without_load']['p50_us']}/"
-          f"{ov['route_without_load']['p99_us']} us (added p50 {ov['added_p50_us']} us)")
+    for k, v in ov["route"].items():
+        print(f"Route in process, {k:14s}: p50 {v['p50_us']:8.2f} us  p99 {v['p99_us']:9.2f} us")
+    print(f"added p50 against before: {ov['added_p50_us']}")
     print(f"output-length estimate p50: plain ask {ov['output_estimate_plain_ask']['p50_us']} us,"
           f" ask with a length cue {ov['output_estimate_cued_ask']['p50_us']} us")
     print(f"off the decision path, once per snapshot: {ov['per_snapshot_off_path_us']}")

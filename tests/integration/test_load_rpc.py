@@ -131,3 +131,18 @@ async def test_output_estimate_over_grpc(fleet: tuple[Stub, Stub, str, str, str]
                                            constraints=pb.Constraints(
                                                allow_models=[slow, steady])), timeout=5)
     assert d.estimated_output_tokens == 2670 and d.output_tokens_basis == "asked for 2,000 words"
+
+
+async def test_streamed_calls_are_observed(fleet: tuple[Stub, Stub, str, str, str]) -> None:
+    """A stream's whole duration is observed once it ends, like a plain call's."""
+    caller, router, slow, steady, _ = fleet
+    req = pb.CompleteRequest(route=pb.RouteRequest(
+        prompt=PROMPT, constraints=pb.Constraints(allow_models=[slow])))
+    chunks = [c async for c in caller.CompleteStream(req, timeout=10)]
+    assert chunks[-1].done and chunks[-1].model == slow
+
+    def seen(d: pb.RouteDecision) -> bool:
+        return {c.model: c for c in d.candidates}[slow].observed_calls > 0.5
+    d = await _until(router, _route([slow, steady]), seen, 5.0)
+    cand = {c.model: c for c in d.candidates}[slow]
+    assert cand.observed_calls > 0.5 and cand.observed_p50_ms >= 150

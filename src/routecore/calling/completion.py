@@ -235,6 +235,7 @@ class Completer:
         target, (first, chunks), reserved = await self._call_chain(
             self.chain(decision), req, decision, deadline, attempts, _first_chunk)
         rid, model, provider = decision.request_id, target.model, target.provider
+        first_at = time.monotonic()
         parts: list[str] = []
         end: StreamChunk | None = None
         chunk: StreamChunk | None = first
@@ -264,6 +265,9 @@ class Completer:
             # failure; a caller who left (or ran out of time) says nothing about the upstream.
             if self.load is not None:
                 self.load.finished(model)
+                if end is not None and not cut:  # the whole stream: to its first chunk, then on
+                    ttft = attempts[-1].duration_ms if attempts and not attempts[-1].error else 0.0
+                    self.load.observe(model, ttft + (time.monotonic() - first_at) * 1000.0)
             await self.resilience.verdict(target.key,
                                     False if cut else True if end is not None else None)
             await _close(chunks)

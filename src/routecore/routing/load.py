@@ -81,8 +81,8 @@ class LoadView:
     """One snapshot as the policy reads it: mixed latency columns and models at a limit.
     Built once per snapshot; per request only the TPM comparisons run."""
 
-    __slots__ = ("_names", "_notes", "_prior50", "_prior95", "_tpm", "at_limit", "codes",
-                 "models", "observed", "p50", "p95", "version")
+    __slots__ = ("_combos", "_names", "_notes", "_prior50", "_prior95", "_tpm", "at_limit",
+                 "codes", "models", "observed", "p50", "p95", "version")
 
     def __init__(self, snapshot: LoadSnapshot, registry: Registry, config: LoadConfig) -> None:
         self.version = snapshot.version
@@ -96,6 +96,7 @@ class LoadView:
         self.at_limit: dict[int, str] = {}  # model row -> why, whatever the request
         self._tpm: list[tuple[int, float, str]] = []  # (row, tokens left, why) when not full
         self._notes: dict[int, str] = {}
+        self._combos: dict[tuple[int, ...], tuple[dict[int, str], npt.NDArray[np.int8]]] = {}
         index = registry.index
         for name, ml in snapshot.models.items():
             i = index.get(name)
@@ -129,16 +130,22 @@ class LoadView:
         FAIL_AT_LIMIT codes: the request-independent ones, plus those whose TPM bucket
         holds fewer tokens than the request needs (or is not full, when it needs more
         than the bucket holds at all)."""
-        extra = [(i, why) for i, left, why in self._tpm if left < tokens]
-        if not extra:
+        if not self._tpm:
             return self.at_limit, self.codes
-        out = dict(self.at_limit)
-        codes = (np.zeros(len(self._names), dtype=np.int8) if self.codes is None
-                 else self.codes.copy())
-        for i, why in extra:
-            out[i] = why
-            codes[i] = FAIL_AT_LIMIT
-        return out, codes
+        hit = tuple([i for i, left, _ in self._tpm if left < tokens])
+        if not hit:
+            return self.at_limit, self.codes
+        got = self._combos.get(hit)  # requests mostly hit the same rows: built once
+        if got is None:
+            out = dict(self.at_limit)
+            codes = (np.zeros(len(self._names), dtype=np.int8) if self.codes is None
+                     else self.codes.copy())
+            for i, _, why in self._tpm:
+                if i in hit:
+                    out[i] = why
+                    codes[i] = FAIL_AT_LIMIT
+            got = self._combos[hit] = (out, codes)
+        return got
 
     def note(self, i: int) -> str:
         """Observed against prior for model row `i` ('' when it has no observations);
