@@ -478,3 +478,24 @@ async def test_postgres_trail_keeps_shadow_apart(sim: SimServer, tmp_path: Path,
     assert sum(r["spend_usd"] for r in rows) == pytest.approx(docs[0]["cost_usd"])
     assert sum(r["shadow_spend_usd"] for r in rows) == pytest.approx(shadow["cost_usd"])
     assert sum(r["requests"] for r in rows) == 1 and sum(r["shadow_evals"] for r in rows) == 1
+
+
+async def test_outcomes_reach_the_regression_detector(sim: SimServer, tmp_path: Path) -> None:
+    """With alerts on, each judged shadow outcome of the server becomes one `shadow` signal
+    of the routed model in the quality-regression detector."""
+    app = await start(config(sim, shadow={"model": "strong", "share": 1.0, "judge": "judge-m",
+                                          "max_usd_per_day": 10},
+                             alerts={"enabled": True}), tmp_path)
+    try:
+        ch, s = stub(app)
+        async with ch:
+            for i in range(3):
+                await s.Complete(request(prompt=f"{PROMPT} {i}"), timeout=10)
+        docs = [d for d in await records(app, tmp_path) if d["rpc"] == "Shadow"]
+        assert app.observer is not None and app.observer.detector is not None
+        signals = {k: v for k, v in app.observer.detector.snapshot().items()
+                   if k[4] == "shadow"}
+        assert {k[0] for k in signals} == {"cheap"}
+        assert sum(v[0] for v in signals.values()) == len(docs) == 3
+    finally:
+        await app.stop(0.5)
