@@ -298,3 +298,50 @@ async def test_identical_completes_in_flight_share_one_call(
                e.code() == grpc.StatusCode.UNAVAILABLE for e in out)
     assert loop.time() - t0 < 5  # the followers woke when the leader failed
     assert _calls(srv, "error_500-a") > 2 * one  # then the followers called for themselves
+
+
+async def test_the_audit_record_and_metrics_say_the_cache_outcome(
+        sim: SimServer, tmp_path: Path) -> None:
+    """Each Complete's audit record says miss or the hit kind (with the saved USD), a hit is
+    recorded at cost 0, and /metrics counts outcomes and the saved USD."""
+    import re
+
+    import aiohttp
+
+    from routecore.observe.store import documents
+
+    app = App.from_config(_config(sim), access_log=False,
+                          feedback_db=str(tmp_path / "f.db"))
+    app.audit_db, app.metrics_port = str(tmp_path / "audit.db"), 0
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            first = await stub.Complete(_req("How do I reverse a list in Python?"), timeout=10)
+            await stub.Complete(_req("How do I reverse a list in Python?"), timeout=10)
+            _ = [c async for c in stub.CompleteStream(
+                _req("How can I reverse a Python list?"), timeout=10)]
+        assert app.observer is not None and app.observer.recorder is not None
+        await app.observer.recorder.flush()
+        assert app.observer.server is not None
+        url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            text = await resp.text()
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [(d["rpc"], d["cache"]) for d in docs] == [
+        ("Complete", "miss"), ("Complete", "exact"), ("CompleteStream", "semantic")]
+    assert docs[1]["cost_usd"] == 0 and docs[2]["cost_usd"] == 0
+    for d in docs[1:]:
+        assert d["features"]["cache_saved_usd"] == pytest.approx(first.cost_usd)
+
+    def value(pattern: str) -> float:
+        m = re.search(r"^" + pattern + r" ([0-9.e+-]+)$", text, re.M)
+        assert m, f"{pattern} missing from /metrics"
+        return float(m.group(1))
+
+    for outcome in ("miss", "exact", "semantic"):
+        assert value(rf'routecore_cache_requests_total\{{outcome="{outcome}"\}}') == 1
+    assert value(r'routecore_cache_saved_usd_total\{model="good",tenant="acme"\}') == \
+        pytest.approx(2 * first.cost_usd)
