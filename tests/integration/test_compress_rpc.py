@@ -4,10 +4,12 @@ simulated upstream served over real HTTP so the test sees what was sent upstream
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import openai
 import pytest
@@ -216,3 +218,43 @@ async def test_http_front_door_compresses_through_the_sdk(
                     model="large", messages=[{"role": "user", "content": PROMPT}],
                     extra_body={"routecore": {"compress": bad}})
             assert err.value.status_code == 400 and field in err.value.message
+
+
+async def test_audit_records_and_metrics_carry_the_saving(
+        upstream: tuple[SimServer, list[dict[str, Any]]], tmp_path: Path) -> None:
+    """A compressed Route, Complete and RouteBatch item each keep their saving in the audit
+    record (features.compress), an uncompressed one does not, and /metrics sums them in
+    routecore_tokens_total{direction="saved"}."""
+    from routecore.observe.store import documents
+
+    app = App.from_config(_config(upstream[0]), access_log=False)
+    app.audit_db, app.metrics_port = str(tmp_path / "audit.db"), 0
+    app.feedback_db = str(tmp_path / "feedback.db")
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            d = await stub.Route(_req(max_input_tokens=500), timeout=10)
+            c = await stub.Complete(pb.CompleteRequest(route=_req(max_input_tokens=500)),
+                                    timeout=10)
+            b = await stub.RouteBatch(pb.RouteBatchRequest(requests=[
+                _req(target_ratio=0.3), pb.RouteRequest(prompt=PROMPT)]), timeout=10)
+        assert app.observer is not None and app.observer.recorder is not None
+        await app.observer.recorder.flush()
+        assert app.observer.server is not None
+        url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            metrics = await r.text()
+    finally:
+        await app.stop(0.5)
+    docs = [doc async for doc in documents(str(tmp_path / "audit.db"))]
+    assert [doc["rpc"] for doc in docs] == ["Route", "Complete", "RouteBatch", "RouteBatch"]
+    saved = [doc["features"].get("compress", {}).get("tokens_saved", 0) for doc in docs]
+    assert saved == [d.compression.tokens_saved, c.tokens_saved,
+                     b.decisions[0].compression.tokens_saved, 0]
+    assert all(s > 0 for s in saved[:3])
+    assert docs[0]["features"]["compress"]["input_tokens_before"] == count_tokens(PROMPT)
+    counted = sum(float(v) for v in re.findall(
+        r'^routecore_tokens_total\{direction="saved",model="[^"]+"\} ([0-9.e+]+)$', metrics,
+        re.M))
+    assert counted == sum(saved)
