@@ -52,6 +52,16 @@ async def _traffic(app: App) -> dict[str, Any]:
     return {"route": route, "complete": done, "stream": chunks, "feedback": fb}
 
 
+async def flushed_metrics(app: App) -> str:
+    """The audit records written so far, then /metrics as text (the app's metrics port)."""
+    assert app.observer is not None and app.observer.recorder is not None
+    await app.observer.recorder.flush()
+    assert app.observer.server is not None
+    url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return await r.text()
+
+
 @pytest.fixture
 async def sqlite_app(tmp_path: Path) -> AsyncIterator[App]:
     app = await _start(str(tmp_path / "audit.db"))
@@ -251,12 +261,7 @@ async def test_route_batch_writes_one_record_per_item(tmp_path: Path) -> None:
                 pb.RouteRequest(prompt=""),
                 pb.RouteRequest(prompt="Translate 'good night' into French."),
             ]), metadata=bearer(ACME))
-        assert app.observer is not None and app.observer.recorder is not None
-        await app.observer.recorder.flush()
-        assert app.observer.server is not None
-        url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
-        async with aiohttp.ClientSession() as http, http.get(url) as r:
-            metrics = await r.text()
+        metrics = await flushed_metrics(app)
     finally:
         await app.stop(0.5)
     docs = [d async for d in documents(str(tmp_path / "audit.db"))]

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import grpc
 import openai
 import pytest
@@ -225,6 +224,8 @@ async def test_audit_records_and_metrics_carry_the_saving(
     """A compressed Route, Complete and RouteBatch item each keep their saving in the audit
     record (features.compress), an uncompressed one does not, and /metrics sums them in
     routecore_tokens_total{direction="saved"}."""
+    from test_audit_metrics import flushed_metrics
+
     from routecore.observe.store import documents
 
     app = App.from_config(_config(upstream[0]), access_log=False)
@@ -239,12 +240,7 @@ async def test_audit_records_and_metrics_carry_the_saving(
                                     timeout=10)
             b = await stub.RouteBatch(pb.RouteBatchRequest(requests=[
                 _req(target_ratio=0.3), pb.RouteRequest(prompt=PROMPT)]), timeout=10)
-        assert app.observer is not None and app.observer.recorder is not None
-        await app.observer.recorder.flush()
-        assert app.observer.server is not None
-        url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
-        async with aiohttp.ClientSession() as http, http.get(url) as r:
-            metrics = await r.text()
+        metrics = await flushed_metrics(app)
     finally:
         await app.stop(0.5)
     docs = [doc async for doc in documents(str(tmp_path / "audit.db"))]
