@@ -35,7 +35,7 @@ MAX_REQUESTS = 160
 
 
 def write_config(path: Path, new_model_id: str, *, share: float = 0.5,
-                 alerts: dict[str, Any] | None = None) -> Path:
+                 alerts: dict[str, Any] | None = None, **extra: Any) -> Path:
     raw: dict[str, Any] = yaml.safe_load(
         resources.files("routecore").joinpath("defaults.yaml").read_text("utf-8"))
     for name, version in raw["models"]["gpt-4o"]["versions"].items():
@@ -44,6 +44,7 @@ def write_config(path: Path, new_model_id: str, *, share: float = 0.5,
     raw["rollout"] = {"model": "gpt-4o", "to": NEW, "share": share}
     raw["audit"] = {"path": str(path.parent / "audit.db"), "flush_interval_s": 0.05}
     raw["alerts"] = {"baseline": 20, "min_samples": 10, **(alerts or {})}
+    raw.update(extra)
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -262,5 +263,40 @@ async def test_held_instead_of_rolled_back(tmp_path: Path) -> None:
                     await asyncio.sleep(0.02)
             assert app.alerting.webhook.failed == 1
             assert [e for e in logs if e["event"] == "alert_webhook_failed"]
+    finally:
+        await app.stop(0.5)
+
+
+async def test_judge_scores_roll_back_a_rollout(tmp_path: Path) -> None:
+    """With ensembles judged by a judge model, the judge's grades of the new version's
+    answers (it refuses everything) drop against the pinned version's, and the rollout rolls
+    back on the judge signal alone: no Feedback is sent."""
+    path = write_config(tmp_path / "routecore.yaml", "gpt-4o-2024-11-20-refuse",
+                        ensemble={"selection": "judge", "judge_model": "gpt-4.1"})
+    app = await start(path)
+    pair = pb.Constraints(allow_models=["gpt-4o", "gpt-4.1"])
+
+    async def judged(stub: router_pb2_grpc.RouterStub, i: int) -> None:
+        res = await stub.Complete(pb.CompleteRequest(route=pb.RouteRequest(
+            prompt=f"Summarize the key points of meeting number {i}.", user=f"user-{i}",
+            constraints=pair), ensemble_size=2), timeout=10)
+        assert any("judge" in s.reason for s in res.cascade_steps)
+
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = router_pb2_grpc.RouterStub(ch)
+            with structlog.testing.capture_logs() as logs:
+                for sent in range(0, MAX_REQUESTS, 8):
+                    await asyncio.gather(*(judged(stub, sent + j) for j in range(8)))
+                    if (await versions(stub))[NEW].rollout_state == "rolled_back":
+                        break
+                for _ in range(40):
+                    if (await versions(stub))[NEW].rollout_state == "rolled_back":
+                        break
+                    await asyncio.sleep(0.05)
+            assert (await versions(stub))[NEW].rollout_state == "rolled_back"
+            kinds = {e["kind"] for e in logs if e["event"] == "quality_regression"
+                     and e["version"] == NEW}
+            assert "judge" in kinds and "feedback" not in kinds
     finally:
         await app.stop(0.5)
