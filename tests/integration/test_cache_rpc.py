@@ -304,9 +304,7 @@ async def test_the_audit_record_and_metrics_say_the_cache_outcome(
         sim: SimServer, tmp_path: Path) -> None:
     """Each Complete's audit record says miss or the hit kind (with the saved USD), a hit is
     recorded at cost 0, and /metrics counts outcomes and the saved USD."""
-    import re
-
-    import aiohttp
+    from test_shadow import metrics_text, value  # the same /metrics scrape
 
     from routecore.observe.store import documents
 
@@ -321,12 +319,7 @@ async def test_the_audit_record_and_metrics_say_the_cache_outcome(
             await stub.Complete(_req("How do I reverse a list in Python?"), timeout=10)
             _ = [c async for c in stub.CompleteStream(
                 _req("How can I reverse a Python list?"), timeout=10)]
-        assert app.observer is not None and app.observer.recorder is not None
-        await app.observer.recorder.flush()
-        assert app.observer.server is not None
-        url = f"http://127.0.0.1:{app.observer.server.port}/metrics"
-        async with aiohttp.ClientSession() as http, http.get(url) as resp:
-            text = await resp.text()
+        text = await metrics_text(app)
     finally:
         await app.stop(0.5)
     docs = [d async for d in documents(str(tmp_path / "audit.db"))]
@@ -335,13 +328,7 @@ async def test_the_audit_record_and_metrics_say_the_cache_outcome(
     assert docs[1]["cost_usd"] == 0 and docs[2]["cost_usd"] == 0
     for d in docs[1:]:
         assert d["features"]["cache_saved_usd"] == pytest.approx(first.cost_usd)
-
-    def value(pattern: str) -> float:
-        m = re.search(r"^" + pattern + r" ([0-9.e+-]+)$", text, re.M)
-        assert m, f"{pattern} missing from /metrics"
-        return float(m.group(1))
-
     for outcome in ("miss", "exact", "semantic"):
-        assert value(rf'routecore_cache_requests_total\{{outcome="{outcome}"\}}') == 1
-    assert value(r'routecore_cache_saved_usd_total\{model="good",tenant="acme"\}') == \
+        assert value(text, rf'routecore_cache_requests_total\{{outcome="{outcome}"\}}') == 1
+    assert value(text, r'routecore_cache_saved_usd_total\{model="good",tenant="acme"\}') == \
         pytest.approx(2 * first.cost_usd)
