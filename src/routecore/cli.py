@@ -20,6 +20,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from routecore.errors import RoutecoreError
+from routecore.server.connect import add_connection_args
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -292,8 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "server over gRPC; the answer goes to stdout, a summary "
                                    "(model, cost, latency, request id) to stderr.")
     p.add_argument("prompt", help="the prompt text ('-' reads stdin)")
-    p.add_argument("--addr", default="127.0.0.1:50051",
-                   help="the server's gRPC address (default: 127.0.0.1:50051)")
+    add_connection_args(p)
     p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0-2)")
     p.add_argument("--cascade", action="store_true",

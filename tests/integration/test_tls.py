@@ -172,3 +172,58 @@ def test_cleartext_api_key_to_a_remote_host_is_a_config_error(url: str, insecure
         with pytest.raises(ConfigError) as info:
             parse_config(raw)
         assert "endpoints.openai.base_url: sends the API key in clear text" in str(info.value)
+
+
+async def test_cli_client_commands_speak_tls_mtls_and_api_keys(
+        pki: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`routecore complete`, `rollout status` and `reload` reach an mTLS server with auth on
+    through --tls-ca/--tls-cert/--tls-key and an API key; bad TLS flags are clear errors."""
+    import asyncio
+    import hashlib
+
+    from routecore.cli import main
+
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    raw["server"] = {"tls": {"cert": str(pki["server_crt"]), "key": str(pki["server_key"]),
+                             "client_ca": str(pki["ca"])}}
+    raw["auth"] = {"keys": [{"id": "ops", "sha256": hashlib.sha256(b"rk-ops").hexdigest(),
+                             "tenant": "acme", "admin": True}]}
+    path = tmp_path / "routecore.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    from routecore.config import load_config
+
+    app = App.from_config(load_config(path), access_log=False,
+                          feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    addr = f"127.0.0.1:{app.port}"
+    mtls = ["--addr", addr, "--tls-ca", str(pki["ca"]), "--tls-cert", str(pki["client_crt"]),
+            "--tls-key", str(pki["client_key"]), "--api-key", "rk-ops"]
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    try:
+        code, out, err = await asyncio.to_thread(run, "complete", *mtls, "What is 2 + 2?")
+        assert code == 0 and out.strip() and "request" in err
+        code, out, _ = await asyncio.to_thread(run, "rollout", "status", "--all", "--json", *mtls)
+        assert code == 0 and '"model"' in out
+        code, out, _ = await asyncio.to_thread(run, "reload", "--dry-run", *mtls)
+        assert code == 0 and "valid" in out
+        # No client certificate: the mTLS handshake fails; no key: UNAUTHENTICATED.
+        code, _, err = await asyncio.to_thread(run, "complete", "--addr", addr, "--tls-ca",
+                                               str(pki["ca"]), "--api-key", "rk-ops", "hi")
+        assert code == 2 and "UNAVAILABLE" in err
+        code, _, err = await asyncio.to_thread(run, "complete", *mtls[:-2], "hi")
+        assert code == 2 and "UNAUTHENTICATED" in err
+        code, _, err = await asyncio.to_thread(run, "complete", *mtls[:4], "hi")
+        assert code == 2 and "UNAVAILABLE" in err  # plaintext to a TLS port
+        code, _, err = await asyncio.to_thread(run, "complete", "--addr", addr, "--tls-cert",
+                                               str(pki["client_crt"]), "hi")
+        assert code == 2 and "--tls-cert and --tls-key" in err
+        code, _, err = await asyncio.to_thread(run, "rollout", "status", "--addr", addr,
+                                               "--tls-ca", str(tmp_path / "nope.pem"))
+        assert code == 2 and "--tls-ca: cannot read" in err and "Traceback" not in err
+    finally:
+        await app.stop(0.5)

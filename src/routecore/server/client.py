@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from routecore.errors import RoutecoreError
+from routecore.server.connect import channel, metadata
 from routecore.v1 import router_pb2 as pb
 from routecore.v1 import router_pb2_grpc
 
@@ -59,11 +60,11 @@ def _summary(model: str, cost: float, latency_ms: float | None, rid: str,
 def run(ns: argparse.Namespace, prompt: str) -> int:
     req = request(ns, prompt)
     try:
-        with grpc.insecure_channel(ns.addr) as channel:
-            stub = router_pb2_grpc.RouterStub(channel)  # type: ignore[no-untyped-call]
+        with channel(ns) as ch:
+            stub = router_pb2_grpc.RouterStub(ch)  # type: ignore[no-untyped-call]
             if ns.stream:
                 return _stream(stub, req, ns)
-            resp = stub.Complete(req, timeout=ns.timeout)
+            resp = stub.Complete(req, timeout=ns.timeout, metadata=metadata(ns))
     except grpc.RpcError as err:
         raise CallFailed(ns.addr, err) from None
     if ns.json:
@@ -76,7 +77,7 @@ def run(ns: argparse.Namespace, prompt: str) -> int:
 
 
 def _stream(stub: Any, req: pb.CompleteRequest, ns: argparse.Namespace) -> int:
-    for chunk in stub.CompleteStream(req, timeout=ns.timeout):
+    for chunk in stub.CompleteStream(req, timeout=ns.timeout, metadata=metadata(ns)):
         if ns.json:
             print(json.dumps(MessageToDict(chunk, preserving_proto_field_name=True)), flush=True)
         elif chunk.done:

@@ -4,6 +4,7 @@
     routecore reload                              # the server on 127.0.0.1:50051
     routecore reload --dry-run                    # validate the file, swap nothing
     ROUTECORE_API_KEY=rk-... routecore reload --addr host:port --json
+    routecore reload --addr host:443 --tls-ca ca.pem --api-key rk-...   # a TLS server
 
 With auth on, the key must be an admin key (`admin: true` in auth.keys). An
 invalid file is reported with each bad field (exit code 2) and the server keeps
@@ -14,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
+
+from routecore.server.connect import add_connection_args, channel, metadata
 
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("reload", help="re-read a running server's config file (admin)")
-    p.add_argument("--addr", default="127.0.0.1:50051",
-                   help="the server's gRPC address (default: 127.0.0.1:50051)")
+    add_connection_args(p)
     p.add_argument("--dry-run", action="store_true", help="validate the file only")
-    p.add_argument("--api-key", default=None,
-                   help="an admin API key (default: $ROUTECORE_API_KEY; needed with auth on)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=_cmd_reload)
@@ -38,13 +37,11 @@ def _cmd_reload(ns: argparse.Namespace) -> int:
     from routecore.v1 import router_pb2 as pb
     from routecore.v1 import router_pb2_grpc
 
-    key = ns.api_key or os.environ.get("ROUTECORE_API_KEY", "")
-    metadata = (("authorization", f"Bearer {key}"),) if key else ()
     try:
-        with grpc.insecure_channel(ns.addr) as channel:
-            stub = router_pb2_grpc.RouterStub(channel)  # type: ignore[no-untyped-call]
+        with channel(ns) as ch:
+            stub = router_pb2_grpc.RouterStub(ch)  # type: ignore[no-untyped-call]
             resp = stub.Reload(pb.ReloadRequest(dry_run=ns.dry_run), timeout=ns.timeout,
-                               metadata=metadata)
+                               metadata=metadata(ns))
     except grpc.RpcError as err:
         raise CallFailed(ns.addr, err) from None
     if ns.json:

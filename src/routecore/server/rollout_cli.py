@@ -15,14 +15,15 @@ import argparse
 import json
 from typing import Any
 
+from routecore.server.connect import add_connection_args, channel, metadata
+
 
 def add_commands(sub: Any) -> None:
     """Register `rollout status` on an argparse subparsers object."""
     rollout = sub.add_parser("rollout", help="staged rollouts of model versions")
     rsub = rollout.add_subparsers(dest="rollout_command", required=True)
     p = rsub.add_parser("status", help="each model's versions, the pinned one, and live shares")
-    p.add_argument("--addr", default="127.0.0.1:50051",
-                   help="the server's gRPC address (default: 127.0.0.1:50051)")
+    add_connection_args(p)
     p.add_argument("--all", action="store_true", help="also models with a single version")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_status)
@@ -36,9 +37,10 @@ def _cmd_status(ns: argparse.Namespace) -> int:
     from routecore.v1 import router_pb2_grpc
 
     try:
-        with grpc.insecure_channel(ns.addr) as channel:
-            stub = router_pb2_grpc.RouterStub(channel)  # type: ignore[no-untyped-call]
-            models = stub.ListModels(pb.ListModelsRequest(), timeout=10).models
+        with channel(ns) as ch:
+            stub = router_pb2_grpc.RouterStub(ch)  # type: ignore[no-untyped-call]
+            models = stub.ListModels(pb.ListModelsRequest(), timeout=10,
+                                     metadata=metadata(ns)).models
     except grpc.RpcError as err:
         raise CallFailed(ns.addr, err) from None
     rows = [{"model": m.name, "pinned": m.version,
