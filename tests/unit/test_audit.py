@@ -191,3 +191,24 @@ async def test_postgres_trail_from_another_version_is_set_aside(postgres_dsn: st
             await conn.execute(f"DROP TABLE {name}")
     finally:
         await conn.close()
+
+
+async def test_a_callers_nan_never_costs_the_batch_its_records(tmp_path: Path) -> None:
+    """A refused request carrying NaN/inf constraints is still written (the numbers as null),
+    and so is every other record queued with it (one unwritable row used to lose them all)."""
+    from routecore.domain import Constraints
+
+    settings = parse_audit(_config(audit={"path": str(tmp_path / "a.db")}))
+    rec = Recorder(lambda ev, off: build_record(ev, off, False), settings)
+    t0 = time.perf_counter()
+    bad = RouteRequest(prompt="hi", tenant="mallory",
+                       constraints=Constraints(max_latency_ms=float("nan"),
+                                               max_cost_usd=float("inf")))
+    rec.put("Route", "r0", t0, "OK", None, Trace(RouteRequest(prompt="a", tenant="acme")))
+    rec.put("Route", "r1", t0, "INVALID_ARGUMENT", None, Trace(bad))
+    rec.put("Route", "r2", t0, "OK", None, Trace(RouteRequest(prompt="b", tenant="globex")))
+    await rec.aclose()
+    docs = [d async for d in documents(str(tmp_path / "a.db"))]
+    assert [(d["request_id"], d["tenant"]) for d in docs] == [
+        ("r0", "acme"), ("r1", "mallory"), ("r2", "globex")]
+    assert docs[1]["features"]["constraints"] == {"max_cost_usd": None, "max_latency_ms": None}

@@ -135,7 +135,23 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 
 
 def _json(value: Any) -> str:
-    return _dumps(value) if value else ("{}" if isinstance(value, dict) else "[]")
+    if not value:
+        return "{}" if isinstance(value, dict) else "[]"
+    try:
+        return _dumps(value)
+    except ValueError:  # a caller's NaN/inf (its request was refused, and is still audited)
+        return _dumps(_nulled(value))
+
+
+def _nulled(value: Any) -> Any:
+    """`value` with every non-finite float as None (JSON, and PostgreSQL's jsonb, have none)."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, Mapping):
+        return {k: _nulled(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nulled(v) for v in value]
+    return value
 
 
 US, RS = "\x1f", "\x1e"

@@ -154,7 +154,13 @@ class Recorder:
                 log.exception("audit sink failed", sink=getattr(sink, "__qualname__", "?"))
         if self._store is None:
             return []
-        return [to_row(r) for r in records]
+        rows = []
+        for r in records:
+            try:
+                rows.append(to_row(r))
+            except Exception:  # one unwritable record must not cost the others in its chunk
+                log.exception("audit row failed", rpc=r.rpc, request_id=r.request_id)
+        return rows
 
     async def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if not rows or self._store is None:
