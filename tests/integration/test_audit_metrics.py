@@ -281,3 +281,43 @@ async def test_route_batch_writes_one_record_per_item(tmp_path: Path) -> None:
 
     report = (await Replayer(auth_config()).run(str(tmp_path / "audit.db"))).report(0)
     assert report["replayed"] == 2  # the routed items; the refused ones are not traffic
+
+
+async def test_refused_requests_are_audited_as_the_keys_caller(tmp_path: Path) -> None:
+    """A request refused before its body was read or scoped (another tenant named, a bad
+    field, a bad cache header) is audited under the key's tenant, user and key id, on both
+    doors (the HTTP one marked edge http), so `audit export --tenant` finds it."""
+    import openai
+    from test_auth_rpc import ACME, auth_config, bearer
+
+    app = App.from_config(auth_config(), access_log=False)
+    app.audit_db = str(tmp_path / "audit.db")
+    await app.start("127.0.0.1", 0, http_port=0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = router_pb2_grpc.RouterStub(ch)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Complete(pb.CompleteRequest(route=pb.RouteRequest(
+                    prompt=PROMPT, tenant="globex")), metadata=bearer(ACME))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Route(pb.RouteRequest(prompt=PROMPT, constraints=pb.Constraints(
+                    max_latency_ms=float("nan"))), metadata=bearer(ACME))
+        assert app.http is not None
+        async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{app.http.port}/v1",
+                                      api_key=ACME, max_retries=0) as client:
+            msgs: Any = [{"role": "user", "content": PROMPT}]
+            with pytest.raises(openai.BadRequestError):
+                await client.chat.completions.create(
+                    model="auto", messages=msgs, extra_headers={"x-routecore-cache": "nope"})
+            with pytest.raises(openai.PermissionDeniedError):
+                await client.chat.completions.create(
+                    model="auto", messages=msgs, extra_body={"routecore": {"tenant": "globex"}})
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [(d["rpc"], d["status"]) for d in docs] == [
+        ("Complete", "PERMISSION_DENIED"), ("Route", "INVALID_ARGUMENT"),
+        ("Complete", "INVALID_ARGUMENT"), ("Complete", "PERMISSION_DENIED")]
+    assert [(d["tenant"], d["key_id"]) for d in docs] == [("acme", "acme-1")] * 4
+    assert [d["features"].get("edge") for d in docs] == [None, None, "http", "http"]
+    assert "x-routecore-cache" in docs[2]["error"] and "globex" in docs[3]["error"]

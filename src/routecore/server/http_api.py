@@ -171,6 +171,8 @@ class HttpFrontDoor:
         failed: BaseException | None = None
         try:
             ident = self._identity(request)
+            trace = Trace(None, edge="http", caller=(ident.tenant, ident.user, ident.key_id)
+                          if ident is not None else ("", "", ""))
             call = conv.chat_request(await self._body(request), rid, self._known, self._auto,
                                      hdrs=request.headers)
             if ident is not None:  # the same scoping as gRPC: tenant, user, key, allow lists

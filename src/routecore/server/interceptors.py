@@ -32,7 +32,7 @@ from routecore.errors import (
 )
 from routecore.logs import HotLog
 from routecore.server.identity import Authenticator, Identity, authorization_of
-from routecore.server.records import RecordFn, trace_var
+from routecore.server.records import RecordFn, Trace, trace_var
 
 log = structlog.get_logger("routecore.rpc")
 access = HotLog("routecore.rpc")
@@ -131,7 +131,10 @@ class RpcInterceptor:
             return
         code = status_of(exc)
         if record is not None:
-            record(rpc, rid, t0, code.name, exc, trace_var.get())
+            trace, ident = trace_var.get(), identity_var.get()
+            if trace is None and ident is not None:  # refused before the servicer's trace
+                trace = Trace(None, caller=(ident.tenant, ident.user, ident.key_id))
+            record(rpc, rid, t0, code.name, exc, trace)
         level = log.error if code is grpc.StatusCode.INTERNAL else log.info
         level("rpc", rpc=rpc, request_id=rid, status=code.name, error=cap_message(str(exc)),
               latency_ms=round((time.perf_counter() - t0) * 1000, 3),

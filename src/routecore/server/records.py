@@ -44,12 +44,14 @@ RecordFn = Callable[[str, str, float, str, BaseException | None, Any], None]
 class Trace:
     """What one RPC did, filled in by the servicer as it goes."""
 
-    __slots__ = ("decision", "edge", "request", "result")
+    __slots__ = ("caller", "decision", "edge", "request", "result")
 
     def __init__(self, request: RouteRequest | CompletionRequest | dict[str, Any]
-                 | list[RouteRequest], edge: str = "") -> None:
-        self.request = request  # a list for RouteBatch
+                 | list[RouteRequest] | None, edge: str = "",
+                 caller: tuple[str, str, str] = ("", "", "")) -> None:
+        self.request = request  # a list for RouteBatch; None: refused before it was read
         self.edge = edge  # "" gRPC, "http" the OpenAI-compatible door
+        self.caller = caller  # (tenant, user, key id) of the API key, for a request of None
         self.decision: Decision | None = None
         self.result: (CompletionResult | StreamEvent | dict[str, Any]
                       | list[Decision | RoutecoreError] | None) = None
@@ -165,6 +167,11 @@ def build_record(ev: Event, offset: float,
     if not isinstance(trace, Trace):
         return rec
     req = trace.request
+    if req is None:  # refused before it was read or scoped: audited as the key's caller
+        rec.tenant, rec.user, rec.key_id = trace.caller
+        if trace.edge:
+            rec.features["edge"] = trace.edge
+        return rec
     if isinstance(req, dict):  # Feedback
         _feedback(rec, req, trace.result, store_prompts)
         return rec
