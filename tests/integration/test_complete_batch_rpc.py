@@ -106,7 +106,8 @@ async def test_batch_runs_through_the_upstream_batch_api(batch_stub: Stub, sim: 
 
 
 async def test_hostile_batches(batch_stub: Stub) -> None:
-    """Empty, oversized, cascade items and unknown or garbage job ids get clear errors."""
+    """Empty, oversized, cascade items, bad cache options and unknown or garbage job ids get
+    clear errors naming the item's field."""
     code, msg = await _status(batch_stub.CompleteBatch(pb.CompleteBatchRequest()))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "must not be empty" in msg
     code, msg = await _status(batch_stub.CompleteBatch(pb.CompleteBatchRequest(
@@ -115,6 +116,13 @@ async def test_hostile_batches(batch_stub: Stub) -> None:
     code, msg = await _status(batch_stub.CompleteBatch(pb.CompleteBatchRequest(requests=[
         pb.CompleteRequest(route=pb.RouteRequest(prompt="hi"), cascade=True)])))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "requests[0]" in msg
+    for item, field in ((pb.CompleteRequest(route=pb.RouteRequest(prompt="hi"), cache="nope"),
+                         "requests[1].cache:"),
+                        (pb.CompleteRequest(route=pb.RouteRequest(prompt="hi"),
+                                            cache_max_age_s=-5), "requests[1].cache_max_age_s:")):
+        code, msg = await _status(batch_stub.CompleteBatch(pb.CompleteBatchRequest(
+            requests=[_req("hi"), item])))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith(field), msg
     for bad in ("batch-" + "0" * 32, "", "x" * 10_000, "../../etc/passwd"):
         code, msg = await _status(batch_stub.GetBatch(pb.GetBatchRequest(job_id=bad)))
         assert code == grpc.StatusCode.NOT_FOUND and len(msg) < 400

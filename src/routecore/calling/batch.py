@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from routecore.calling.cache import check_request
 from routecore.calling.providers import BatchAPI, Provider, ProviderCall, batch_api
 from routecore.calling.providers.batch_api import TERMINAL, LineResult
 from routecore.calling.types import CompletionRequest, Usage
@@ -184,6 +185,9 @@ class BatchJobs:
             if r.cascade or r.ensemble_size > 1:
                 raise InvalidRequest(f"requests[{i}]: cascade and ensemble need answers at once; "
                                      "use Complete for them")
+            # Batch answers never come from nor go to the response cache; a bad policy is
+            # still the caller's mistake to hear about, not to have ignored.
+            check_request(r.cache, r.cache_max_age_s, prefix=f"requests[{i}].")
 
         b = self._binding  # one config for the whole job, whatever a reload does meanwhile
 
