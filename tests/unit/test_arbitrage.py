@@ -229,3 +229,20 @@ def test_max_cost_leaves_out_dearer_sellers() -> None:
     none = rank(spec, 1000, 1000, max_cost_usd=1e-9)
     assert none.first.deployment.name == "together"
     assert "none within max_cost_usd; cheapest healthy" in none.reason
+
+
+def test_no_seller_meets_both_then_max_cost_still_holds() -> None:
+    """When the only seller fast enough is over max_cost_usd, the decision stays within the
+    caller's max_cost_usd (the fastest affordable seller, the dear one left out) instead of
+    naming a seller that costs more than the caller allowed."""
+    deps = [_dep("together", 0.20, 0.20, p95=1500), _dep("azure", 0.30, 0.30, p95=900),
+            _dep("groq", 0.59, 0.79, p95=300)]
+    spec = _config(deps).models["llama"]
+    r = rank(spec, 1000, 1000, max_latency_ms=800, max_cost_usd=2000 * 0.40 / 1e6)
+    assert [o.deployment.name for o in r.options()] == ["azure", "together"]
+    assert all(o.cost_usd <= 2000 * 0.40 / 1e6 for o in r.options())
+    assert "none meets 800 ms p95 within max_cost_usd; fastest healthy within max_cost_usd" \
+        in r.reason and "groq over max_cost_usd (left out)" in r.reason
+    d = Router(_config(deps)).route(RouteRequest(prompt="hi", constraints=Constraints(
+        max_latency_ms=800, max_cost_usd=3e-4)))
+    assert d.deployment == "azure" and d.estimated_cost_usd <= 3e-4

@@ -16,8 +16,10 @@ orders them for one request:
    a breaker may have half-opened by then.
 
 A deployment that misses a constraint is left out while another meets it;
-when none does, the healthy ones go fastest first (latency) or cheapest
-first (cost), since the model-level policy judged the model fit.
+when none meets both, those within `max_cost_usd` go fastest first (a seller
+over it stays out while one within remains: that is money the caller refused
+to spend), and when none is within it either, the cheapest goes first, since
+the model-level policy judged the model fit.
 `Router.decide` names the first one (provider, cost at its price, the why);
 `Completer` calls them in this order, so Route and Complete agree.
 """
@@ -90,26 +92,32 @@ def rank(spec: ModelSpec, input_tokens: int, output_tokens: int, *,
     deps = deployments_of(spec)
     options: list[Option] = []
     fit: list[Option] = []
+    affordable: list[Option] = []  # within max_cost_usd, whatever their p95
     for d in deps:
         price = price_of(spec, d)
         lat = d.latency or spec.latency
         cost = price.cost(input_tokens, output_tokens)
         p95 = p95_estimate(lat, input_tokens, output_tokens)
+        dear = max_cost_usd is not None and cost > max_cost_usd
         miss = ""
         if max_latency_ms is not None and p95 > max_latency_ms:
             miss = f"p95 {p95:.0f} ms > {max_latency_ms:.0f} ms"
-        elif max_cost_usd is not None and cost > max_cost_usd:
+        elif dear:
             miss = "over max_cost_usd"
         o = Option(d, d.provider or spec.provider, price, cost, p95,
                    health(d.key) if health is not None else "", miss)
         options.append(o)
         if not miss:
             fit.append(o)
+        if not dear:
+            affordable.append(o)
     if len(options) == 1:
         return Ranking(((options[0],),), "")
-    left_out = [o for o in options if o.miss] if fit else []
+    # None meets both: max_cost_usd is money the caller refused to spend, so a dearer seller
+    # stays out while one within it remains (the fastest of those first); p95 is a wish.
+    pool = fit or affordable or options
+    left_out = [o for o in options if o not in pool]
     by_speed = not fit and max_latency_ms is not None
-    pool = fit or options
     if by_speed:
         pool.sort(key=lambda o: (o.p95_ms, o.cost_usd))
     else:
@@ -173,7 +181,9 @@ def _explain(groups: list[tuple[Option, ...]], healthy: list[Option], sick: list
     if not healthy:
         why = "no healthy deployment; cheapest of the rest"
     elif by_speed:
-        why = f"none meets {max_latency_ms:.0f} ms p95; fastest healthy, p95 {first.p95_ms:.0f} ms"
+        within = " within max_cost_usd" if left_out else ""
+        why = (f"none meets {max_latency_ms:.0f} ms p95{within}; fastest healthy{within}, "
+               f"p95 {first.p95_ms:.0f} ms")
     elif not fit:
         why = "none within max_cost_usd; cheapest healthy"
     else:
@@ -189,7 +199,8 @@ def _explain(groups: list[tuple[Option, ...]], healthy: list[Option], sick: list
         text += " tied on price with " + ", ".join(o.deployment.name for o in groups[0][1:]) \
             + ": shared by weight"
     skipped = [f"{o.deployment.name} {o.problem} (tried last)" for o in sick if healthy] + \
-        [f"{o.deployment.name} {o.miss} (left out)" for o in left_out]
+        [f"{o.deployment.name} {o.miss if fit else 'over max_cost_usd'} (left out)"
+         for o in left_out]
     if skipped:
         text += "; " + ", ".join(skipped)
     return text
