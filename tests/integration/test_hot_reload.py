@@ -151,3 +151,33 @@ async def test_sighup_is_passed_on_to_the_other_workers(tmp_path: Path) -> None:
             peer.kill()
             await peer.wait()
         await app.stop(0.5)
+
+
+async def test_a_retired_completer_lets_its_cache_go(tmp_path: Path) -> None:
+    """After a reload, the replaced completer's response cache is dropped once no request
+    can still run on it (its total_timeout_s), instead of living until stop once per
+    reload; the new completer's cache serves."""
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    raw["cache"] = {"exact": {"ttl_s": 3600}}
+    raw["resilience"] = {"total_timeout_s": 0.5}
+    path = tmp_path / "routecore.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    app = App.from_config(load_config(path), access_log=False,
+                          feedback_db=str(tmp_path / "feedback.db"))
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = router_pb2_grpc.RouterStub(ch)
+            req = pb.CompleteRequest(route=pb.RouteRequest(prompt="What is 2+2?"))
+            await stub.Complete(req, timeout=10)
+            old = app.completer
+            assert old is not None and old.cache.answers is not None
+            for _ in range(3):
+                assert await reload_config(app, str(path)) is True
+            assert len(app.retired) == 3
+            await asyncio.sleep(2.0)
+            assert all(c.cache.answers is None for c in app.retired)
+            assert (await stub.Complete(req, timeout=10)).cache_hit == "none"  # a fresh cache
+            assert (await stub.Complete(req, timeout=10)).cache_hit == "exact"
+    finally:
+        await app.stop(0.5)

@@ -285,6 +285,12 @@ class Completer:
             self.shadow.offer(self, req, last, "".join(parts))
         yield last
 
+    async def drop_cache(self) -> None:
+        """Let the response cache go (a reload retired this completer and no request still
+        runs on it): what it writes behind is written, and later lookups find no cache."""
+        cache, self.cache = self.cache, ResponseCache(NO_CACHE_CONFIG, None)
+        await cache.aclose()
+
     async def aclose(self) -> None:
         """Close every provider and the HTTP sessions."""
         if self.load is not None:

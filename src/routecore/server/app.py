@@ -64,6 +64,8 @@ class App:
     reuse_port: bool = False  # SO_REUSEPORT: only inside one --workers group (server/ports.py)
     servicer: RouterServicer | None = None
     retired: list[Completer] = field(default_factory=list)  # replaced by a reload; closed at stop
+    # A retired completer's response cache is let go once no request can still use it.
+    retiring: list[asyncio.Task[None]] = field(default_factory=list)
     shadow: ShadowRunner | None = None  # shadow evaluation (config `shadow`), from start()
     alerting: Alerting | None = None  # acts on quality regressions (server/alerting.py)
     reloader: Reloader | None = None  # SIGHUP and the Reload RPC (server/reload.py)
@@ -189,8 +191,13 @@ class App:
         """Point every holder at a reloaded router and completer (server/reload.py), in one
         synchronous step; requests already running finish on the old ones, and batch jobs
         already submitted are polled through the providers they were submitted to."""
-        if self.completer is not None:
-            self.retired.append(self.completer)
+        old = self.completer
+        if old is not None:
+            self.retired.append(old)
+            # Its cache (up to the memory store's answers and a semantic index) would live
+            # until stop, once per reload; its providers stay: batch jobs poll through them.
+            self.retiring = [t for t in self.retiring if not t.done()]
+            self.retiring.append(asyncio.ensure_future(_drop_cache_later(old)))
         completer.shadow = self.shadow
         self.router, self.completer = router, completer
         for holder in (self.servicer, self.http):
@@ -206,6 +213,8 @@ class App:
         if self.shadow is not None:  # first: its evaluations use the completers and state
             await self.shadow.aclose()
             self.shadow = None
+        for task in self.retiring:
+            task.cancel()
         while self.retired:
             await self.retired.pop().aclose()
         if self.completer is not None:
@@ -230,6 +239,13 @@ class App:
     async def wait(self) -> None:
         if self.server is not None:
             await self.server.wait_for_termination()
+
+
+async def _drop_cache_later(completer: Completer) -> None:
+    """Drop a retired completer's response cache once every request it started has ended
+    (each ends within its total_timeout_s, plus a margin)."""
+    await asyncio.sleep(completer.settings.resilience.total_timeout_s + 1.0)
+    await completer.drop_cache()
 
 
 async def serve(config: Config, host: str | None = None, port: int | None = None,
