@@ -499,3 +499,35 @@ async def test_outcomes_reach_the_regression_detector(sim: SimServer, tmp_path: 
         assert sum(v[0] for v in signals.values()) == len(docs) == 3
     finally:
         await app.stop(0.5)
+
+
+async def test_cap_holds_the_dearest_seller_of_the_shadow_model(tmp_path: Path) -> None:
+    """The daily cap holds an evaluation's worst case at the dearest deployment it may fail
+    over to, not at the model's (cheapest seller's) price: a shadow answer that fails over
+    to a seller 100x dearer never takes shadow spend past max_usd_per_day."""
+    sold = model("sold", endpoint="up", quality=0.95, deployments=[
+        {"name": "cheap", "endpoint": "up", "model_id": "error_500-sold", "provider": "a",
+         "price": {"input": 0.5, "output": 0.5}},
+        {"name": "dear", "endpoint": "up", "model_id": "sold-dear", "provider": "b",
+         "price": {"input": 50.0, "output": 50.0}}])
+    del sold["price"]  # every deployment is priced: the model's is its cheapest seller's
+    models = {**MODELS, "sold": sold}
+    async with SimServer(make_config(models, endpoints={"up": {"kind": "simulated"}})) as srv:
+        cap = 1e-4
+        cfg = make_config(models, endpoints={"up": {"kind": "openai", "base_url": srv.base_url,
+                                                    "timeout_s": 10}},
+                          resilience=FAST_RESILIENCE,
+                          shadow={"model": "sold", "share": 1.0, "max_usd_per_day": cap})
+        app = await start(cfg, tmp_path)
+        try:
+            ch, s = stub(app)
+            async with ch:
+                for i in range(3):
+                    await s.Complete(request(prompt=f"{PROMPT} Part {i}."), timeout=10)
+            docs = [d for d in await records(app, tmp_path) if d["rpc"] == "Shadow"]
+            assert sum(d["cost_usd"] for d in docs) <= cap
+            assert app.completer is not None and app.completer.settings.shadow is not None
+            assert app.shadow is not None and app.shadow.dropped["cap"] == 3
+            assert await app.shadow.spent_today(app.completer.settings.shadow) <= cap
+        finally:
+            await app.stop(0.5)

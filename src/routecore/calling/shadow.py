@@ -56,11 +56,12 @@ from routecore.calling.cascade import cheap_checks, judge
 from routecore.calling.deadline import Deadline
 from routecore.calling.ensemble import all_or_none
 from routecore.calling.types import Attempt, CompletionRequest, CompletionResult, ModelAnswer, StreamEvent
-from routecore.config import Config, _Reader, load_config
+from routecore.config import Config, ModelSpec, _Reader, load_config
 from routecore.domain import Decision
 from routecore.errors import ConfigError, RoutecoreError, StateUnavailable
 from routecore.observe.record import MAX_ERROR_CHARS, attempt_row
 from routecore.observe.shadow import SHADOW_RPC, ShadowOutcome, winner
+from routecore.routing.arbitrage import deployments_of, price_of
 from routecore.routing.router import Router
 from routecore.routing.tokens import count_chat_tokens
 from routecore.state.backend import Backend, MemoryBackend, RedisBackend
@@ -416,11 +417,11 @@ class ShadowRunner:
         for m in chain:
             spec = models[m]
             max_out = caller.max_output_tokens(sreq, spec)
-            worst = max(worst, spec.price.cost(n_in, max_out))
+            worst = max(worst, _dearest(spec, n_in, max_out))
             out = max(out, max_out)
         if s.judge:
             n_judged = 1 if not chain else 2
-            worst += n_judged * models[s.judge].price.cost(n_in + out + JUDGE_PROMPT_TOKENS, 8)
+            worst += n_judged * _dearest(models[s.judge], n_in + out + JUDGE_PROMPT_TOKENS, 8)
         counter = self._counter(s)
         self._rid += 1
         rid = f"shadow-{id(self):x}-{self._rid:x}"
@@ -448,3 +449,10 @@ class ShadowRunner:
         """Shadow spend settled today (UTC), in USD."""
         spent, _reserved = (await self._ledger.read("", [self._counter(settings)]))[0]
         return spent / NANO
+
+
+def _dearest(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float:
+    """The most a call of `spec` can cost: at the dearest deployment it may fail over to
+    (the model's price is its cheapest seller's)."""
+    return max(price_of(spec, d).cost(input_tokens, output_tokens)
+               for d in deployments_of(spec))
