@@ -94,7 +94,8 @@ async def test_a_stream_is_served_from_the_cache_as_sse(client: openai.AsyncOpen
 
 
 async def test_bad_cache_options_are_400_naming_the_field(http_app: App) -> None:
-    """A bad policy or max age, in the body or a header, is a 400 naming where it was."""
+    """A bad policy or max age, in the body or a header, is a 400 naming where it was (in
+    the message and in `param`)."""
     assert http_app.http is not None
     url = f"http://127.0.0.1:{http_app.http.port}/v1/chat/completions"
     cases: list[tuple[dict[str, Any], dict[str, str], str]] = [
@@ -115,4 +116,5 @@ async def test_bad_cache_options_are_400_naming_the_field(http_app: App) -> None
                 doc = json.loads(await r.read())
                 assert r.status == 400, (rc, headers, doc)
                 assert doc["error"]["message"].startswith(needle), doc
+                assert doc["error"]["param"] == needle.split(":")[0].removeprefix("header ")
                 assert len(doc["error"]["message"]) < 400

@@ -459,7 +459,7 @@ _BY_CLASS: list[tuple[type[BaseException], tuple[int, str, str | None]]] = [
     (RequestTooLarge, (413, "invalid_request_error", "request_too_large")),
     (MethodNotAllowed, (405, "invalid_request_error", "method_not_allowed")),
 ]
-_PARAM = re.compile(r"^([A-Za-z_][\w.\[\]-]*): ")
+_PARAM = re.compile(r"^(?:header )?([A-Za-z_][\w.\[\]-]*): ")  # a header names itself
 
 
 def http_error(exc: BaseException) -> tuple[int, str, str | None]:
