@@ -216,8 +216,9 @@ async def _raw(app: App, method: str, path: str, body: bytes | None = None,
 
 
 async def test_hostile_input_gets_clear_errors_and_the_server_keeps_serving(http_app: App) -> None:
-    """Malformed JSON, NaN, wrong types, unknown fields, huge bodies and odd paths get OpenAI
-    errors naming the problem, with the right status, and the next request is served."""
+    """Malformed JSON, NaN, wrong types, unknown fields, lone surrogates, huge bodies and odd
+    paths get OpenAI errors naming the problem, with the right status, and the next request
+    is served."""
     chat = "/v1/chat/completions"
 
     def body(**kw: Any) -> bytes:
@@ -244,6 +245,10 @@ async def test_hostile_input_gets_clear_errors_and_the_server_keeps_serving(http
         (body(messages=[{"role": "wizard", "content": "hi"}]), 400, "unknown role"),
         (body(messages=[{"role": "user", "content": " "}]), 400, "must not be empty"),
         (b"x" * (4 * 1024 * 1024 + 10), 413, "over the limit"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": "Hi \\ud800 there"}]}',
+         400, "messages[0].content: not valid Unicode text (a lone surrogate \\ud800"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], '
+         b'"routecore": {"tenant": "\\udfff"}}', 400, "routecore.tenant: not valid Unicode"),
     ]
     for raw, status, needle in cases:
         got, doc = await _raw(http_app, "POST", chat, raw)
@@ -256,6 +261,9 @@ async def test_hostile_input_gets_clear_errors_and_the_server_keeps_serving(http
     status, doc = await _raw(http_app, "GET", "/readyz")
     assert status == 200 and doc["status"] == "ready"
     status, doc = await _raw(http_app, "POST", chat, body())
+    assert status == 200 and doc["choices"][0]["message"]["content"]
+    emoji = b'{"model": "auto", "messages": [{"role": "user", "content": "Hi \\ud83d\\ude00"}]}'
+    status, doc = await _raw(http_app, "POST", chat, emoji)  # an escaped pair is one character
     assert status == 200 and doc["choices"][0]["message"]["content"]
 
 

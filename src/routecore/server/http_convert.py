@@ -76,14 +76,41 @@ class ChatCall:
     timeout_s: float | None
 
 
+# A \uD800-\uDFFF escape: only a body with one can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def loads(raw: bytes) -> Any:
-    """Parse a request body; NaN and Infinity are not JSON and are refused."""
+    """Parse a request body; NaN and Infinity are not JSON and are refused, and so is a
+    string with a lone surrogate escape (not Unicode text: protobuf refuses it on the gRPC
+    door, and it cannot be hashed, logged or sent upstream as UTF-8)."""
     def no_constant(name: str) -> Any:
         raise InvalidRequest(f"the request body is not valid JSON ({name} is not a JSON number)")
     try:
-        return json.loads(raw, parse_constant=no_constant)
+        doc = json.loads(raw, parse_constant=no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON ({exc})") from exc
+    if _SURROGATE_ESCAPE.search(raw):  # rare (a valid pair decodes to one character)
+        _check_text(doc, "")
+    return doc
+
+
+def _check_text(node: Any, path: str) -> None:
+    """InvalidRequest naming the first string (or key) under `node` that is not Unicode."""
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest(
+                f"{path or 'the request body'}: not valid Unicode text (a lone surrogate "
+                f"\\u{ord(node[exc.start]):04x} at character {exc.start})") from None
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            _check_text(k, f"{path} (a key)" if path else "a key")
+            _check_text(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_text(v, f"{path}[{i}]")
 
 
 # -- reading a request ---------------------------------------------------------------------------
