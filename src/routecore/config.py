@@ -25,6 +25,7 @@ from routecore.domain import CAPABILITIES, STRATEGIES, Weights
 from routecore.errors import ConfigError
 
 ENDPOINT_KINDS = ("simulated", "openai", "anthropic")
+_YAML_TEXT_NUMBER = re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$")
 LOCAL_CLASSIFIER_MODES = ("rule", "embedding", "combined", "trained")
 # llm: a small registry model classifies every request; cascade: only when the local
 # classifier's confidence is low (calling/llm_classifier.py). Both keep a local one.
@@ -284,7 +285,11 @@ class _Reader:
             return None
         if not isinstance(value, kind):
             name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            self.fail(full, f"must be a {name}, got {type(value).__name__}")
+            hint = ""
+            if kind in (int, float) and isinstance(value, str) and _YAML_TEXT_NUMBER.match(value):
+                # PyYAML (YAML 1.1) reads 1e3 or 1E-6 as a string: the value looks right
+                hint = f" {value!r} (YAML reads an exponent without a dot and sign as text: write 1.0e+3)"
+            self.fail(full, f"must be a {name}, got {type(value).__name__}{hint}")
             return None
         return value
 

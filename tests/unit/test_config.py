@@ -140,3 +140,19 @@ def test_version_mistakes_name_the_field() -> None:
         in probs and "models.gpt-4o.price: is required" not in probs
     assert any(p.startswith("models.gpt-4.1.version: is not what is called upstream") for p in probs)
     assert "models.gpt-4.1.pinned: needs versions to pin one of" in probs
+
+
+def test_a_yaml_exponent_read_as_text_gets_a_hint() -> None:
+    """YAML 1.1 reads `2.5e0` as a string: the error names the field, shows the value and
+    says how to write it, instead of a bare `must be a float, got str` for what looks a
+    number."""
+    from importlib import resources
+
+    raw = yaml.safe_load(resources.files("routecore").joinpath("defaults.yaml").read_text())
+    raw["models"]["gpt-4o"]["price"]["input"] = yaml.safe_load("2.5e0")
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert "models.gpt-4o.price.input: must be a float, got str '2.5e0' (YAML reads an " \
+        "exponent without a dot and sign as text: write 1.0e+3)" in str(info.value)
+    raw["models"]["gpt-4o"]["price"]["input"] = yaml.safe_load("2.5e+0")
+    parse_config(raw)
