@@ -18,8 +18,9 @@ orders them for one request:
 A deployment that misses a constraint is left out while another meets it;
 when none meets both, those within `max_cost_usd` go fastest first (a seller
 over it stays out while one within remains: that is money the caller refused
-to spend), and when none is within it either, the cheapest goes first, since
-the model-level policy judged the model fit.
+to spend); when none is within it either, all go, fastest first under a
+latency constraint, else cheapest first, since the model-level policy judged
+the model fit.
 `Router.decide` names the first one (provider, cost at its price, the why);
 `Completer` calls them in this order, so Route and Complete agree.
 """
