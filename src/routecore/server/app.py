@@ -8,6 +8,7 @@ NOT_SERVING again first thing on shutdown, so load balancers drain us before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Sequence
@@ -215,6 +216,10 @@ class App:
             self.shadow = None
         for task in self.retiring:
             task.cancel()
+        for task in self.retiring:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.retiring.clear()
         while self.retired:
             await self.retired.pop().aclose()
         if self.completer is not None:
