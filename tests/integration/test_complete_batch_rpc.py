@@ -229,3 +229,33 @@ async def test_a_reload_changes_new_jobs_not_submitted_ones(sim: SimServer,
         assert fresh.items[0].model == "nobatch"
     finally:
         await app.stop(0.5)
+
+
+async def test_a_job_nobody_polls_is_still_charged(sim: SimServer, tmp_path: Path) -> None:
+    """The process polls unfinished jobs itself: a caller that submits and never calls
+    GetBatch is charged each answer's batch cost (the hold settles) instead of the hold
+    expiring uncharged; GetBatch later shows the same cost."""
+    cfg = client_config(sim, budgets={"tenants": {"acme": {"usd_per_day": 1.0}}})
+    app = App.from_config(cfg, access_log=False, feedback_db=str(tmp_path / "f.db"))
+    await app.start("127.0.0.1", 0)
+    assert app.servicer is not None
+    app.servicer.batches.settle_s = 0.2
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            reqs = [_req(f"Question number {n}: what is {n} squared?", "cheap")
+                    for n in range(2)]
+            for r in reqs:
+                r.route.tenant = "acme"
+            job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=reqs))
+            assert job.status == "in_progress"
+            for _ in range(100):
+                (w,) = (await stub.GetBudget(pb.BudgetRequest(tenant="acme"))).windows
+                if w.reserved == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert w.reserved == 0 and w.spent > 0
+            done = await stub.GetBatch(pb.GetBatchRequest(job_id=job.job_id))
+            assert done.status == "completed" and done.cost_usd == pytest.approx(w.spent)
+    finally:
+        await app.stop(0.5)

@@ -27,11 +27,14 @@ several serving processes, poll the one that accepted the job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+
+import structlog
 
 from routecore.calling.cache import check_request
 from routecore.calling.providers import BatchAPI, Provider, ProviderCall, batch_api
@@ -45,8 +48,10 @@ from routecore.routing.batch import item_error, route_batch
 from routecore.routing.router import Router
 from routecore.state.budget import Budgets, Hold
 
+log = structlog.get_logger("routecore.batch")
 MAX_JOBS = 10_000
 SUBMIT_TIMEOUT_S = 60.0
+SETTLE_S = 60.0  # how often the process polls unfinished jobs nobody polled (charging them)
 BATCH_HOLD_S = 25 * 3600.0  # a budget hold outlives the upstream's 24 h completion window
 
 
@@ -158,6 +163,31 @@ class BatchJobs:
         self.rebind(config, router, providers)
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._max_jobs = max_jobs
+        self.settle_s = SETTLE_S
+        self._settler: asyncio.Task[None] | None = None
+
+    def _unfinished(self) -> list[_Job]:
+        return [j for j in self._jobs.values() if any(g.status not in TERMINAL for g in j.groups)]
+
+    async def _settle_unpolled(self) -> None:
+        """Poll unfinished jobs every `settle_s` until none is left: an item is charged to
+        its caller's budget when its answer arrives even if the caller never polls (or
+        polls another worker), instead of its hold expiring uncharged."""
+        while self._unfinished():
+            await asyncio.sleep(self.settle_s)
+            for job in self._unfinished():
+                try:
+                    await self.get(job.id, job.owner)
+                except Exception:  # the settler outlives any one job's trouble
+                    log.exception("batch settle failed", job_id=job.id)
+
+    async def aclose(self) -> None:
+        """Stop polling (holds of jobs still running expire with their TTL)."""
+        if self._settler is not None:
+            self._settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settler
+            self._settler = None
 
     def rebind(self, config: Config, router: Router, providers: Mapping[str, Provider]) -> None:
         """Submit new jobs with this config (a reload), in one swap. A job already submitted
@@ -236,6 +266,8 @@ class BatchJobs:
         self._jobs[job.id] = job
         while len(self._jobs) > self._max_jobs:
             self._jobs.popitem(last=False)
+        if job.groups and (self._settler is None or self._settler.done()):
+            self._settler = asyncio.get_running_loop().create_task(self._settle_unpolled())
         return job.snapshot()
 
     async def get(self, job_id: str, owner: str = "") -> BatchJob:

@@ -220,6 +220,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.retiring.clear()
+        if self.servicer is not None:
+            await self.servicer.batches.aclose()
         while self.retired:
             await self.retired.pop().aclose()
         if self.completer is not None:
