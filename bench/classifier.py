@@ -6,8 +6,11 @@ Two test sets, neither ever used for training:
   built-in category (gsm8k, math, agentverse-mgsm -> math; mbpp, human_eval ->
   code; agentverse-logicgrid -> reasoning; natural_qa, trivia_qa -> qa), read
   by path from $ROUTECORE_DATA_DIR or ../shared/data/routing (skipped if absent);
-- tests/data/everyday_prompts.jsonl: prompts in everyday wording, at least 10
-  per built-in category, none containing its category's keywords.
+- three sets of prompts in everyday wording, each with at least 10 per built-in
+  category and none containing its category's keywords: tests/data/
+  everyday_prompts.jsonl (the test set), everyday_dev.jsonl (the set the
+  category head's training choices were tuned on) and everyday_heldout.jsonl
+  (written before the final measurement, never tuned on).
 
 Also prints each mode's classify latency (features + classify, p50/p99 over
 2,000-character prompts, wall clock, the quietest of 3 rounds).
@@ -39,7 +42,9 @@ TASK_CATEGORY = {
     "agentverse-logicgrid": "reasoning",
     "natural_qa": "qa", "trivia_qa": "qa",
 }
-EVERYDAY = ROOT / "tests" / "data" / "everyday_prompts.jsonl"
+EVERYDAY = {name: ROOT / "tests" / "data" / f"everyday_{file}.jsonl"
+            for name, file in (("everyday", "prompts"), ("everyday_dev", "dev"),
+                               ("everyday_heldout", "heldout"))}
 
 
 def load_llmrouter() -> list[tuple[str, str]]:
@@ -56,8 +61,8 @@ def load_llmrouter() -> list[tuple[str, str]]:
     return out
 
 
-def load_everyday() -> list[tuple[str, str]]:
-    with EVERYDAY.open() as f:
+def load_everyday(path: Path) -> list[tuple[str, str]]:
+    with path.open() as f:
         return [(r["prompt"], r["category"]) for r in map(json.loads, f)]
 
 
@@ -121,7 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(None)
     bench = load_llmrouter()
-    everyday = load_everyday()
+    everyday = {name: load_everyday(path) for name, path in EVERYDAY.items()}
     longs = long_prompts(bench)
     report: dict[str, Any] = {}
     for mode in args.modes:
@@ -130,7 +135,7 @@ def main() -> None:
         build_ms = (time.perf_counter() - t0) * 1000
         report[mode] = {
             "llmrouter": accuracy(clf, bench) if bench else None,
-            "everyday": accuracy(clf, everyday),
+            **{name: accuracy(clf, rows) for name, rows in everyday.items()},
             "classify_2000_chars": latency(clf, longs),
             "build_ms": round(build_ms, 1),
         }
@@ -141,7 +146,7 @@ def main() -> None:
         lat = r["classify_2000_chars"]
         print(f"== {mode}  (build {r['build_ms']} ms; classify at 2,000 chars "
               f"p50 {lat['p50_us']} us, p99 {lat['p99_us']} us)")
-        for name in ("llmrouter", "everyday"):
+        for name in ("llmrouter", *EVERYDAY):
             a = r[name]
             if a is None:
                 print(f"  {name}: data not found")

@@ -2,6 +2,7 @@
 
     python bench/learned.py [--folds 5] [--datasets routerbench llmrouter] [--json]
     python bench/learned.py --latency [--json]
+    python bench/learned.py --features [--json]   # hashed vs static-embedding features
 
 Methods, all scored with the same 51 knob settings per fold:
 
@@ -18,6 +19,11 @@ Methods, all scored with the same 51 knob settings per fold:
   quality - lambda*cost over a geometric lambda sweep;
 * `task_centroid`: nearest task centroid over the same hashed features, with
   per-task mean quality and cost (the README's strong simple baseline).
+
+`--features`: the task-level learned router and the nearest task centroid, each
+over the hashed n-grams (at --dim) and over the shipped static sentence
+embedding (128 dims, routing.embedding, of the prompt's ask window), on the
+same folds: the aiq the static embedding buys or costs as router features.
 
 Data is read by path from $ROUTECORE_DATA_DIR or ../shared/data/routing.
 
@@ -102,6 +108,56 @@ def sweep_choices(q: np.ndarray, c: np.ndarray, cost_ref: float, n: int) -> np.n
     return out
 
 
+def static_features(prompts: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The shipped static sentence embedding of each prompt's ask window."""
+    from routecore.routing.category_head import ask_window
+    from routecore.routing.embedding import StaticEmbedder
+
+    emb = StaticEmbedder.shipped()
+    return np.stack([emb.embed(ask_window(p)) for p in prompts])
+
+
+def task_centroid(X: np.ndarray, tr: np.ndarray, te: np.ndarray, train: Dataset, test: Dataset,
+                  cost_ref: float, settings: int, grid: Any) -> dict[str, Any]:
+    """Nearest task centroid over X's rows, with per-task mean quality and cost."""
+    tasks = sorted(set(train.sources))
+    y = np.array([tasks.index(s) for s in train.sources])
+    cent = np.stack([X[tr][y == t].mean(axis=0) for t in range(len(tasks))])
+    cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-9)
+    near = np.argmax(X[te] @ cent.T, axis=1)
+    qt = np.stack([train.scores[y == t].mean(axis=0) for t in range(len(tasks))])
+    ct = np.stack([train.costs[y == t].mean(axis=0) for t in range(len(tasks))])
+    return score_choices(sweep_choices(qt[near], ct[near], cost_ref, settings), grid, test, train)
+
+
+def cv_features(ds: Dataset, folds: int, seed: int, dim: int, settings: int) -> dict[str, Any]:
+    """Hashed n-grams against the static sentence embedding as the router's features: the
+    task-level learned router and the nearest task centroid over each, same folds."""
+    X = featurize(ds.prompts, dim)
+    E = static_features(ds.prompts)
+    n_chars = np.array([float(len(p)) for p in ds.prompts])
+    perm = np.random.default_rng(seed).permutation(len(ds))
+    parts = np.array_split(perm, folds)
+    grid = settings_grid(settings)
+    per: dict[str, list[dict[str, Any]]] = {}
+    for f in range(folds):
+        te = parts[f]
+        tr = np.concatenate([parts[g] for g in range(folds) if g != f])
+        train, test = ds.subset(tr), ds.subset(te)
+        cost_ref = float(train.costs.mean(axis=0).max())
+        for feats, F in (("hashed", X), ("static", E)):
+            router = train_dataset(train, dim=F.shape[1], X=F[tr], per_prompt=False)
+            q, c = router.predict_x(F[te], n_chars[te])
+            ch = np.stack([router.choose_batch(q, c, w) for w in grid])
+            per.setdefault(f"learned_task_{feats}", []).append(score_choices(ch, grid, test, train))
+            per.setdefault(f"task_centroid_{feats}", []).append(
+                task_centroid(F, tr, te, train, test, cost_ref, settings, grid))
+    return {m: {"aiq": float(np.mean([r["aiq"] for r in rs])),
+                "aiq_std": float(np.std([r["aiq"] for r in rs])),
+                "quality_max": float(np.mean([r["quality_max"] for r in rs]))}
+            for m, rs in per.items()}
+
+
 def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -> dict[str, Any]:
     X = featurize(ds.prompts, dim)
     V, S = featurize_questions(ds.prompts, dim)
@@ -142,16 +198,8 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
         per.setdefault("knn_tfidf", []).append(
             score_choices(sweep_choices(qk, ck, cost_ref, settings), grid, test, train))
         # nearest task centroid over hashed features
-        tasks = sorted(set(train.sources))
-        y = np.array([tasks.index(s) for s in train.sources])
-        cent = np.stack([X[tr][y == t].mean(axis=0) for t in range(len(tasks))])
-        cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-9)
-        near = np.argmax(X[te] @ cent.T, axis=1)
-        qt = np.stack([train.scores[y == t].mean(axis=0) for t in range(len(tasks))])
-        ct = np.stack([train.costs[y == t].mean(axis=0) for t in range(len(tasks))])
         per.setdefault("task_centroid", []).append(
-            score_choices(sweep_choices(qt[near], ct[near], cost_ref, settings), grid, test,
-                          train))
+            task_centroid(X, tr, te, train, test, cost_ref, settings, grid))
     out: dict[str, Any] = {}
     for method, rs in per.items():
         crab = [r["cost_ratio_at_best"] for r in rs]
@@ -245,6 +293,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--latency", action="store_true",
                     help="predict+choose p50/p99 for a 2,000-char prompt instead of the CV")
+    ap.add_argument("--features", action="store_true",
+                    help="hashed against static-embedding features (aiq) instead of the full CV")
     ns = ap.parse_args()
     if ns.latency:
         lat = latency(ns.dim)
@@ -260,6 +310,13 @@ def main() -> int:
         path = data_dir / f"{name}.train.jsonl"
         if not path.is_file():
             print(f"skip {name}: {path} not found", file=sys.stderr)
+            continue
+        if ns.features:
+            results[name] = cv_features(load_records([path]), ns.folds, ns.seed, ns.dim, ns.settings)
+            if not ns.json:
+                for method, r in results[name].items():
+                    print(f"{name:12s} {method:22s} aiq={r['aiq']:.4f} +- {r['aiq_std']:.4f} "
+                          f"quality_max={r['quality_max']:.4f}", flush=True)
             continue
         results[name] = cv(name, load_records([path]), ns.folds, ns.seed, ns.dim, ns.settings)
         if not ns.json:

@@ -17,25 +17,47 @@ each gives prompts with a task label, mapped to the built-in categories:
 - brmson/dataset-factoid-webquestions (CC-BY-4.0): WebQuestions questions -> qa;
 - bigscience-workshop/promptsource (Apache-2.0): prompt templates of labelled
   datasets, rendered with filler text -> summarization, extraction, qa,
-  creative, chat;
+  creative, chat, reasoning;
 - facebookresearch/LASER (Tatoeba, CC-BY-2.0-FR): sentence pairs inside
   translation requests -> translation;
+- alexa/Topical-Chat (CDLA-Sharing-1.0): small-talk turns of its test and
+  valid conversations (opening turns and one more each, trivia left out) -> chat;
+- ntulsi/BotBuilder-PersonalityChat (Microsoft's Personality Chat small-talk
+  datasets, MIT): the small-talk queries -> chat;
+- teknium1/GPTeacher (MIT): Roleplay instructions (+ input) -> creative;
+- Yale-LILY/FOLIO (CC-BY-SA-4.0; see the NOTICE on what ShareAlike may mean for
+  the weights): premises and a conclusion, asked in a few phrasings -> reasoning;
+- yizhongw/self-instruct (Apache-2.0): the 175 human-written seed tasks, the
+  ones one category clearly fits, labelled here by id (SELF_INSTRUCT) -> several;
 - the built-in categories' example prompts in routecore's defaults.yaml.
 
-The promptsource templates carry the instruction wording of each task; their
-data fields are filled with English Tatoeba sentences, so the head learns the
-ask, not the content. The translation requests wrap Tatoeba sentences in a few
-phrasings written here (a documented, templated source).
+Looked for and not used: databricks-dolly-15k (CC-BY-SA-3.0; its labelled task
+types would map well) has no copy a `fetch` snapshot carries (files of 4 MiB and
+more are left out, the copies found are Git LFS pointers); Alpaca and other
+GPT-generated sets under non-commercial terms are not openly licensed.
+
+The promptsource templates carry the instruction wording of each task (the
+reasoning ones: NLI, cause and effect, what-if and riddle templates); their
+data fields are filled with text of every kind (English Tatoeba sentences,
+GSM8K word problems, chat turns), so the head learns the ask, not the content.
+The translation requests wrap Tatoeba sentences in a few phrasings written
+here (a documented, templated source), as the FOLIO rows wrap its premises.
 
 Never trained on the shared evaluation prompts: any training text equal (after
-whitespace and case folding) to a prompt of llmrouter.train.jsonl is dropped
-(the file is read only to exclude, and the count is reported), and none of the
+whitespace and case folding) to a prompt of llmrouter.train.jsonl or of the
+everyday-wording sets tests/data/everyday_*.jsonl is dropped (the files are
+read only to exclude, and the count is reported), and none of the
 evaluation tasks' own datasets is used (no NQ, TriviaQA, MBPP, HumanEval,
 MGSM or logic-grid puzzles); for GSM8K and MATH, whose train splits hold the
 evaluation prompts, only their test splits are used. The data itself is not committed.
 
 Model: multinomial logistic regression (L-BFGS, L2), classes weighted by a
 traffic prior (PRIOR), features as routing.category_head defines them.
+Choices (prior, the Topical-Chat cap, per-template renderings) were tuned on
+tests/data/everyday_dev.jsonl and a 10% holdout of the training rows, with the
+shared prompts' accuracy checked, never on everyday_prompts.jsonl or
+everyday_heldout.jsonl. The licences of the data are listed in the head's
+`meta` and in routecore/data/category-head.NOTICE.
 """
 
 from __future__ import annotations
@@ -64,8 +86,11 @@ from routecore.routing.features import FeatureExtractor  # noqa: E402
 HASH_DIM = 1024
 # Class weights: the share of each category in a general assistant's traffic (a
 # prior, not fitted to any evaluation set); each row weighs prior / rows of its class.
-PRIOR = {"code": 0.22, "qa": 0.2, "creative": 0.1, "chat": 0.1, "math": 0.1, "reasoning": 0.08,
-         "summarization": 0.06, "extraction": 0.07, "translation": 0.07}
+# Chat is small talk, a small share; short factual questions are a large one.
+PRIOR = {"code": 0.2, "qa": 0.3, "creative": 0.08, "chat": 0.05, "math": 0.07, "reasoning": 0.1,
+         "summarization": 0.07, "extraction": 0.08, "translation": 0.05}
+# Rows kept per source (default --max-per-source): chat turns are many and alike.
+SOURCE_CAP = {"topical-chat": 300}
 BBH = {
     "logical_deduction_three_objects": "reasoning", "logical_deduction_five_objects": "reasoning",
     "logical_deduction_seven_objects": "reasoning", "web_of_lies": "reasoning",
@@ -94,7 +119,11 @@ PROMPTSOURCE = {
     "qa": ["web_questions", "freebase_qa", "wiki_qa", "yahoo_answers_qa", "sciq"],
     "creative": ["common_gen", "story_cloze/2016"],
     "chat": ["blended_skill_talk", "conv_ai_3", "meta_woz/dialogues", "craigslist_bargains"],
+    "reasoning": ["anli", "super_glue/cb", "super_glue/rte", "super_glue/copa", "art", "esnli", "wiqa",
+                  "quarel", "ropes", "riddle_sense"],
 }
+# Renderings per template: the categories with few datasets get more, each with other fillers.
+PER_TEMPLATE = {"summarization": 20, "extraction": 10}
 LANGS = {"fra": "French", "deu": "German", "spa": "Spanish", "ita": "Italian", "por": "Portuguese",
          "nld": "Dutch", "rus": "Russian", "pol": "Polish", "tur": "Turkish", "jpn": "Japanese",
          "cmn": "Chinese", "kor": "Korean", "ara": "Arabic", "swe": "Swedish", "ukr": "Ukrainian"}
@@ -177,19 +206,118 @@ def load_sources(m: Path, rng: random.Random) -> list[tuple[str, str, str]]:
     # The built-in categories' own example prompts (defaults.yaml), a few times each.
     for name, cat in load_config(None).categories.items():
         rows.extend((ex, name, f"exemplars/{name}/{i % 5}") for ex in cat.exemplars for i in range(5))
-    rows.extend(promptsource_rows(m / "bigscience-workshop+promptsource" / "repo", english, questions,
+    chat = topical_chat(m / "alexa+Topical-Chat" / "repo", rng)
+    rows.extend((t, "chat", "topical-chat") for t in chat)
+    rows.extend(personality_chat(m / "ntulsi+BotBuilder-PersonalityChat" / "repo"))
+    rows.extend(folio_rows(m / "Yale-LILY+FOLIO" / "repo", rng))
+    rows.extend(self_instruct_rows(m / "yizhongw+self-instruct" / "repo"))
+    for ex in json.loads(git_show(gpt, "Roleplay/roleplay-simple-deduped-roleplay-instruct.json")):
+        text = ex["instruction"] + (("\n" + ex["input"]) if ex.get("input") else "")
+        rows.append((text, "creative", "gpteacher-roleplay"))
+    # Template fields are filled with text of every kind (plain sentences, word
+    # problems, chat lines, logic premises), so the head learns the ask, not the content.
+    fillers = english + [r[0] for r in rows if r[2] in ("gsm8k-test", "folio")] + chat
+    rows.extend(promptsource_rows(m / "bigscience-workshop+promptsource" / "repo", fillers, questions,
                                   rng))
     return rows
+
+
+_TRIVIA = re.compile(r"\b(did|do) you know\b|\bheard\b|\b(who|when|where|which|what year|how many|"
+                     r"how much)\b|\d|\bapparently\b|\binteresting\b|\bfun fact\b", re.I)
+
+
+def topical_chat(repo: Path, rng: random.Random) -> list[str]:
+    """Small-talk turns: each conversation's first two messages and one more at random,
+    leaving out the trivia these chats are seeded with (a fact asked or told is not small talk)."""
+    out = []
+    for split in ("test_freq", "test_rare", "valid_freq", "valid_rare"):
+        for conv in json.loads(git_show(repo, f"conversations/{split}.json")).values():
+            msgs = [m for c in conv["content"] if (m := c["message"].strip()) and not _TRIVIA.search(m)]
+            out.extend(msgs[:2])
+            if len(msgs) > 2:
+                out.append(rng.choice(msgs[2:]))
+    return out
+
+
+def personality_chat(repo: Path) -> list[tuple[str, str, str]]:
+    """The small-talk queries of Microsoft's Personality Chat datasets, one row per distinct query."""
+    seen: set[str] = set()
+    for persona in ("Friendly", "Humorous", "Professional"):
+        tsv = git_show(repo, f"CSharp/Datasets/Queries_Responses_{persona}_QnAMaker.tsv")
+        for line in tsv.splitlines()[1:]:
+            q = line.split("\t")[0].strip()
+            if q:
+                seen.add(q)
+    # Each query a few times: there are few of them and they are the purest small talk.
+    return [(q, "chat", f"personality-chat/{i}") for q in sorted(seen) for i in range(3)]
+
+
+FOLIO_ASK = ["{p}\nBased on the above, is it true that {c}", "{p}\nDoes it follow that {c}",
+             "Given these facts:\n{p}\nCan we conclude: {c}", "{p}\nTrue, false or uncertain? {c}",
+             "If {p0} and {p1}, then is it the case that {c}", "Here are some premises. {p}\nWhat about: {c}"]
+
+
+def folio_rows(repo: Path, rng: random.Random) -> list[tuple[str, str, str]]:
+    """FOLIO's premises and conclusion asked as a logic question (a few phrasings written here)."""
+    rows = []
+    for split in ("train", "validation"):
+        for line in git_show(repo, f"data/v0.0/folio-{split}.jsonl").splitlines():
+            ex = json.loads(line)
+            prem = [p.strip() for p in ex["premises"] if p.strip()]
+            if len(prem) < 2:
+                continue
+            c = ex["conclusion"].strip().rstrip(".") + "?"
+            text = rng.choice(FOLIO_ASK).format(p=" ".join(prem), c=c, p0=prem[0].rstrip(".").lower(),
+                                                p1=prem[1].rstrip(".").lower())
+            rows.append((text, "reasoning", "folio"))
+    return rows
+
+
+# self-instruct's 175 human-written seed tasks, labelled here by id where one
+# built-in category clearly fits (the rest are left out).
+SELF_INSTRUCT = {
+    "code": [28, 31, 37, 41, 50, 61, 69, 72, 138, 139, 140, 141, 158],
+    "math": [22, 25, 35, 45, 58, 83, 109, 110, 136, 144],
+    "reasoning": [1, 15, 40, 70, 73, 130, 153, 155],
+    "creative": [4, 6, 8, 18, 20, 29, 47, 49, 55, 56, 57, 59, 63, 74, 75, 76, 79, 84, 89, 93, 100, 112,
+                 116, 119, 123, 124, 129],
+    "summarization": [62, 64, 137],
+    "extraction": [13, 26, 39, 67, 85, 135, 148, 151, 154, 156, 157, 159, 165, 166, 168, 169, 171, 172,
+                   173],
+    "translation": [101, 117],
+    "qa": [7, 48, 60, 88, 95, 143, 147, 160, 161, 163, 174],
+    "chat": [27, 34, 105],
+}
+
+
+def self_instruct_rows(repo: Path) -> list[tuple[str, str, str]]:
+    label = {i: cat for cat, ids in SELF_INSTRUCT.items() for i in ids}
+    rows = []
+    for line in git_show(repo, "data/seed_tasks.jsonl").splitlines():
+        ex = json.loads(line)
+        i = int(ex["id"].rsplit("_", 1)[1])
+        if i in label:
+            for k, inst in enumerate(ex["instances"][:1]):
+                text = ex["instruction"] + (("\n" + inst["input"]) if inst["input"] else "")
+                rows.extend((text, label[i], f"self-instruct/{k}/{r}") for r in range(3))
+    return rows
+
+
+LICENCES = {"gsm8k-test": "MIT", "math-test": "MIT", "bbh": "MIT", "gpteacher-codegen": "MIT",
+            "gpteacher-roleplay": "MIT", "mt-bench": "Apache-2.0", "vicuna": "Apache-2.0",
+            "promptsource": "Apache-2.0", "webquestions": "CC-BY-4.0", "tatoeba": "CC-BY-2.0-FR",
+            "aqua": "Apache-2.0", "topical-chat": "CDLA-Sharing-1.0", "personality-chat": "MIT",
+            "folio": "CC-BY-SA-4.0", "self-instruct": "Apache-2.0", "exemplars": "routecore"}
 
 
 _JINJA_BLOCK = re.compile(r"\{%.*?%\}", re.S)
 _JINJA_VAR = re.compile(r"\{\{.*?\}\}", re.S)
 
 
-def promptsource_rows(repo: Path, english: list[str], questions: list[str], rng: random.Random,
+def promptsource_rows(repo: Path, fillers: list[str], questions: list[str], rng: random.Random,
                       per_template: int = 6) -> list[tuple[str, str, str]]:
-    """Each template's prompt side (before '|||'), data fields filled with English text
-    (a qa template's question field with a WebQuestions question)."""
+    """Each template's prompt side (before '|||'), data fields filled with text drawn from
+    `fillers` (a qa template's question field with a WebQuestions question)."""
     import yaml
 
     class _Loader(yaml.SafeLoader):
@@ -205,12 +333,12 @@ def promptsource_rows(repo: Path, english: list[str], questions: list[str], rng:
             doc = yaml.load(git_show(repo, f"promptsource/templates/{ds}/templates.yaml"), Loader=_Loader)
             for t in doc["templates"].values():
                 prompt = t["jinja"].split("|||")[0]
-                for _ in range(per_template):
+                for _ in range(PER_TEMPLATE.get(cat, per_template)):
                     def fill(mt: re.Match[str], cat: str = cat) -> str:
                         if cat == "qa" and "question" in mt.group(0):
                             return rng.choice(questions)
                         n = rng.choice((1, 1, 2, 3, 6)) if "choice" not in mt.group(0) else 1
-                        return " ".join(rng.choice(english) for _ in range(n))
+                        return " ".join(rng.choice(fillers) for _ in range(n))
                     text = _JINJA_VAR.sub(fill, _JINJA_BLOCK.sub("", prompt)).strip()
                     if text:
                         rows.append((text, cat, f"promptsource/{ds}"))
@@ -230,22 +358,26 @@ def featurize(texts: list[str], emb: StaticEmbedder, fx: FeatureExtractor) -> tu
 
 def fit(x: np.ndarray, y: np.ndarray, n_cls: int, weights: np.ndarray, l2: float) -> tuple[np.ndarray,
                                                                                           np.ndarray]:
+    # float32 products (the head runs in float32), float64 for the optimiser.
+    x = x.astype(np.float32)
     n, d = x.shape
-    onehot = np.zeros((n, n_cls))
+    onehot = np.zeros((n, n_cls), np.float32)
     onehot[np.arange(n), y] = 1.0
-    wsum = weights.sum()
+    wsum = float(weights.sum())
+    weights = weights.astype(np.float32)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w = theta[: n_cls * d].reshape(n_cls, d)
-        b = theta[n_cls * d:]
+        w = theta[: n_cls * d].reshape(n_cls, d).astype(np.float32)
+        b = theta[n_cls * d:].astype(np.float32)
         z = x @ w.T + b
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
-        ll = -(weights * np.log(np.maximum((p * onehot).sum(axis=1), 1e-300))).sum() / wsum
+        ll = -float((weights * np.log(np.maximum((p * onehot).sum(axis=1), 1e-30))).sum()) / wsum
         g = (p - onehot) * weights[:, None] / wsum
         gw = g.T @ x + l2 * w
-        return ll + 0.5 * l2 * float((w * w).sum()), np.concatenate([gw.ravel(), g.sum(axis=0)])
+        grad = np.concatenate([gw.ravel(), g.sum(axis=0)]).astype(np.float64)
+        return ll + 0.5 * l2 * float((w * w).sum()), grad
 
     theta0 = np.zeros(n_cls * d + n_cls)
     res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 300})
@@ -268,15 +400,18 @@ def main() -> None:
     banned = set()
     if evald.exists():
         banned = {_norm(json.loads(line)["prompt"]) for line in evald.open()}
+    # ... and the everyday-wording test, dev and held-out sets.
+    for path in sorted((ROOT / "tests" / "data").glob("everyday_*.jsonl")):
+        banned |= {_norm(json.loads(line)["prompt"]) for line in path.open()}
     dropped = dict(Counter(r[2] for r in rows if _norm(r[0]) in banned))
     rows = [r for r in rows if _norm(r[0]) not in banned and r[1] in categories]
     by_source: dict[str, list[tuple[str, str, str]]] = {}
     for r in rows:
         by_source.setdefault(r[2], []).append(r)
     rows = []
-    for src_rows in by_source.values():
+    for name, src_rows in by_source.items():
         rng.shuffle(src_rows)
-        rows.extend(src_rows[: args.max_per_source])
+        rows.extend(src_rows[: SOURCE_CAP.get(name, args.max_per_source)])
     rng.shuffle(rows)
     texts = [r[0] for r in rows]
     y = np.array([categories.index(r[1]) for r in rows])
@@ -305,10 +440,7 @@ def main() -> None:
     meta = {"sources": sources, "rows": len(rows), "per_category": dict(Counter(r[1] for r in rows)),
             "holdout_accuracy": acc_hold, "train_accuracy": train_acc, "l2": args.l2,
             "class_prior": PRIOR,
-            "licences": {"gsm8k-test": "MIT", "math-test": "MIT", "bbh": "MIT", "gpteacher-codegen": "MIT",
-                         "mt-bench": "Apache-2.0", "vicuna": "Apache-2.0", "promptsource": "Apache-2.0",
-                         "webquestions": "CC-BY-4.0", "tatoeba": "CC-BY-2.0-FR",
-                         "aqua": "Apache-2.0"},
+            "licences": LICENCES,
             "dropped_equal_to_eval_prompts": dropped}
     head = CategoryHead(categories, w.astype(np.float32), b.astype(np.float32), e.shape[1], HASH_DIM,
                         mean, scale, meta)

@@ -14,7 +14,10 @@ from routecore.routing.classifier import Classifier
 from routecore.routing.features import FeatureExtractor
 from routecore.routing.phrases import PhraseMatcher
 
-EVERYDAY = Path(__file__).resolve().parents[1] / "data" / "everyday_prompts.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "data"
+EVERYDAY = DATA / "everyday_prompts.jsonl"
+# The test set, the set the category head was tuned on, and a held-out one never tuned on.
+EVERYDAY_SETS = ("everyday_prompts.jsonl", "everyday_dev.jsonl", "everyday_heldout.jsonl")
 # Prompts that match no keyword or pattern of any built-in category.
 NO_RULE_HIT = ("who won season 2 of total drama island", "Pen a sonnet about the sea at night.",
                "zzzz qqqq", "Boil down this memo to its essentials.")
@@ -45,6 +48,24 @@ def test_rule_mode_without_a_hit_is_spread_and_unsure(defaults: Config) -> None:
         assert abs(sum(got.scores.values()) - 1.0) < 1e-9
 
 
+def test_rule_mode_never_defaults_to_the_first_category(defaults: Config) -> None:
+    """Over every everyday prompt that no rule matches, rule mode stays unsure and does not
+    pile them onto the first category (the issue's bug: all of them went to `code`)."""
+    clf = _classifier(defaults, "rule")
+    got = []
+    for name in EVERYDAY_SETS:
+        for line in (DATA / name).read_text("utf-8").splitlines():
+            text = json.loads(line)["prompt"]
+            if clf._rules.phrase_hits(text)[clf._kw_slots].any() or clf._rules.pattern_hits(text):
+                continue
+            c = clf.classify(text, clf.features(text))
+            assert c.confidence < 0.2 and max(c.scores.values()) < 0.3, (text, c.confidence)
+            got.append(c.category)
+    per = Counter(got)
+    assert len(got) >= 50 and len(per) >= 5, per
+    assert per[clf.categories[0]] < 0.3 * len(got), per
+
+
 def test_rule_mode_with_a_hit_is_confident(defaults: Config) -> None:
     """A keyword hit still decides rule mode, with confidence."""
     clf = _classifier(defaults, "rule")
@@ -52,10 +73,11 @@ def test_rule_mode_with_a_hit_is_confident(defaults: Config) -> None:
     assert got.category == "translation" and got.confidence > 0.5
 
 
-def test_everyday_set_avoids_its_categories_keywords(defaults: Config) -> None:
-    """The everyday-wording test set has >= 10 prompts per built-in category and no
+@pytest.mark.parametrize("name", EVERYDAY_SETS)
+def test_everyday_set_avoids_its_categories_keywords(defaults: Config, name: str) -> None:
+    """Each everyday-wording set has >= 10 prompts per built-in category and no
     prompt contains one of its own category's keywords."""
-    rows = [json.loads(line) for line in EVERYDAY.read_text("utf-8").splitlines()]
+    rows = [json.loads(line) for line in (DATA / name).read_text("utf-8").splitlines()]
     per = Counter(r["category"] for r in rows)
     assert set(per) == set(defaults.categories)
     assert min(per.values()) >= 10
@@ -63,6 +85,16 @@ def test_everyday_set_avoids_its_categories_keywords(defaults: Config) -> None:
         kws = defaults.categories[r["category"]].keywords
         hits = PhraseMatcher(kws).counts(r["prompt"])
         assert not hits.any(), (r["prompt"], [k for k, h in zip(kws, hits, strict=True) if h])
+
+
+def test_everyday_sets_share_no_prompt() -> None:
+    """The test, dev and held-out everyday sets are disjoint (after case and space folding)."""
+    seen: dict[str, str] = {}
+    for name in EVERYDAY_SETS:
+        for line in (DATA / name).read_text("utf-8").splitlines():
+            key = " ".join(json.loads(line)["prompt"].lower().split())
+            assert key not in seen, (key, seen.get(key), name)
+            seen[key] = name
 
 
 def test_trained_mode_is_the_default_and_names_everyday_prompts(defaults: Config) -> None:
