@@ -46,6 +46,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,17 @@ def sweep_choices(q: np.ndarray, c: np.ndarray, cost_ref: float, n: int) -> np.n
     return out
 
 
+def fold_splits(ds: Dataset, folds: int, seed: int
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, Dataset, Dataset, float]]:
+    """(train rows, test rows, train set, test set, cost reference) of each fold."""
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(ds)), folds)
+    for f in range(folds):
+        te = parts[f]
+        tr = np.concatenate([parts[g] for g in range(folds) if g != f])
+        train = ds.subset(tr)
+        yield tr, te, train, ds.subset(te), float(train.costs.mean(axis=0).max())
+
+
 def static_features(prompts: tuple[str, ...] | list[str]) -> np.ndarray:
     """The shipped static sentence embedding of each prompt's ask window."""
     from routecore.routing.category_head import ask_window
@@ -136,15 +148,9 @@ def cv_features(ds: Dataset, folds: int, seed: int, dim: int, settings: int) -> 
     X = featurize(ds.prompts, dim)
     E = static_features(ds.prompts)
     n_chars = np.array([float(len(p)) for p in ds.prompts])
-    perm = np.random.default_rng(seed).permutation(len(ds))
-    parts = np.array_split(perm, folds)
     grid = settings_grid(settings)
     per: dict[str, list[dict[str, Any]]] = {}
-    for f in range(folds):
-        te = parts[f]
-        tr = np.concatenate([parts[g] for g in range(folds) if g != f])
-        train, test = ds.subset(tr), ds.subset(te)
-        cost_ref = float(train.costs.mean(axis=0).max())
+    for tr, te, train, test, cost_ref in fold_splits(ds, folds, seed):
         for feats, F in (("hashed", X), ("static", E)):
             router = train_dataset(train, dim=F.shape[1], X=F[tr], per_prompt=False)
             q, c = router.predict_x(F[te], n_chars[te])
@@ -162,15 +168,9 @@ def cv(name: str, ds: Dataset, folds: int, seed: int, dim: int, settings: int) -
     X = featurize(ds.prompts, dim)
     V, S = featurize_questions(ds.prompts, dim)
     n_chars = np.array([float(len(p)) for p in ds.prompts])
-    perm = np.random.default_rng(seed).permutation(len(ds))
-    parts = np.array_split(perm, folds)
     grid = settings_grid(settings)
     per: dict[str, list[dict[str, Any]]] = {}
-    for f in range(folds):
-        te = parts[f]
-        tr = np.concatenate([parts[g] for g in range(folds) if g != f])
-        train, test = ds.subset(tr), ds.subset(te)
-        cost_ref = float(train.costs.mean(axis=0).max())
+    for tr, te, train, test, cost_ref in fold_splits(ds, folds, seed):
         variants = (("learned", PER_PROMPT_DEFAULT, True), ("learned_gated", True, True),
                     ("learned_ungated", True, False))
         for method, per_prompt, gate in variants:
