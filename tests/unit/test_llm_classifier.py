@@ -257,7 +257,7 @@ def test_the_simulated_provider_answers_classifications_deterministically() -> N
 # -- cascade's threshold, in process ----------------------------------------------------
 
 SURE = "Write a Python function that returns the n-th Fibonacci number."
-UNSURE = "Thoughts on this?"  # the local classifier: extraction at 0.42
+UNSURE = "Thoughts on this?"  # the local classifier: chat at confidence 0.54
 
 
 async def test_cascade_asks_only_below_the_threshold() -> None:

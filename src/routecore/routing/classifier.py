@@ -57,6 +57,9 @@ _EASY_MARKERS = re.compile(
 
 
 _LOG_20, _LOG_4000 = math.log1p(20), math.log1p(4000)
+# combine_categories' temperature over similarities (classify.pyx and its twin);
+# _Head.sims undoes it. test_trained_mode_reports_the_heads_probabilities pins the two.
+_CORE_TEMPERATURE = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,7 @@ class Classifier:
     def classify(self, text: str, feats: Features) -> Classification:
         sims: F32 | None
         if self._head is not None:
-            sims = self._head.probs(text, feats.vec, feats.scalars, feats.emb)
+            sims = self._head.sims(text, feats.vec, feats.scalars, feats.emb)
         else:
             sims = self._embed.sims(feats.vec) if self._w > 0.0 else None
         return self._combine(text, feats.vec, feats.scalars, sims)
@@ -200,7 +203,7 @@ class Classifier:
         exemplar similarities of all rows come from one matrix product."""
         if self._head is not None:
             head = self._head
-            return [self._combine(t, vecs[i], scalars[i], head.probs(t, vecs[i], scalars[i], None))
+            return [self._combine(t, vecs[i], scalars[i], head.sims(t, vecs[i], scalars[i], None))
                     for i, t in enumerate(texts)]
         sims = self._embed.sims_many(vecs) if self._w > 0.0 else None
         return [self._combine(t, vecs[i], scalars[i], None if sims is None else sims[i])
@@ -248,13 +251,28 @@ class _Head:
         # The head was trained on hashed features of its own width.
         self._fx = extractor if extractor.dim == head.hash_dim else FeatureExtractor(head.hash_dim)
 
-    def probs(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
-        """float32 probability per configured category."""
+    def logits(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
+        """float32 logit per configured category."""
         if emb is None:
             emb = self.embedder.embed(ask_window(text))
         if self._fx.dim != vec.shape[0]:
             vec = self._fx.extract(text)[0]
-        z = self._w @ self.head.features(emb, vec, scalars) + self._b
+        out: F32 = self._w @ self.head.features(emb, vec, scalars) + self._b
+        return out
+
+    def probs(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
+        """float32 probability per configured category."""
+        z = self.logits(text, vec, scalars, emb)
         e = np.exp(z - z.max())
         out: F32 = (e / e.sum()).astype(np.float32)
+        return out
+
+    def sims(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
+        """The head's log-probabilities as the core's combine_categories reads similarities:
+        it sharpens sims s into exp((s - max s) / _CORE_TEMPERATURE), which would make a
+        0.6 / 0.2 split look certain; 1 + T * (z - max z) comes out as the head's own
+        softmax, so the confidence and the cascade threshold see calibrated probabilities
+        (log-odds below -1 / T, about 1 in 800, are floored there)."""
+        z = self.logits(text, vec, scalars, emb)
+        out: F32 = (1.0 + _CORE_TEMPERATURE * (z - z.max())).astype(np.float32)
         return out
