@@ -57,9 +57,6 @@ _EASY_MARKERS = re.compile(
 
 
 _LOG_20, _LOG_4000 = math.log1p(20), math.log1p(4000)
-# combine_categories' temperature over similarities (classify.pyx and its twin);
-# _Head.sims undoes it. test_trained_mode_reports_the_heads_probabilities pins the two.
-_CORE_TEMPERATURE = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +189,9 @@ class Classifier:
     def classify(self, text: str, feats: Features) -> Classification:
         sims: F32 | None
         if self._head is not None:
-            sims = self._head.sims(text, feats.vec, feats.scalars, feats.emb)
-        else:
-            sims = self._embed.sims(feats.vec) if self._w > 0.0 else None
+            probs = self._head.probs(text, feats.vec, feats.scalars, feats.emb)
+            return _head_confidence(self._combine(text, feats.vec, feats.scalars, probs), probs)
+        sims = self._embed.sims(feats.vec) if self._w > 0.0 else None
         return self._combine(text, feats.vec, feats.scalars, sims)
 
     def classify_many(self, texts: Sequence[str], vecs: F32, scalars: F32
@@ -203,8 +200,11 @@ class Classifier:
         exemplar similarities of all rows come from one matrix product."""
         if self._head is not None:
             head = self._head
-            return [self._combine(t, vecs[i], scalars[i], head.sims(t, vecs[i], scalars[i], None))
-                    for i, t in enumerate(texts)]
+            out = []
+            for i, t in enumerate(texts):
+                probs = head.probs(t, vecs[i], scalars[i], None)
+                out.append(_head_confidence(self._combine(t, vecs[i], scalars[i], probs), probs))
+            return out
         sims = self._embed.sims_many(vecs) if self._w > 0.0 else None
         return [self._combine(t, vecs[i], scalars[i], None if sims is None else sims[i])
                 for i, t in enumerate(texts)]
@@ -225,6 +225,17 @@ class Classifier:
         cats = self.categories
         return Classification(cats[best], complexity, confidence,
                               dict(zip(cats, probs.tolist(), strict=True)), probs)
+
+
+def _head_confidence(c: Classification, probs: F32) -> Classification:
+    """`c` with the confidence the head's own probabilities give (the core's measure,
+    0.5 p1 + 0.5 (p1 - p2), over the head's softmax). combine_categories sharpens its
+    input at temperature 0.15, so its confidence would call a 0.6 / 0.2 split certain and
+    cascade mode would never ask the LLM about a vague prompt; the sharpened scores still
+    drive routing, as before."""
+    p1, p2 = np.sort(probs)[-2:][::-1] if probs.shape[0] > 1 else (probs[0], 0.0)
+    conf = min(1.0, 0.5 * float(p1) + 0.5 * float(p1 - p2))
+    return Classification(c.category, c.complexity, conf, c.scores, c.probs)
 
 
 class _Head:
@@ -251,28 +262,13 @@ class _Head:
         # The head was trained on hashed features of its own width.
         self._fx = extractor if extractor.dim == head.hash_dim else FeatureExtractor(head.hash_dim)
 
-    def logits(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
-        """float32 logit per configured category."""
+    def probs(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
+        """float32 probability per configured category."""
         if emb is None:
             emb = self.embedder.embed(ask_window(text))
         if self._fx.dim != vec.shape[0]:
             vec = self._fx.extract(text)[0]
-        out: F32 = self._w @ self.head.features(emb, vec, scalars) + self._b
-        return out
-
-    def probs(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
-        """float32 probability per configured category."""
-        z = self.logits(text, vec, scalars, emb)
+        z = self._w @ self.head.features(emb, vec, scalars) + self._b
         e = np.exp(z - z.max())
         out: F32 = (e / e.sum()).astype(np.float32)
-        return out
-
-    def sims(self, text: str, vec: F32, scalars: F32, emb: F32 | None) -> F32:
-        """The head's log-probabilities as the core's combine_categories reads similarities:
-        it sharpens sims s into exp((s - max s) / _CORE_TEMPERATURE), which would make a
-        0.6 / 0.2 split look certain; 1 + T * (z - max z) comes out as the head's own
-        softmax, so the confidence and the cascade threshold see calibrated probabilities
-        (log-odds below -1 / T, about 1 in 800, are floored there)."""
-        z = self.logits(text, vec, scalars, emb)
-        out: F32 = (1.0 + _CORE_TEMPERATURE * (z - z.max())).astype(np.float32)
         return out
