@@ -531,3 +531,29 @@ async def test_cap_holds_the_dearest_seller_of_the_shadow_model(tmp_path: Path) 
             assert await app.shadow.spent_today(app.completer.settings.shadow) <= cap
         finally:
             await app.stop(0.5)
+
+
+async def test_a_callers_allow_list_bounds_the_shadow_and_judge_models(
+        sim: SimServer, tmp_path: Path) -> None:
+    """A caller limited to some models (here by its request; a key's list lands there too)
+    never has its prompt sent to a shadow or judge model outside them: no shadow call is
+    made when the shadow model is outside, and the answers are scored by the cheap checks
+    when only the judge is."""
+    app = await start(config(sim, shadow={"model": "strong", "share": 1.0, "judge": "judge-m",
+                                          "max_usd_per_day": 10}), tmp_path)
+    try:
+        ch, s = stub(app)
+        async with ch:
+            await s.Complete(request(constraints=pb.Constraints(allow_models=["cheap"])),
+                             timeout=10)
+            await s.Complete(request(prompt="Explain a hash map in a few sentences.",
+                                     constraints=pb.Constraints(
+                                         allow_models=["cheap", "strong"])), timeout=10)
+        docs = [d for d in await records(app, tmp_path) if d["rpc"] == "Shadow"]
+        assert app.shadow is not None and app.shadow.dropped["caller_not_allowed"] == 1
+        assert len(docs) == 1 and docs[0]["served_model"] == "strong"
+        sh = docs[0]["shadow"]
+        assert sh["judged_by"] == "cheap_checks" and not sh.get("judge_model")
+        assert calls(sim, "judge-m") == 0
+    finally:
+        await app.stop(0.5)

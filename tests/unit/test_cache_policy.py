@@ -64,12 +64,14 @@ def test_a_different_number_negation_name_or_word_fails_the_guard(
     assert not passes(extract(b), extract(a), embed)
 
 
+@pytest.mark.timeout(60)  # catastrophic regex backtracking would run for hours, not seconds
 def test_guard_extraction_is_bounded_on_hostile_text(embed: Any) -> None:
-    """A 4,000-character prompt of names, numbers and quotes is read in milliseconds."""
-    text = ('"a" 1 Zed ' * 400)[:4000]
-    t0 = time.perf_counter()
-    g = extract(text)
-    assert time.perf_counter() - t0 < 0.5 and "1" in g[0] and "zed" in g[2]
+    """A prompt of names, numbers and quotes (4,000 and 40,000 characters) is read in one
+    pass: no backtracking blow-up (bench/cache.py measures its speed; no timing here)."""
+    for n in (4_000, 40_000):
+        text = ('"a" 1 Zed ' * (n // 10))[:n]
+        g = extract(text)
+        assert "1" in g[0] and "zed" in g[2]
 
 
 def _parse(node: Any) -> tuple[CacheConfig, list[str]]:

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from routecore.calling.cascade import cheap_checks, judge
+from routecore.calling.cascade import cheap_checks, judge, judge_for
 from routecore.calling.deadline import Deadline
 from routecore.calling.ensemble import all_or_none
 from routecore.calling.types import Attempt, CompletionRequest, CompletionResult, ModelAnswer, StreamEvent
@@ -308,6 +308,12 @@ class ShadowRunner:
             fields["candidate_router_version"] = picked.router_version
         else:
             chain = [s.model]
+        allow = sreq.route.constraints.allow_models
+        if allow:  # a caller limited to some models (its key's list): its prompt goes no further
+            chain = [m for m in chain if m in allow]
+            if not chain:
+                self.dropped["caller_not_allowed"] += 1  # by design: counted, not logged
+                return
         shadow_model = chain[0] if chain else ""
         same = shadow_model == job.model
         hold = await self._reserve(s, caller, sreq, d, [] if same else chain, job.output_tokens)
@@ -342,11 +348,13 @@ class ShadowRunner:
         if answer is not None:
             answers.append((answer.model, answer.text, answer.finish_reason))
         grades: list[float | None] = [None] * len(answers)
-        if s.judge:
+        # Never a judge outside the caller's allow list: the cheap checks score both then.
+        judge_model = judge_for(sreq, s.judge)
+        if judge_model:
             logs: list[list[Attempt]] = [[] for _ in answers]
             try:
                 graded = await all_or_none([
-                    judge(caller, s.judge, sreq, d, text, deadline, logs[i])
+                    judge(caller, judge_model, sreq, d, text, deadline, logs[i])
                     for i, (_m, text, _f) in enumerate(answers)])
             finally:
                 for part in logs:

@@ -59,7 +59,7 @@ RPC_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0
 RECENT = 100_000  # decisions remembered for the feedback that may follow
 OTHER = "other"
 CACHE_OUTCOMES = frozenset({"exact", "semantic", "miss", "refresh", "bypass", "skip"})
-SHADOW_DROPS = ("queue_full", "cap", "state_unavailable")
+SHADOW_DROPS = ("queue_full", "cap", "state_unavailable", "caller_not_allowed")
 
 
 class _Observations:
@@ -169,7 +169,8 @@ class Metrics:
                                        "tie) or error", ["result"], registry=r)
         self.shadow_dropped = Counter("routecore_shadow_dropped", "Sampled shadow evaluations "
                                       "not run: queue full, daily cap reached, state backend "
-                                      "down", ["reason"], registry=r)
+                                      "down, the caller's allow list excludes the model",
+                                      ["reason"], registry=r)
         for reason in ("queue_full", "write_failed"):
             self.dropped.labels(reason)  # exported at 0 from the start
         for reason in SHADOW_DROPS:

@@ -30,8 +30,8 @@ class ShadowOutcome:
     DEADLINE_EXCEEDED when `shadow.timeout_s` ran out); the scores and winner are
     then unset. `judged_by` is "judge" (the judge model's 0-10 grades),
     "cheap_checks" (empty, refusal, truncated, hedging, invalid JSON; else the
-    registry quality) or "same_model" (the shadow side picked the routed model:
-    nothing was called, a tie).
+    registry quality; also when the judge is outside the caller's allow_models) or
+    "same_model" (the shadow side picked the routed model: nothing was called, a tie).
     """
 
     ts: float  # unix seconds when the evaluation ended
