@@ -100,6 +100,21 @@ async def test_redis_keys_carry_the_tenant_tag_and_a_ttl(redis_url: str) -> None
         await backend.aclose()
 
 
+async def test_redis_start_warns_nothing(redis_url: str) -> None:
+    """`serve` with state.backend redis printed redis-py's UserWarning (a sync Retry on an asyncio pool)."""
+    import warnings
+
+    backend = RedisBackend(StateConfig(backend="redis", redis_url=redis_url))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        await backend.start()
+    try:
+        assert backend.failures == 0
+        assert await backend.client.ping()
+    finally:
+        await backend.aclose()
+
+
 async def test_redis_down_is_unavailable_logged_and_counted() -> None:
     """With no Redis listening, an operation raises StateUnavailable and bumps the counter."""
     from services import free_port

@@ -117,8 +117,8 @@ class RedisBackend:
         """Create the client and its pool (once) and check the server answers."""
         if self._client is None:
             from redis.asyncio import BlockingConnectionPool, Redis  # at start-up, not import
+            from redis.asyncio.retry import Retry  # the sync Retry warns on an asyncio pool
             from redis.backoff import NoBackoff
-            from redis.retry import Retry
             from redis.utils import HIREDIS_AVAILABLE
 
             if not HIREDIS_AVAILABLE:
