@@ -185,6 +185,24 @@ def test_records_become_signals_of_the_version_that_served(config: Config) -> No
     assert snap[("gpt-4o", OLD, "all", "all", "error")][1] == 0.0
 
 
+def test_feedback_on_another_tenants_request_is_not_a_signal(config: Config) -> None:
+    """With auth on, a Feedback naming another tenant's request id neither counts as a
+    signal of the version that served it nor uses up its owner's one feedback signal."""
+    d = Detector(AlertSettings(), config)
+    served = _complete("a", NEW)
+    served.tenant, served.key_id = "acme", "acme-alice"
+
+    def feedback(tenant: str, key: str, score: float) -> AuditRecord:
+        return AuditRecord(ts=0.0, request_id=f"f-{tenant}", rpc="Feedback", status="OK",
+                           model="gpt-4o", tenant=tenant, key_id=key,
+                           feedback={"ref_request_id": "a", "score": score})
+
+    d.feed([served, feedback("evil", "evil-key", 0.0)])
+    assert ("gpt-4o", NEW, "v1", "code", "feedback") not in d.snapshot()
+    d.feed([feedback("acme", "acme-bob", 0.75)])
+    assert d.snapshot()[("gpt-4o", NEW, "v1", "code", "feedback")][:2] == (1, 0.75)
+
+
 def test_error_regression_from_records(config: Config) -> None:
     """A version whose every attempt fails (error_500) alarms on the error kind within
     min_samples attempts once the pinned version's baseline is there."""

@@ -188,6 +188,12 @@ def _learn(st: _Stream, value: float, cap: int) -> None:
     st.m2 = (1.0 - a) * (st.m2 + a * delta * delta * (st.n - 1))
 
 
+def _owner(rec: AuditRecord) -> str:
+    """Whose request ids these are, as Outcomes scopes them: the key's tenant with auth on
+    (a record with a key id), else everyone's."""
+    return rec.tenant if rec.key_id else ""
+
+
 class _Stream:
     __slots__ = ("m2", "mean", "n", "recent", "s", "tested")
 
@@ -213,7 +219,8 @@ class Detector:
         self.on_alarm = on_alarm
         self._lock = threading.Lock()
         self._streams: OrderedDict[Key, _Stream] = OrderedDict()
-        self._recent: OrderedDict[str, tuple[str, str, dict[str, str]]] = OrderedDict()
+        # request id -> (owner, router version, category, {model: version served})
+        self._recent: OrderedDict[str, tuple[str, str, str, dict[str, str]]] = OrderedDict()
         self.alarms: dict[Key, Alarm] = {}
         self.ignored = 0  # signals for models or versions outside the config
         self.signals = 0
@@ -263,15 +270,14 @@ class Detector:
                 elif rec.rpc in ("Complete", "CompleteStream"):
                     self._completion(rec, alarms)
                 elif rec.rpc == "Route" and rec.model:
-                    self._remember(rec.request_id, rec.router_version, rec.category,
-                                   {rec.model: rec.model_version})
+                    self._remember(rec, {rec.model: rec.model_version})
         for alarm in alarms:
             self._fire(alarm)
 
     def served_version(self, request_id: str, model: str) -> str | None:
         """The version of `model` that answered a remembered request (None: not known)."""
         seen = self._recent.get(request_id)
-        return seen[2].get(model) if seen is not None else None
+        return seen[3].get(model) if seen is not None else None
 
     def reset(self) -> list[Alarm]:
         """Forget every alarmed stream (its baseline is learned again); returns the alarms
@@ -310,27 +316,32 @@ class Detector:
             if model in served:
                 self._signal(model, served[model], rv, cat, "judge", float(grade), alarms)
         if rec.status == "OK" and served:
-            self._remember(rec.request_id, rv, cat, served)
+            self._remember(rec, served)
 
     def _feedback(self, rec: AuditRecord, alarms: list[Alarm]) -> None:
         score = rec.feedback.get("score")
         if not isinstance(score, (int, float)):
             return
+        rid = str(rec.feedback.get("ref_request_id", ""))
+        seen = self._recent.get(rid)
+        if seen is None or seen[0] != _owner(rec):
+            # A request this process did not serve, has forgotten, was scored, or another
+            # tenant's (its score must neither count nor use up the owner's one signal).
+            return
         # Popped: one feedback signal per served request, however often a caller repeats it.
-        seen = self._recent.pop(str(rec.feedback.get("ref_request_id", "")), None)
-        if seen is None:
-            return  # a request this process did not serve, has forgotten, or was scored
-        rv, cat, served = seen
+        del self._recent[rid]
+        _, rv, cat, served = seen
         model = rec.model or next(iter(served))
         version = served.get(model)
         if version is not None:
             self._signal(model, version, rv, cat, "feedback", float(score), alarms)
 
-    def _remember(self, rid: str, rv: str, cat: str, served: dict[str, str]) -> None:
+    def _remember(self, rec: AuditRecord, served: dict[str, str]) -> None:
+        rid = rec.request_id
         if not rid or self.settings.remember <= 0:
             return
         recent = self._recent
-        recent[rid] = (rv, cat, served)
+        recent[rid] = (_owner(rec), rec.router_version, rec.category, served)
         if len(recent) > self.settings.remember:
             recent.popitem(last=False)
 
