@@ -171,7 +171,8 @@ def question_start(text: str, chunk_chars: int = 600) -> int:
     prose before it ("Fix this: ```...```")."""
     spans = _fast.split_chunks(text, chunk_chars)
     end = len(text)
-    for a, b, kind in reversed(spans.tolist()):
+    for r in range(spans.shape[0] - 1, -1, -1):  # from the end: usually one or two rows
+        a, b, kind = (int(x) for x in spans[r])
         if kind == _CODE or not text[a:b].strip():
             end = a
         else:
@@ -190,7 +191,6 @@ class _Part:
     context: str
     question: str
     spans: Any = None  # int64[n, 3] chunks of context
-    first: int = 0  # index of its first chunk in the pooled arrays
 
 
 class Compressor:
@@ -233,13 +233,14 @@ class Compressor:
             self._embedder = StaticEmbedder.shipped()
         table = self._embedder.table
         qvec = self._embedder.embed(query)
-        scores, tokens, protected = [], [], []
+        scores, tokens, protected, owners, counts = [], [], [], [], []
         n = 0
-        for p in parts:
+        for i, p in enumerate(parts):
             if not p.context:
                 continue
             p.spans = _fast.split_chunks(p.context, self.config.chunk_chars)
-            p.first = n
+            owners.append(i)
+            counts.append(p.spans.shape[0])
             n += p.spans.shape[0]
             sc, tk = _fast.chunk_stats(table, p.context, p.spans, qvec, MAX_TOKENS)
             scores.append(sc)
@@ -249,10 +250,14 @@ class Compressor:
             return None
         sc_all, tk_all, pr_all = (np.concatenate(scores), np.concatenate(tokens),
                                   np.concatenate(protected))
+        # Each chunk's (start, end, message): a round lists only the chunks it keeps, so a
+        # 1 MB context's tens of thousands of chunks are not listed on every fit round.
+        spans_all = np.concatenate([p.spans for p in parts if p.context])
+        pooled = (spans_all[:, 0], spans_all[:, 1], np.repeat(owners, counts))
         chunk_budget = budget - (before - int(tk_all.sum()))
         for _ in range(_FIT_ROUNDS):
             keep = _fast.select_chunks(sc_all, tk_all, pr_all, chunk_budget)
-            new = _assemble(parts, keep)
+            new = _assemble(parts, keep, pooled)
             after = count_chat_tokens(new) if req.messages else count_tokens(new[0].content)
             over = after - budget
             kept = keep.astype(bool)
@@ -293,15 +298,19 @@ def query_text(question: str, contexts: Sequence[str]) -> str:
     return "\n".join(own) or question
 
 
-def _assemble(parts: Sequence[_Part], keep: Any) -> tuple[Message, ...]:
+def _assemble(parts: Sequence[_Part], keep: Any, pooled: tuple[Any, Any, Any]
+              ) -> tuple[Message, ...]:
+    rows = np.flatnonzero(keep)
+    starts, ends, owner = (a[rows].tolist() for a in pooled)
+    kept: list[list[str]] = [[] for _ in parts]
+    for i, a, b in zip(owner, starts, ends, strict=True):
+        kept[i].append(parts[i].context[a:b])
     out = []
-    for p in parts:
+    for p, pieces in zip(parts, kept, strict=True):
         if not p.context:
             out.append(Message(p.role, p.question))
             continue
-        kept = [p.context[a:b] for r, (a, b, _k) in enumerate(p.spans.tolist())
-                if keep[p.first + r]]
-        content = "".join(kept) + p.question
+        content = "".join(pieces) + p.question
         if content.strip() or p.question:
             out.append(Message(p.role, content))
     return tuple(out)
