@@ -255,6 +255,22 @@ def test_question_start_rules() -> None:
     assert t[question_start(t):] == "Now fix the bug below.\n```py\nprint(1)\n```"
 
 
+def test_a_question_before_a_long_instruction_or_many_options_is_kept(router: Router) -> None:
+    """The question survives when a long line without a question follows it, or more option
+    lines than the tail takes (both used to leave only the last sentence or last 8 lines)."""
+    instruction = "Please be thorough and precise, consider every detail above and cite the " \
+        "numbers of the facts you use. " * 3
+    options = "\n".join(f"({chr(65 + i)}) {i * 100} metres" for i in range(10)) + "\nAnswer:"
+    for prompt in (numbered(100) + "\n\n" + QUESTION + "\n" + instruction,
+                   numbered(100) + "\n\n" + QUESTION + "\n" + options,
+                   numbered(100) + " " + QUESTION + "\n" + options):
+        assert QUESTION in prompt[question_start(prompt):]
+        for spec in (CompressSpec(target_ratio=0.1), CompressSpec(max_input_tokens=1)):
+            c = _route(router, prompt=prompt, compress=spec).compression
+            assert c is not None and QUESTION in c.prompt
+            assert c.prompt.endswith(prompt[prompt.index(QUESTION):])
+
+
 def test_keep_last_turn_compresses_only_earlier_turns() -> None:
     """keep_last_turn: the last user turn is kept whole, earlier turns are compressed."""
     comp = Compressor(CompressConfig(keep_last_turn=True))

@@ -131,8 +131,29 @@ def _sentence_starts(line: str) -> list[int]:
     return [0] + [m.end() for m in _SENTENCE_END.finditer(line) if m.end() < len(line)]
 
 
+_QUESTION_MARK = re.compile(r"[?\uff1f][)\]\"'\u201d\u2019]*(?=\s|$)")
+
+
 def _tail_start(text: str) -> int:
-    """Where the final question starts in `text` (prose, no trailing code block)."""
+    """Where the final question starts in `text` (prose, no trailing code block): the tail
+    `_last_ask` finds, reaching back to the last question sentence before it when the tail
+    asks nothing (a question followed by a long instruction line, or by more option lines
+    than the tail takes), so the question itself is never compressed away."""
+    start = _last_ask(text)
+    if _QUESTION_MARK.search(text, start) is not None:
+        return start
+    base = max(0, start - _WINDOW)
+    marks = list(_QUESTION_MARK.finditer(text, base, start))
+    if not marks:
+        return start
+    q = marks[-1].start()
+    ls = max(base, text.rfind("\n", 0, q) + 1)
+    return ls + max(s for s in _sentence_starts(text[ls:q + 1]) if s <= q - ls)
+
+
+def _last_ask(text: str) -> int:
+    """The last long line's question sentence (or last sentence) with the short lines
+    after it; a question on its own short lines alone; a turn of short lines whole."""
     pos = len(text.rstrip())
     tail = pos
     lines = 0
