@@ -51,7 +51,8 @@ class Webhook:
                 async with session.post(self.url, data=body,
                                         headers={"content-type": "application/json"},
                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                    await resp.read()
+                    # The status is the answer; the body is never read (a hostile or broken
+                    # receiver could stream one without end into memory).
                     if resp.status < 300:
                         return
                     retry_after = _retry_after(resp.headers.get("retry-after"))
