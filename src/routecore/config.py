@@ -864,9 +864,14 @@ def load_config(path: str | Path | None) -> Config:
             text = Path(path).read_text("utf-8")
         except OSError as exc:
             raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from exc
         source = str(path)
     try:
         raw = yaml.safe_load(text)
+        return parse_config(raw, source)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: invalid YAML ({exc})"]) from exc
-    return parse_config(raw, source)
+    except RecursionError as exc:  # an alias inside itself (`a: &a [*a]`), or nesting that deep
+        raise ConfigError([f"{source}: nested too deeply (a YAML alias that contains "
+                           "itself?)"]) from exc

@@ -96,6 +96,18 @@ def test_load_file_errors(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_binary_and_self_referencing_files_are_config_errors(tmp_path: Path) -> None:
+    """A file that is not UTF-8, a YAML alias inside itself and nesting deeper than Python's
+    stack are config errors naming the file (a reload answered INTERNAL with a traceback)."""
+    cases = {"binary.yaml": b"\xff\xfe\x00garbage", "alias.yaml": b"a: &a [*a]\n",
+             "deep.yaml": b"models: " + b"[" * 5000 + b"]" * 5000 + b"\n"}
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ConfigError, match=f"{name}: (not UTF-8|nested too deeply)"):
+            load_config(path)
+
+
 def test_file_round_trip(tmp_path: Path) -> None:
     """A config written to a file loads the same models as the defaults."""
     raw = copy.deepcopy(_defaults())
