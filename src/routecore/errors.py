@@ -147,6 +147,7 @@ class DeadlineExceeded(RoutecoreError):
     """The caller's deadline ran out before an answer was ready."""
 
     status = "DEADLINE_EXCEEDED"
+    kind = "deadline"  # an attempt it cut: the caller's time, not the upstream's failure
 
 
 class AddressInUse(RoutecoreError):

@@ -203,6 +203,14 @@ def test_feedback_on_another_tenants_request_is_not_a_signal(config: Config) -> 
     assert d.snapshot()[("gpt-4o", NEW, "v1", "code", "feedback")][:2] == (1, 0.75)
 
 
+def test_attempts_cut_by_the_callers_deadline_are_no_error_signal(config: Config) -> None:
+    """A caller with tight deadlines cannot push a version into an error regression: its cut
+    attempts (outcome "deadline") are not error signals of the version."""
+    d = Detector(AlertSettings(), config)
+    d.feed([_complete(f"n{i}", NEW, "deadline", status="DEADLINE_EXCEEDED") for i in range(50)])
+    assert d.snapshot() == {} and d.signals == 0
+
+
 def test_error_regression_from_records(config: Config) -> None:
     """A version whose every attempt fails (error_500) alarms on the error kind within
     min_samples attempts once the pinned version's baseline is there."""

@@ -274,6 +274,40 @@ async def test_timeout_cut_by_the_callers_deadline_is_not_a_deployment_failure()
     assert err.value.kind == "timeout" and res.breakers.state("d") == "open"
 
 
+async def test_an_attempt_cut_by_the_callers_time_is_reported_as_deadline() -> None:
+    """The attempt hook hears kind "deadline" when the caller's time (its deadline, or this
+    deployment's share of it) cut the try, and "timeout" only for the upstream's own timeout:
+    a client with tight deadlines must not make a version look failing (a quality-regression
+    error signal) nor fast (a latency sample of its cut)."""
+    res = _res(RetryConfig(max_attempts=1))
+    heard: list[str] = []
+    tries = 0
+
+    def hook(_retry: int, error: BaseException | None, _ms: float) -> None:
+        heard.append(getattr(error, "kind", "") or "error")
+
+    async def hang(_t: float) -> str:
+        await asyncio.sleep(10)
+        return "late"
+
+    async def fail_then_hang(_t: float) -> str:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            raise ProviderError("boom", kind="server")
+        return await hang(_t)
+
+    with pytest.raises(DeadlineExceeded):
+        await res.call("d", hang, timeout=30.0, deadline=Deadline.after(0.02), on_attempt=hook)
+    with pytest.raises(ProviderError) as err:  # the retry: this deployment's share ran out
+        await res.call("d", fail_then_hang, timeout=30.0, deadline=Deadline.after(30),
+                       share=Deadline.after(0.05), on_attempt=hook)
+    assert err.value.kind == "deadline"
+    with pytest.raises(ProviderError):
+        await res.call("e", hang, timeout=0.02, deadline=Deadline.after(30), on_attempt=hook)
+    assert heard == ["deadline", "server", "deadline", "timeout", "timeout"]
+
+
 async def test_half_open_probe_cut_by_the_deadline_lets_the_next_probe_through() -> None:
     """A half-open probe cut by the caller's deadline gives the probe slot back."""
     clock = FakeClock()

@@ -306,6 +306,10 @@ class Resilience:
             if error.kind == "timeout" and (attempt_timeout < timeout or deadline.expired()):
                 if attempt_timeout < timeout:  # our time budget, not the upstream, cut it
                     await breakers.release(key)
+                    # Nor is it the upstream's error or latency (the caller chose the time):
+                    # kind "deadline" is no quality signal and no latency sample.
+                    error = ProviderError(f"{error.message} (the request's time ran out)",
+                                          kind="deadline")
                 else:
                     await breakers.record(key, failed=True)
                 if not deadline.expired():  # only this deployment's share ran out: move on

@@ -75,7 +75,7 @@ from routecore.observe.record import AuditRecord
 KINDS = ("feedback", "judge", "shadow", "error")
 # Attempt outcomes that say nothing about the model version's quality.
 NOT_MODEL_ERRORS = frozenset({"context_overflow", "rate_limit",
-                              "bad_request", "budget"})
+                              "bad_request", "budget", "deadline"})
 MAX_LABEL = 128
 ALL = "all"  # the router version and category of error streams
 BASELINE_GROWTH = 20  # in-control signals keep refining a baseline up to this x `baseline`
