@@ -33,6 +33,8 @@ def _routed_by_pid(mpdir: Path) -> dict[str, float]:
 
     out: dict[str, float] = {}
     for path in mpdir.glob("counter_*.db"):
+        if path.stat().st_size < 4:  # a worker creating its file right now: read it next time
+            continue
         n = sum(v for key, v, *_ in MmapedDict.read_all_values_from_file(str(path))
                 if key.startswith('["routecore_requests"') and '"Route"' in key)
         if n:
