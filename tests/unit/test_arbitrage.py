@@ -246,3 +246,12 @@ def test_no_seller_meets_both_then_max_cost_still_holds() -> None:
     d = Router(_config(deps)).route(RouteRequest(prompt="hi", constraints=Constraints(
         max_latency_ms=800, max_cost_usd=3e-4)))
     assert d.deployment == "azure" and d.estimated_cost_usd <= 3e-4
+
+
+def test_an_absurd_latency_limit_keeps_the_reason_short() -> None:
+    """max_latency_ms 1e300 is allowed (no limit in effect), but the reason does not print
+    its 301 digits."""
+    router = Router.from_config(None)
+    d = router.route("Summarize the key points of this meeting.", constraints=Constraints(
+        allow_models=frozenset({"llama-3.3-70b"}), max_latency_ms=1e300))
+    assert "1e+300 ms" in d.reason and len(d.reason) < 400

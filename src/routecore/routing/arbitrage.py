@@ -66,6 +66,11 @@ class Ranking:
         return [o for g in self.groups for o in g]
 
 
+
+def _ms(x: float) -> str:
+    """A latency for a reason string; a caller's absurd limit (1e300) stays short."""
+    return f"{x:.0f} ms" if x < 1e9 else f"{x:.3g} ms"
+
 def price_of(spec: ModelSpec, d: Deployment) -> Price:
     """The deployment's own price, else the model's (the served version's in a rollout)."""
     return d.price if d.price is not None else spec.price
@@ -102,7 +107,7 @@ def rank(spec: ModelSpec, input_tokens: int, output_tokens: int, *,
         dear = max_cost_usd is not None and cost > max_cost_usd
         miss = ""
         if max_latency_ms is not None and p95 > max_latency_ms:
-            miss = f"p95 {p95:.0f} ms > {max_latency_ms:.0f} ms"
+            miss = f"p95 {_ms(p95)} > {_ms(max_latency_ms)}"
         elif dear:
             miss = "over max_cost_usd"
         o = Option(d, d.provider or spec.provider, price, cost, p95,
@@ -183,14 +188,14 @@ def _explain(groups: list[tuple[Option, ...]], healthy: list[Option], sick: list
         why = "no healthy deployment; cheapest of the rest"
     elif by_speed:
         within = " within max_cost_usd" if left_out else ""
-        why = (f"none meets {max_latency_ms:.0f} ms p95{within}; fastest healthy{within}, "
-               f"p95 {first.p95_ms:.0f} ms")
+        why = (f"none meets {_ms(max_latency_ms)} p95{within}; fastest healthy{within}, "
+               f"p95 {_ms(first.p95_ms)}")
     elif not fit:
         why = "none within max_cost_usd; cheapest healthy"
     else:
         why = "cheapest healthy"
         if max_latency_ms is not None:
-            why += f" meeting {max_latency_ms:.0f} ms p95"
+            why += f" meeting {_ms(max_latency_ms)} p95"
     others = [o for g in groups for o in g if o is not first]
     versus = ", ".join(f"{o.deployment.name} {_per_mtok(o, tokens).split('/')[0]}"
                        for o in others[:3])
