@@ -188,7 +188,7 @@ def _explain(groups: list[tuple[Option, ...]], healthy: list[Option], sick: list
         why = "no healthy deployment; cheapest of the rest"
     elif by_speed:
         within = " within max_cost_usd" if left_out else ""
-        why = (f"none meets {_ms(max_latency_ms)} p95{within}; fastest healthy{within}, "
+        why = (f"none meets {_ms(max_latency_ms or 0.0)} p95{within}; fastest healthy{within}, "
                f"p95 {_ms(first.p95_ms)}")
     elif not fit:
         why = "none within max_cost_usd; cheapest healthy"
