@@ -259,3 +259,45 @@ async def test_a_job_nobody_polls_is_still_charged(sim: SimServer, tmp_path: Pat
             assert done.status == "completed" and done.cost_usd == pytest.approx(w.spent)
     finally:
         await app.stop(0.5)
+
+
+async def test_batch_items_are_audited_when_the_job_finishes(sim: SimServer,
+                                                            tmp_path: Path) -> None:
+    """Each CompleteBatch item gets one audit record once its job is done: its tenant,
+    model, tokens and batch-price cost, or its error; `audit summary` counts the spend."""
+    from routecore.observe.store import documents, summary
+
+    app = App.from_config(client_config(sim), access_log=False,
+                          feedback_db=str(tmp_path / "f.db"))
+    app.audit_db = str(tmp_path / "audit.db")
+    await app.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            stub = Stub(ch)
+            reqs = [_req("What is the capital of Australia?"), _req(""),
+                    _req("Write a haiku about autumn rain.")]
+            for r in reqs:
+                r.route.tenant = "acme"
+            job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=reqs))
+            assert app.observer is not None and app.observer.recorder is not None
+            await app.observer.recorder.flush()
+            assert not [d async for d in documents(str(tmp_path / "audit.db"))]  # not yet
+            done = await _until_done(stub, job.job_id)
+            await _until_done(stub, job.job_id)  # a second poll writes nothing more
+        await app.observer.recorder.flush()
+    finally:
+        await app.stop(0.5)
+    docs = [d async for d in documents(str(tmp_path / "audit.db"))]
+    assert [d["rpc"] for d in docs] == ["CompleteBatch"] * 3
+    assert [d["status"] for d in docs] == ["OK", "INVALID_ARGUMENT", "OK"]
+    assert {d["tenant"] for d in docs} == {"acme"}
+    items = {i.index: i for i in done.items}
+    for d in docs:
+        it = items[d["features"]["batch"]["index"]]
+        assert d["features"]["batch"]["job_id"] == job.job_id
+        assert d["request_id"] == it.request_id and d["model"] == it.model
+        assert d["cost_usd"] == pytest.approx(it.cost_usd)
+        assert d["output_tokens"] == it.usage.output_tokens
+    assert docs[1]["error"].startswith("requests[1]")
+    rows = await summary(str(tmp_path / "audit.db"), tenant="acme")
+    assert sum(r["spend_usd"] for r in rows) == pytest.approx(done.cost_usd)

@@ -98,6 +98,16 @@ class BatchJob:
         return sum(i.standard_cost_usd for i in self.items)
 
 
+@dataclass(frozen=True, slots=True)
+class BatchDone:
+    """A job whose every item has an outcome, for the audit trail: the items and each
+    item's request as its caller was allowed to send it (tenant, user and key)."""
+
+    job: BatchJob
+    requests: tuple[RouteRequest, ...]
+    finished_at: float  # unix seconds
+
+
 @dataclass(slots=True)
 class _Group:
     """One upstream batch: an endpoint's share of a job."""
@@ -120,6 +130,8 @@ class _Job:
     groups: list[_Group] = field(default_factory=list)
     holds: dict[int, Hold] = field(default_factory=dict)  # item -> its budget hold
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    routes: list[RouteRequest] = field(default_factory=list)  # per item, as scoped
+    reported: bool = False  # handed to BatchJobs.on_done
 
     def snapshot(self) -> BatchJob:
         if any(g.status not in TERMINAL for g in self.groups):
@@ -165,6 +177,8 @@ class BatchJobs:
         self._max_jobs = max_jobs
         self.settle_s = SETTLE_S
         self._settler: asyncio.Task[None] | None = None
+        # Called once per job when its last item has an outcome (the server's audit trail).
+        self.on_done: Callable[[BatchDone], None] | None = None
 
     def _unfinished(self) -> list[_Job]:
         return [j for j in self._jobs.values() if any(g.status not in TERMINAL for g in j.groups)]
@@ -227,6 +241,7 @@ class BatchJobs:
         decisions = route_batch(b.router, [r.route for r in requests], scope=prepare)
         job = _Job(f"batch-{secrets.token_hex(16)}", owner, time.time(),
                    [BatchItem(i) for i in range(len(requests))], b.route_to)
+        job.routes = [self._who(r.route, scope, owner) for r in requests]
         by_endpoint: dict[str, list[tuple[str, ProviderCall]]] = {}
         for i, (req, d) in enumerate(zip(requests, decisions, strict=True)):
             if not isinstance(d, Decision):
@@ -238,7 +253,7 @@ class BatchJobs:
                           or b.config.routing.default_output_tokens, spec.max_output_tokens)
             try:
                 # The caller as auth proved it (its key's tenant), not the item's own fields.
-                who = scope(req.route) if scope is not None else req.route
+                who = job.routes[i]
                 await self._hold(job, i, who, price.cost(
                     d.input_tokens, max_out, batch=True), d.input_tokens + max_out)
             except RoutecoreError as exc:  # over budget, or budgets unavailable
@@ -268,7 +283,31 @@ class BatchJobs:
             self._jobs.popitem(last=False)
         if job.groups and (self._settler is None or self._settler.done()):
             self._settler = asyncio.get_running_loop().create_task(self._settle_unpolled())
-        return job.snapshot()
+        snap = job.snapshot()
+        self._report(job, snap)
+        return snap
+
+    @staticmethod
+    def _who(route: RouteRequest, scope: Callable[[RouteRequest], RouteRequest] | None,
+             owner: str) -> RouteRequest:
+        """The item's request as its caller may send it; one its key refuses (another
+        tenant's) is the owner's, as the audit trail records it."""
+        if scope is None:
+            return route
+        try:
+            return scope(route)
+        except RoutecoreError:
+            return replace(route, tenant=owner)
+
+    def _report(self, job: _Job, snap: BatchJob) -> None:
+        """Hand a finished job to `on_done`, once."""
+        if job.reported or snap.status == "in_progress" or self.on_done is None:
+            return
+        job.reported = True
+        try:
+            self.on_done(BatchDone(snap, tuple(job.routes), time.time()))
+        except Exception:  # the audit trail's trouble is not the caller's
+            log.exception("batch on_done failed", job_id=job.id)
 
     async def get(self, job_id: str, owner: str = "") -> BatchJob:
         """The job's state, polling its unfinished upstream batches once."""
@@ -290,7 +329,9 @@ class BatchJobs:
                 g.status = b.status
                 if b.status in TERMINAL:
                     await self._settle(job, g, b.results, b.error or b.status)
-        return job.snapshot()
+            snap = job.snapshot()
+            self._report(job, snap)
+        return snap
 
     async def _settle(self, job: _Job, g: _Group, results: Sequence[LineResult],
                       why: str) -> None:

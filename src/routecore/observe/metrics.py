@@ -224,7 +224,9 @@ class Metrics:
             self._shadow(rec, incs)
             return
         incs[(self.requests, rec.rpc, rec.status)] += 1  # RouteBatch: one per item
-        if rec.rpc != "RouteBatch" or rec.features.get("batch", {}).get("index") == 0:
+        if rec.rpc == "CompleteBatch":
+            pass  # an item's latency is its job's hours upstream, not an RPC's time
+        elif rec.rpc != "RouteBatch" or rec.features.get("batch", {}).get("index") == 0:
             obs.add(self._child(self.rpc, rec.rpc), rec.latency_ms / 1000.0)  # once per call
         if rec.decision_us:
             obs.add(self.decision, rec.decision_us / 1e6)
@@ -300,7 +302,7 @@ class Metrics:
         if rec.rpc == "RouteBatch":  # the call's time is shared: count each item's own
             sums[4] += rec.decision_us / 1e6
             sums[5] += 1
-        elif rec.rpc != "CompleteStream":
+        elif rec.rpc not in ("CompleteStream", "CompleteBatch"):
             sums[4] += max(0.0, rec.latency_ms - rec.upstream_ms) / 1000.0
             sums[5] += 1
 

@@ -31,7 +31,7 @@ CANDIDATE_KEYS = ("model", "provider", "predicted_quality", "estimated_cost_usd"
 ATTEMPT_KEYS = ("model", "deployment", "provider", "outcome", "latency_ms", "retry", "error")
 # "Shadow": a shadow evaluation of a Complete/CompleteStream (observe/shadow.py), not an RPC.
 AUDITED_RPCS = frozenset({"Route", "RouteBatch", "Complete", "CompleteStream", "Feedback",
-                          "Shadow"})
+                          "Shadow", "CompleteBatch"})
 # RPCs whose records are decisions without an upstream call (replayed like Route).
 DECISION_RPCS = frozenset({"Route", "RouteBatch"})
 MAX_ERROR_CHARS = 500

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -122,6 +123,10 @@ class App:
         await self.outcomes.start()
         self.servicer = RouterServicer(self.router, self.completer, self.outcomes, self.budgets)
         self.servicer.reloader = self.reloader
+        record = self.observer.record
+        if record is not None:  # batch items are audited when their job finishes
+            self.servicer.batches.on_done = lambda done: record(
+                "CompleteBatch", done.job.job_id, time.perf_counter(), "OK", None, done)
         RpcInterceptor(self.access_log, self.observer.record,
                        authenticator=self.authenticator).register(
             router_pb2_grpc.add_RouterServicer_to_server, self.servicer, server)

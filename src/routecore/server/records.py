@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from routecore.calling.batch import BatchDone
 from routecore.calling.types import (
     Attempt,
     CascadeStep,
@@ -153,6 +154,8 @@ def build_record(ev: Event, offset: float,
         return None
     if rpc == "RouteBatch":
         return _batch_records(ev, offset, store_prompts)
+    if rpc == "CompleteBatch":  # the RPC itself is not; its items are, once answered
+        return _batch_job_records(trace, store_prompts) if isinstance(trace, BatchDone) else []
     if isinstance(trace, ShadowOutcome):  # put by the shadow runner, not by an RPC
         return shadow_record(trace)
     rec = AuditRecord(ts=t1 + offset, request_id=rid, rpc=rpc, status=status,
@@ -238,6 +241,27 @@ def _with_classifier(rec: AuditRecord, c: ClassifierReport) -> None:
     rec.features["classifier"] = {"source": c.source, "model": c.model, "cost_usd": c.cost_usd,
                                   "latency_ms": c.latency_ms, "note": c.note[:MAX_ERROR_CHARS]}
     rec.attempts = [*_attempt_rows(c.attempts), *rec.attempts]
+
+
+def _batch_job_records(done: BatchDone, store_prompts: bool) -> list[AuditRecord]:
+    """One record per CompleteBatch item when its job has finished: its caller, model,
+    tokens and batch-price cost (or its error); latency_ms is the job's whole time."""
+    job = done.job
+    ms = max(0.0, done.finished_at - job.created_at) * 1000.0
+    out: list[AuditRecord] = []
+    for item, req in zip(job.items, done.requests, strict=True):
+        rec = AuditRecord(ts=done.finished_at, request_id=item.request_id, rpc="CompleteBatch",
+                          status=item.error_code or "OK", error=item.error[:MAX_ERROR_CHARS],
+                          latency_ms=ms)
+        _with_request(rec, req, store_prompts)
+        rec.model = rec.served_model = item.model
+        rec.provider, rec.cost_usd = item.provider, item.cost_usd
+        if item.usage is not None:
+            rec.input_tokens, rec.output_tokens = item.usage.input_tokens, item.usage.output_tokens
+        rec.features["batch"] = {"job_id": job.job_id, "index": item.index, "size": job.total,
+                                 "standard_cost_usd": item.standard_cost_usd}
+        out.append(rec)
+    return out
 
 
 def _feedback(rec: AuditRecord, req: dict[str, Any], result: Any, store_prompts: bool) -> None:
