@@ -16,8 +16,10 @@ const protoLoader = require('@grpc/proto-loader');
 const PROTO = path.resolve(__dirname, '..', '..', 'protos', 'routecore', 'v1', 'router.proto');
 
 function loadClient(addr) {
+  // oneofs: false: the proto has no oneof; proto3 `optional` fields would each print a
+  // synthetic "_name": "name" key
   const def = protoLoader.loadSync(PROTO, {
-    keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true,
+    keepCase: true, longs: Number, enums: String, defaults: true, oneofs: false,
   });
   const pkg = grpc.loadPackageDefinition(def).routecore.v1;
   return new pkg.Router(addr, grpc.credentials.createInsecure());

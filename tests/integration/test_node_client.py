@@ -60,6 +60,13 @@ async def test_node_client_routes(app: App) -> None:
     chunks = [json.loads(line) for line in out.splitlines()]
     assert chunks[-1]["done"] and chunks[-1]["usage"]["output_tokens"] > 0
     assert "".join(c["delta"] for c in chunks)
+    # After those calls the candidates carry proto3 `optional` fields (observed_p50_ms, rpm_left):
+    # printed as themselves, with no synthetic "_observed_p50_ms": "observed_p50_ms" key beside them.
+    await asyncio.sleep(1.0)  # the load snapshot refreshes every 0.5 s
+    code, out, err = await _node("--addr", addr, "route", "Solve for x: 3x + 7 = 22.")
+    cands = json.loads(out)["candidates"]
+    assert any("rpm_left" in c for c in cands)
+    assert not [k for c in cands for k in c if k.startswith("_")]
 
 
 @pytest.mark.timeout(360)
