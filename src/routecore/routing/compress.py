@@ -169,6 +169,8 @@ def _last_ask(text: str) -> int:
             lines += 1
             tail = ls
             asks = asks or _QUESTION_END.search(line) is not None
+        elif tail - ls > _WINDOW:
+            return tail  # a gap of blank lines this long ends the question (and the walk)
         pos = ls - 1 if ls > 0 else 0
     if pos <= 0:
         return 0  # only short lines: the whole turn is the question
@@ -322,7 +324,13 @@ def query_text(question: str, contexts: Sequence[str]) -> str:
 def _assemble(parts: Sequence[_Part], keep: Any, pooled: tuple[Any, Any, Any]
               ) -> tuple[Message, ...]:
     rows = np.flatnonzero(keep)
-    starts, ends, owner = (a[rows].tolist() for a in pooled)
+    s, e, o = (a[rows] for a in pooled)
+    # Kept chunks that touch, in one message, are one slice (a run of tiny sentences).
+    first = np.ones(rows.shape[0], dtype=bool)
+    first[1:] = (s[1:] != e[:-1]) | (o[1:] != o[:-1])
+    heads = np.flatnonzero(first)
+    last = np.append(heads[1:] - 1, rows.shape[0] - 1) if heads.shape[0] else heads
+    starts, ends, owner = s[heads].tolist(), e[last].tolist(), o[heads].tolist()
     kept: list[list[str]] = [[] for _ in parts]
     for i, a, b in zip(owner, starts, ends, strict=True):
         kept[i].append(parts[i].context[a:b])
