@@ -63,3 +63,19 @@ def metadata(ns: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     """The authorization header for --api-key or $ROUTECORE_API_KEY (none without a key)."""
     key: Any = ns.api_key or os.environ.get("ROUTECORE_API_KEY", "")
     return (("authorization", f"Bearer {key}"),) if key else ()
+
+
+def unary(ns: argparse.Namespace, rpc: str, request: Any, timeout: float) -> Any:
+    """Call the Router service's unary `rpc` on the server `ns` names; a failed call is
+    CallFailed (its status and message, never a traceback)."""
+    import grpc
+
+    from routecore.server.client import CallFailed
+    from routecore.v1 import router_pb2_grpc
+
+    try:
+        with channel(ns) as ch:
+            stub = router_pb2_grpc.RouterStub(ch)  # type: ignore[no-untyped-call]
+            return getattr(stub, rpc)(request, timeout=timeout, metadata=metadata(ns))
+    except grpc.RpcError as err:
+        raise CallFailed(ns.addr, err) from None

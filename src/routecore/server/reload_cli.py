@@ -17,7 +17,7 @@ import argparse
 import json
 from typing import Any
 
-from routecore.server.connect import add_connection_args, channel, metadata
+from routecore.server.connect import add_connection_args, unary
 
 
 def add_commands(sub: Any) -> None:
@@ -30,20 +30,11 @@ def add_commands(sub: Any) -> None:
 
 
 def _cmd_reload(ns: argparse.Namespace) -> int:
-    import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from routecore.server.client import CallFailed
     from routecore.v1 import router_pb2 as pb
-    from routecore.v1 import router_pb2_grpc
 
-    try:
-        with channel(ns) as ch:
-            stub = router_pb2_grpc.RouterStub(ch)  # type: ignore[no-untyped-call]
-            resp = stub.Reload(pb.ReloadRequest(dry_run=ns.dry_run), timeout=ns.timeout,
-                               metadata=metadata(ns))
-    except grpc.RpcError as err:
-        raise CallFailed(ns.addr, err) from None
+    resp = unary(ns, "Reload", pb.ReloadRequest(dry_run=ns.dry_run), ns.timeout)
     if ns.json:
         print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True,
                                        always_print_fields_with_no_presence=True), indent=2))

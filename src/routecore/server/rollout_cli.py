@@ -15,7 +15,7 @@ import argparse
 import json
 from typing import Any
 
-from routecore.server.connect import add_connection_args, channel, metadata
+from routecore.server.connect import add_connection_args, unary
 
 
 def add_commands(sub: Any) -> None:
@@ -30,19 +30,9 @@ def add_commands(sub: Any) -> None:
 
 
 def _cmd_status(ns: argparse.Namespace) -> int:
-    import grpc
-
-    from routecore.server.client import CallFailed
     from routecore.v1 import router_pb2 as pb
-    from routecore.v1 import router_pb2_grpc
 
-    try:
-        with channel(ns) as ch:
-            stub = router_pb2_grpc.RouterStub(ch)  # type: ignore[no-untyped-call]
-            models = stub.ListModels(pb.ListModelsRequest(), timeout=10,
-                                     metadata=metadata(ns)).models
-    except grpc.RpcError as err:
-        raise CallFailed(ns.addr, err) from None
+    models = unary(ns, "ListModels", pb.ListModelsRequest(), 10.0).models
     rows = [{"model": m.name, "pinned": m.version,
              "versions": [{"name": v.name, "model_id": v.model_id, "share": v.share,
                            "pinned": v.pinned, "rollout_state": v.rollout_state,
