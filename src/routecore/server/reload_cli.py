@@ -21,7 +21,11 @@ from routecore.server.connect import add_connection_args, unary
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("reload", help="re-read a running server's config file (admin)")
+    p = sub.add_parser("reload", help="re-read a running server's config file (admin)",
+                       description="Ask a running server to re-read, validate and swap in "
+                                   "its config file (the admin Reload RPC, as SIGHUP does); "
+                                   "an invalid file is refused naming each field and the "
+                                   "old config keeps serving.")
     add_connection_args(p)
     p.add_argument("--dry-run", action="store_true", help="validate the file only")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")

@@ -22,7 +22,10 @@ def add_commands(sub: Any) -> None:
     """Register `rollout status` on an argparse subparsers object."""
     rollout = sub.add_parser("rollout", help="staged rollouts of model versions")
     rsub = rollout.add_subparsers(dest="rollout_command", required=True)
-    p = rsub.add_parser("status", help="each model's versions, the pinned one, and live shares")
+    p = rsub.add_parser("status", help="each model's versions, the pinned one, and live shares",
+                        description="Ask a running server (ListModels) for each model's "
+                                    "versions, the pinned one, the live traffic shares and "
+                                    "any rollback with its reason.")
     add_connection_args(p)
     p.add_argument("--all", action="store_true", help="also models with a single version")
     p.add_argument("--json", action="store_true", help="print JSON")
