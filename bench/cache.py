@@ -60,6 +60,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from complete import pct  # bench/complete.py's (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("natural_qa", "trivia_qa", "gsm8k", "commonsense_qa", "arc_challenge", "openbook_qa",
            "mbpp")
@@ -189,11 +191,6 @@ def workload(path: Path, n: int, seed: int) -> list[Ask]:
         asks += [Ask(i, "control", c) for c in _controls(p)]
     rng.shuffle(asks)
     return asks
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
 async def replay(asks: list[Ask], cache: dict[str, Any] | None, redis_url: str = "",

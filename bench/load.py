@@ -32,6 +32,8 @@ import statistics
 import time
 from typing import Any
 
+from complete import pct  # bench/complete.py's (the script's folder is on sys.path)
+
 from routecore import Constraints, Router
 from routecore.config import load_config
 from routecore.domain import LoadSnapshot, ModelLoad
@@ -50,11 +52,6 @@ ASKS = [
 ]
 CUED = ["Write a 5,000-word story about a lighthouse keeper", "Answer in one word: is ice cold?",
         "List 20 ideas for a team offsite", "Write a haiku about autumn rain"]
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 class Clock:
