@@ -71,9 +71,9 @@ async def _until_done(stub: Stub, job_id: str, **kw: Any) -> pb.BatchJob:
     raise AssertionError("the batch did not finish")
 
 
-def _req(prompt: str, *allow: str) -> pb.CompleteRequest:
+def _req(prompt: str, *allow: str, tenant: str = "") -> pb.CompleteRequest:
     return pb.CompleteRequest(route=pb.RouteRequest(
-        prompt=prompt, constraints=pb.Constraints(allow_models=list(allow))),
+        prompt=prompt, tenant=tenant, constraints=pb.Constraints(allow_models=list(allow))),
         max_output_tokens=64)
 
 
@@ -180,10 +180,8 @@ async def test_batch_items_are_held_and_charged_on_the_budget(sim: SimServer,
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
             stub = Stub(ch)
-            reqs = [_req(f"Question number {n}: what is {n} squared?", "cheap")
+            reqs = [_req(f"Question number {n}: what is {n} squared?", "cheap", tenant="acme")
                     for n in range(4)]
-            for r in reqs:
-                r.route.tenant = "acme"
             job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=reqs))
             refused = [i for i in job.items if i.error_code == "RESOURCE_EXHAUSTED"]
             assert refused and len(refused) < 4 and "budget exhausted" in refused[0].error
@@ -243,10 +241,8 @@ async def test_a_job_nobody_polls_is_still_charged(sim: SimServer, tmp_path: Pat
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
             stub = Stub(ch)
-            reqs = [_req(f"Question number {n}: what is {n} squared?", "cheap")
+            reqs = [_req(f"Question number {n}: what is {n} squared?", "cheap", tenant="acme")
                     for n in range(2)]
-            for r in reqs:
-                r.route.tenant = "acme"
             job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=reqs))
             assert job.status == "in_progress"
             for _ in range(100):
@@ -274,10 +270,8 @@ async def test_batch_items_are_audited_when_the_job_finishes(sim: SimServer,
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
             stub = Stub(ch)
-            reqs = [_req("What is the capital of Australia?"), _req(""),
-                    _req("Write a haiku about autumn rain.")]
-            for r in reqs:
-                r.route.tenant = "acme"
+            reqs = [_req(p, tenant="acme") for p in (
+                "What is the capital of Australia?", "", "Write a haiku about autumn rain.")]
             job = await stub.CompleteBatch(pb.CompleteBatchRequest(requests=reqs))
             assert app.observer is not None and app.observer.recorder is not None
             await app.observer.recorder.flush()
