@@ -132,6 +132,12 @@ def check_request(policy: str, max_age_s: int, prefix: str = "") -> None:
                              f"(0: up to the cache's TTL), got {max_age_s}")
 
 
+def client_hit(outcome: str) -> str:
+    """A Lookup outcome as clients see it (gRPC cache_hit, the HTTP door): exact,
+    semantic, else none."""
+    return outcome if outcome in ("exact", "semantic") else "none"
+
+
 @dataclass(slots=True)
 class Lookup:
     """One request's dealings with the cache: its outcome and, on a hit, the answer.

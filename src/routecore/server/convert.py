@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from routecore.calling.batch import BatchJob
+from routecore.calling.cache import client_hit
 from routecore.calling.types import (
     Attempt,
     CascadeStep,
@@ -281,7 +282,7 @@ def completion_result(r: CompletionResult) -> pb.CompleteResponse:
         cascade_steps=_steps(r.cascade_steps),
         decision=decision(r.decision, with_candidates=False) if r.decision is not None else None,
         request_id=r.request_id, provider=r.provider, finish_reason=r.finish_reason,
-        deployment=r.deployment, cache_hit=_hit(r.cache_hit), saved_usd=r.saved_usd,
+        deployment=r.deployment, cache_hit=client_hit(r.cache_hit), saved_usd=r.saved_usd,
         tokens_saved=_saved(r.decision))
 
 
@@ -289,13 +290,9 @@ def stream_event(e: StreamEvent) -> pb.CompleteChunk:
     return pb.CompleteChunk(
         delta=e.delta, model=e.model, usage=_usage(e.usage), cost_usd=e.cost_usd, done=e.done,
         attempts=_attempts(e.attempts), request_id=e.request_id, finish_reason=e.finish_reason,
-        deployment=e.deployment, cache_hit=_hit(e.cache_hit), saved_usd=e.saved_usd,
+        deployment=e.deployment, cache_hit=client_hit(e.cache_hit), saved_usd=e.saved_usd,
         tokens_saved=_saved(e.decision) if e.done else 0)
 
-
-def _hit(outcome: str) -> str:
-    """A cache outcome as clients see it: exact, semantic, else none."""
-    return outcome if outcome in ("exact", "semantic") else "none"
 
 
 def reloaded(done: Reloaded) -> pb.ReloadResponse:

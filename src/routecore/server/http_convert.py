@@ -24,7 +24,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from routecore.calling.cache import MAX_AGE_S, check_request
+from routecore.calling.cache import MAX_AGE_S, check_request, client_hit
 from routecore.calling.types import Attempt, CascadeStep, CompletionRequest, CompletionResult, Usage
 from routecore.config import ModelSpec
 from routecore.domain import (
@@ -383,12 +383,9 @@ def headers(request_id: str, model: str, provider: str, decision: Decision | Non
         h["x-routecore-decision"] = _header(decision.reason)
     if cost_usd is not None:
         h["x-routecore-cost-usd"] = f"{cost_usd:.8f}"
-    h[CACHE_HEADER] = _hit(cache_hit)
+    h[CACHE_HEADER] = client_hit(cache_hit)
     return h
 
-
-def _hit(outcome: str) -> str:
-    return outcome if outcome in ("exact", "semantic") else "none"
 
 
 def completion_json(r: CompletionResult, created: int) -> dict[str, Any]:
@@ -404,7 +401,7 @@ def completion_json(r: CompletionResult, created: int) -> dict[str, Any]:
                       "latency_ms": round(r.latency_ms, 3), "attempts": _attempts(r.attempts),
                       "cascade_steps": _steps(r.cascade_steps),
                       "decision": decision_json(r.decision),
-                      "cache_hit": _hit(r.cache_hit), "saved_usd": r.saved_usd}}
+                      "cache_hit": client_hit(r.cache_hit), "saved_usd": r.saved_usd}}
 
 
 class ChunkWriter:
@@ -439,7 +436,7 @@ class ChunkWriter:
             "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(reason)}],
             "routecore": {"request_id": self._rid, "cost_usd": cost_usd,
                           "attempts": _attempts(attempts), "decision": decision_json(decision),
-                          "cache_hit": _hit(cache_hit), "saved_usd": saved_usd}})
+                          "cache_hit": client_hit(cache_hit), "saved_usd": saved_usd}})
 
     def usage(self, usage: Usage | None) -> bytes:
         """The `stream_options.include_usage` chunk: no choices, the whole stream's usage."""
